@@ -1,0 +1,546 @@
+//! The on-disk activation store written by `scsae extract` and read by the SAE trainer, the analysis
+//! layer and SpikGPT.
+//!
+//! Layout of an extraction folder:
+//! ```text
+//! OUT/manifest.json                 what was extracted, from which model and data, with which options
+//! OUT/cell_ids.json                 cell ids in input order (row i of every cell matrix)
+//! OUT/cells/part-00000.safetensors  per-cell tensors for a chunk of cells:
+//!     cell_index  I64 [n]           input row of each cell
+//!     layer_<L>   F32 [n, d]        mean over the cell's non-pad tokens of block L's output
+//!     embeddings  F32 [n, d]        (optional) the same for the input embeddings before block 0
+//!     cls         F32 [n, d]        L2-normalised CLS output of the last block (scGPT's cell embedding)
+//! OUT/tokens/part-00000.safetensors per-token tensors (with --tokens):
+//!     cell_index  I64 [t]           input row of the cell the token belongs to
+//!     gene_id     I64 [t]           vocabulary id of the token's gene (<cls> included)
+//!     position    I64 [t]           position in the cell's token sequence (0 = <cls>)
+//!     layer_<L>   F32 [t, d]        block L's output at that token
+//! ```
+//! Parts are written atomically and the manifest is rewritten after each one, so an interrupted run
+//! can resume; `complete` turns true only when every cell has been written.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, IoContext, Result};
+use crate::io::atomic::{write_bytes_atomic, write_json_atomic};
+use crate::io::matrix::{f32_bytes, tensor_to_f32, DenseMatrix};
+
+/// Version tag written into every manifest.
+pub const FORMAT: &str = "scsae-activations/1";
+
+/// One written part file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PartInfo {
+    /// File name relative to the store folder (e.g. `cells/part-00000.safetensors`).
+    pub file: String,
+    /// Number of rows (cells or tokens) in the part.
+    pub rows: usize,
+}
+
+/// Contents of `manifest.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    /// Format tag, [`FORMAT`].
+    pub format: String,
+    /// Version of scsae that wrote the store.
+    pub software_version: String,
+    /// Free-form description of the model (checkpoint folder, sizes, args).
+    pub model: serde_json::Value,
+    /// Free-form description of the input data (file, layer, gene key, matched genes).
+    pub data: serde_json::Value,
+    /// Free-form tokenisation and pooling options.
+    pub options: serde_json::Value,
+    /// Layer names extracted, e.g. `["0", "6", "11"]`; `"embeddings"` for the input embeddings.
+    pub layers: Vec<String>,
+    /// Width of every activation vector.
+    pub d_model: usize,
+    /// Number of input cells.
+    pub n_cells: usize,
+    /// Global seed used for tokenisation and token subsampling.
+    pub seed: u64,
+    /// Whether per-token activations were written.
+    pub tokens: bool,
+    /// Per-cell part files in write order.
+    pub cell_parts: Vec<PartInfo>,
+    /// Per-token part files in write order.
+    pub token_parts: Vec<PartInfo>,
+    /// True once every cell has been written.
+    pub complete: bool,
+}
+
+impl Manifest {
+    /// Read and validate `DIR/manifest.json`.
+    pub fn read(dir: &Path) -> Result<Manifest> {
+        let path = dir.join("manifest.json");
+        if !path.exists() {
+            return Err(Error::input(
+                dir,
+                "not an activation folder (no manifest.json; run `scsae extract` first)",
+            ));
+        }
+        let text = std::fs::read_to_string(&path).at(&path)?;
+        let m: Manifest = serde_json::from_str(&text)
+            .map_err(|e| Error::input(&path, format!("malformed manifest: {e}")))?;
+        if m.format != FORMAT {
+            return Err(Error::input(
+                &path,
+                format!("unsupported format '{}' (expected {FORMAT})", m.format),
+            ));
+        }
+        Ok(m)
+    }
+
+    /// Tensor name of a layer in the part files.
+    pub fn tensor_name(layer: &str) -> String {
+        if layer == "embeddings" {
+            "embeddings".to_string()
+        } else {
+            format!("layer_{layer}")
+        }
+    }
+
+    fn check_layer(&self, dir: &Path, layer: &str) -> Result<()> {
+        if self.layers.iter().any(|l| l == layer) {
+            Ok(())
+        } else {
+            Err(Error::input(
+                dir,
+                format!(
+                    "layer {layer} was not extracted (available: {})",
+                    self.layers.join(", ")
+                ),
+            ))
+        }
+    }
+}
+
+/// Writes an activation store part by part.
+pub struct StoreWriter {
+    dir: PathBuf,
+    manifest: Manifest,
+}
+
+impl StoreWriter {
+    /// Start a new store in `dir`, or resume one whose manifest matches `manifest` in model, data,
+    /// options, layers and seed. Returns the writer and the set of cell indices already written.
+    ///
+    /// Without `resume`, an existing complete or partial store in `dir` is an error (never
+    /// overwrite a user's results silently).
+    pub fn create(
+        dir: &Path,
+        manifest: Manifest,
+        cell_ids: &[String],
+        resume: bool,
+    ) -> Result<(StoreWriter, BTreeSet<usize>)> {
+        let mpath = dir.join("manifest.json");
+        if mpath.exists() {
+            if !resume {
+                return Err(Error::input(
+                    dir,
+                    "output folder already holds an extraction; pass --resume to continue it or choose another --out",
+                ));
+            }
+            let old = Manifest::read(dir)?;
+            let same = old.model == manifest.model
+                && old.data == manifest.data
+                && old.options == manifest.options
+                && old.layers == manifest.layers
+                && old.seed == manifest.seed
+                && old.tokens == manifest.tokens
+                && old.n_cells == manifest.n_cells;
+            if !same {
+                return Err(Error::input(
+                    &mpath,
+                    "cannot resume: the existing extraction used another model, data, layers or options",
+                ));
+            }
+            let mut done = BTreeSet::new();
+            for p in &old.cell_parts {
+                let idx = read_i64(&dir.join(&p.file), "cell_index")?;
+                done.extend(idx.into_iter().map(|i| i as usize));
+            }
+            return Ok((
+                StoreWriter {
+                    dir: dir.to_path_buf(),
+                    manifest: old,
+                },
+                done,
+            ));
+        }
+        std::fs::create_dir_all(dir.join("cells")).at(dir)?;
+        if manifest.tokens {
+            std::fs::create_dir_all(dir.join("tokens")).at(dir)?;
+        }
+        write_json_atomic(&dir.join("cell_ids.json"), cell_ids)?;
+        let w = StoreWriter {
+            dir: dir.to_path_buf(),
+            manifest,
+        };
+        write_json_atomic(&mpath, &w.manifest)?;
+        Ok((w, BTreeSet::new()))
+    }
+
+    /// The manifest as written so far.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Write one chunk: per-cell tensors (`cell_index` plus named `[n, d]` matrices) and, when the
+    /// store holds tokens, the chunk's per-token tensors. The token part is written first and the
+    /// manifest last, so a crash never records cells whose tokens are missing.
+    pub fn write_chunk(
+        &mut self,
+        cell_index: &[i64],
+        cell_tensors: &[(String, &DenseMatrix)],
+        tokens: Option<(&TokenIndex, &[(String, &DenseMatrix)])>,
+    ) -> Result<()> {
+        let k = self.manifest.cell_parts.len();
+        if let Some((idx, mats)) = tokens {
+            let file = format!("tokens/part-{k:05}.safetensors");
+            let ints = [
+                ("cell_index", idx.cell_index.as_slice()),
+                ("gene_id", idx.gene_id.as_slice()),
+                ("position", idx.position.as_slice()),
+            ];
+            write_part(&self.dir.join(&file), &ints, mats)?;
+            self.manifest.token_parts.push(PartInfo {
+                file,
+                rows: idx.cell_index.len(),
+            });
+        }
+        let file = format!("cells/part-{k:05}.safetensors");
+        write_part(&self.dir.join(&file), &[("cell_index", cell_index)], cell_tensors)?;
+        self.manifest.cell_parts.push(PartInfo {
+            file,
+            rows: cell_index.len(),
+        });
+        write_json_atomic(&self.dir.join("manifest.json"), &self.manifest)
+    }
+
+    /// Mark the store complete.
+    pub fn finish(mut self) -> Result<Manifest> {
+        let written: usize = self.manifest.cell_parts.iter().map(|p| p.rows).sum();
+        if written != self.manifest.n_cells {
+            return Err(Error::input(
+                &self.dir,
+                format!(
+                    "extraction incomplete: {written} of {} cells written",
+                    self.manifest.n_cells
+                ),
+            ));
+        }
+        self.manifest.complete = true;
+        write_json_atomic(&self.dir.join("manifest.json"), &self.manifest)?;
+        Ok(self.manifest)
+    }
+}
+
+/// Which cell, gene and position each token row belongs to.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TokenIndex {
+    /// Input row of the token's cell.
+    pub cell_index: Vec<i64>,
+    /// Vocabulary id of the token's gene.
+    pub gene_id: Vec<i64>,
+    /// Position within the cell's sequence (0 = `<cls>`).
+    pub position: Vec<i64>,
+}
+
+fn write_part(
+    path: &Path,
+    ints: &[(&str, &[i64])],
+    mats: &[(String, &DenseMatrix)],
+) -> Result<()> {
+    let int_bytes: Vec<Vec<u8>> = ints
+        .iter()
+        .map(|(_, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let mat_bytes: Vec<Vec<u8>> = mats.iter().map(|(_, m)| f32_bytes(&m.data)).collect();
+    let mut views: Vec<(String, TensorView<'_>)> = Vec::new();
+    for ((name, v), b) in ints.iter().zip(&int_bytes) {
+        let t = TensorView::new(Dtype::I64, vec![v.len()], b)
+            .map_err(|e| Error::input(path, format!("tensor {name}: {e}")))?;
+        views.push((name.to_string(), t));
+    }
+    for ((name, m), b) in mats.iter().zip(&mat_bytes) {
+        let t = TensorView::new(Dtype::F32, vec![m.n_rows, m.n_cols], b)
+            .map_err(|e| Error::input(path, format!("tensor {name}: {e}")))?;
+        views.push((name.clone(), t));
+    }
+    let bytes = safetensors::serialize(views, None)
+        .map_err(|e| Error::input(path, format!("cannot serialise: {e}")))?;
+    write_bytes_atomic(path, &bytes)
+}
+
+fn load_part(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).at(path)
+}
+
+fn parse_part<'a>(path: &Path, bytes: &'a [u8]) -> Result<SafeTensors<'a>> {
+    SafeTensors::deserialize(bytes)
+        .map_err(|e| Error::input(path, format!("corrupt activation part: {e}")))
+}
+
+fn read_i64(path: &Path, name: &str) -> Result<Vec<i64>> {
+    let bytes = load_part(path)?;
+    let st = parse_part(path, &bytes)?;
+    tensor_i64(path, &st, name)
+}
+
+fn tensor_i64(path: &Path, st: &SafeTensors<'_>, name: &str) -> Result<Vec<i64>> {
+    let t = st
+        .tensor(name)
+        .map_err(|_| Error::input(path, format!("missing tensor '{name}'")))?;
+    if t.dtype() != Dtype::I64 {
+        return Err(Error::input(path, format!("tensor '{name}' is not I64")));
+    }
+    Ok(t.data()
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+        .collect())
+}
+
+fn tensor_f32(path: &Path, st: &SafeTensors<'_>, name: &str, d: usize) -> Result<Vec<f32>> {
+    let t = st
+        .tensor(name)
+        .map_err(|_| Error::input(path, format!("missing tensor '{name}'")))?;
+    if t.shape().len() != 2 || t.shape()[1] != d {
+        return Err(Error::input(
+            path,
+            format!("tensor '{name}' has shape {:?}, expected [_, {d}]", t.shape()),
+        ));
+    }
+    tensor_to_f32(t.dtype(), t.data())
+        .ok_or_else(|| Error::input(path, format!("tensor '{name}' has unsupported dtype")))
+}
+
+/// Per-token activations of one layer with their index columns.
+#[derive(Debug, Clone)]
+pub struct TokenActivations {
+    /// `[t, d]` activations.
+    pub matrix: DenseMatrix,
+    /// Which cell/gene/position each row is.
+    pub index: TokenIndex,
+}
+
+/// Read access to an extraction folder.
+#[derive(Debug, Clone)]
+pub struct ActivationStore {
+    dir: PathBuf,
+    /// The store's manifest.
+    pub manifest: Manifest,
+    /// Cell ids in input order.
+    pub cell_ids: Vec<String>,
+}
+
+impl ActivationStore {
+    /// Open a complete store. An interrupted extraction is an error that says to resume it.
+    pub fn open(dir: &Path) -> Result<ActivationStore> {
+        let manifest = Manifest::read(dir)?;
+        if !manifest.complete {
+            return Err(Error::input(
+                dir,
+                "extraction is incomplete; finish it with `scsae extract ... --resume`",
+            ));
+        }
+        let ids_path = dir.join("cell_ids.json");
+        let text = std::fs::read_to_string(&ids_path).at(&ids_path)?;
+        let cell_ids: Vec<String> = serde_json::from_str(&text)
+            .map_err(|e| Error::input(&ids_path, format!("malformed cell id list: {e}")))?;
+        if cell_ids.len() != manifest.n_cells {
+            return Err(Error::input(
+                &ids_path,
+                format!("{} ids for {} cells", cell_ids.len(), manifest.n_cells),
+            ));
+        }
+        Ok(ActivationStore {
+            dir: dir.to_path_buf(),
+            manifest,
+            cell_ids,
+        })
+    }
+
+    /// The folder this store lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Cell-level matrix `[n_cells, d]` in input order with cell ids as row ids: the mean-pooled
+    /// vectors of `layer`, or the CLS cell embeddings when `layer == "cls"`.
+    pub fn cell_matrix(&self, layer: &str) -> Result<DenseMatrix> {
+        let name = if layer == "cls" {
+            "cls".to_string()
+        } else {
+            self.manifest.check_layer(&self.dir, layer)?;
+            Manifest::tensor_name(layer)
+        };
+        let d = self.manifest.d_model;
+        let n = self.manifest.n_cells;
+        let mut data = vec![0f32; n * d];
+        let mut seen = vec![false; n];
+        for p in &self.manifest.cell_parts {
+            let path = self.dir.join(&p.file);
+            let bytes = load_part(&path)?;
+            let st = parse_part(&path, &bytes)?;
+            let idx = tensor_i64(&path, &st, "cell_index")?;
+            let vals = tensor_f32(&path, &st, &name, d)?;
+            if vals.len() != idx.len() * d {
+                return Err(Error::input(&path, "cell_index and activations disagree in length"));
+            }
+            for (r, &ci) in idx.iter().enumerate() {
+                let ci = usize::try_from(ci)
+                    .ok()
+                    .filter(|&c| c < n)
+                    .ok_or_else(|| Error::input(&path, format!("cell index {ci} out of range")))?;
+                data[ci * d..(ci + 1) * d].copy_from_slice(&vals[r * d..(r + 1) * d]);
+                seen[ci] = true;
+            }
+        }
+        if let Some(missing) = seen.iter().position(|s| !s) {
+            return Err(Error::input(
+                &self.dir,
+                format!("cell {missing} is missing from the part files"),
+            ));
+        }
+        let mut m = DenseMatrix::new(n, d, data)?;
+        m.row_ids = Some(self.cell_ids.clone());
+        Ok(m)
+    }
+
+    /// Number of token rows stored.
+    pub fn n_tokens(&self) -> usize {
+        self.manifest.token_parts.iter().map(|p| p.rows).sum()
+    }
+
+    /// Per-token activations of `layer`; with `max_tokens`, a seeded uniform subsample of that many
+    /// rows (in store order), read part by part so that memory holds only the kept rows.
+    pub fn token_matrix(
+        &self,
+        layer: &str,
+        max_tokens: Option<usize>,
+        seed: u64,
+    ) -> Result<TokenActivations> {
+        if !self.manifest.tokens {
+            return Err(Error::input(
+                &self.dir,
+                "no per-token activations in this extraction (re-run `scsae extract` with --tokens)",
+            ));
+        }
+        self.manifest.check_layer(&self.dir, layer)?;
+        let name = Manifest::tensor_name(layer);
+        let total = self.n_tokens();
+        let keep: Option<Vec<bool>> = match max_tokens {
+            Some(k) if k < total => {
+                let mut order: Vec<usize> = (0..total).collect();
+                order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+                let mut mask = vec![false; total];
+                for &i in &order[..k] {
+                    mask[i] = true;
+                }
+                Some(mask)
+            }
+            _ => None,
+        };
+        let d = self.manifest.d_model;
+        let mut data = Vec::new();
+        let mut index = TokenIndex::default();
+        let mut offset = 0usize;
+        for p in &self.manifest.token_parts {
+            let path = self.dir.join(&p.file);
+            let bytes = load_part(&path)?;
+            let st = parse_part(&path, &bytes)?;
+            let ci = tensor_i64(&path, &st, "cell_index")?;
+            let gi = tensor_i64(&path, &st, "gene_id")?;
+            let pos = tensor_i64(&path, &st, "position")?;
+            let vals = tensor_f32(&path, &st, &name, d)?;
+            for r in 0..ci.len() {
+                if keep.as_ref().is_none_or(|m| m[offset + r]) {
+                    data.extend_from_slice(&vals[r * d..(r + 1) * d]);
+                    index.cell_index.push(ci[r]);
+                    index.gene_id.push(gi[r]);
+                    index.position.push(pos[r]);
+                }
+            }
+            offset += ci.len();
+        }
+        let n = index.cell_index.len();
+        Ok(TokenActivations {
+            matrix: DenseMatrix::new(n, d, data)?,
+            index,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(n: usize, tokens: bool) -> Manifest {
+        Manifest {
+            format: FORMAT.into(),
+            software_version: env!("CARGO_PKG_VERSION").into(),
+            model: serde_json::json!({"name": "test"}),
+            data: serde_json::json!({"file": "x"}),
+            options: serde_json::json!({}),
+            layers: vec!["0".into(), "1".into()],
+            d_model: 2,
+            n_cells: n,
+            seed: 1,
+            tokens,
+            cell_parts: vec![],
+            token_parts: vec![],
+            complete: false,
+        }
+    }
+
+    #[test]
+    fn chunks_out_of_order_read_back_in_input_order_and_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids: Vec<String> = (0..3).map(|i| format!("c{i}")).collect();
+        let (mut w, done) = StoreWriter::create(dir.path(), manifest(3, true), &ids, false).unwrap();
+        assert!(done.is_empty());
+        let a = DenseMatrix::new(2, 2, vec![2., 2., 0., 0.]).unwrap();
+        let tok = DenseMatrix::new(1, 2, vec![9., 9.]).unwrap();
+        let ti = TokenIndex {
+            cell_index: vec![2],
+            gene_id: vec![7],
+            position: vec![0],
+        };
+        w.write_chunk(
+            &[2, 0],
+            &[("layer_0".into(), &a), ("layer_1".into(), &a)],
+            Some((&ti, &[("layer_0".into(), &tok), ("layer_1".into(), &tok)])),
+        )
+        .unwrap();
+        drop(w);
+        // an interrupted store cannot be opened, and cannot be overwritten without --resume
+        assert!(ActivationStore::open(dir.path()).is_err());
+        assert!(StoreWriter::create(dir.path(), manifest(3, true), &ids, false).is_err());
+        let (mut w, done) = StoreWriter::create(dir.path(), manifest(3, true), &ids, true).unwrap();
+        assert_eq!(done.into_iter().collect::<Vec<_>>(), vec![0, 2]);
+        let b = DenseMatrix::new(1, 2, vec![1., 1.]).unwrap();
+        let empty = DenseMatrix::new(0, 2, vec![]).unwrap();
+        w.write_chunk(
+            &[1],
+            &[("layer_0".into(), &b), ("layer_1".into(), &b)],
+            Some((&TokenIndex::default(), &[("layer_0".into(), &empty), ("layer_1".into(), &empty)])),
+        )
+        .unwrap();
+        w.finish().unwrap();
+        let s = ActivationStore::open(dir.path()).unwrap();
+        let m = s.cell_matrix("0").unwrap();
+        assert_eq!(m.data, vec![0., 0., 1., 1., 2., 2.]);
+        assert_eq!(m.row_ids.unwrap(), ids);
+        assert!(s.cell_matrix("5").unwrap_err().to_string().contains("available: 0, 1"));
+        let t = s.token_matrix("1", None, 0).unwrap();
+        assert_eq!(t.index.gene_id, vec![7]);
+        assert_eq!(t.matrix.data, vec![9., 9.]);
+    }
+}

@@ -1,0 +1,7 @@
+//! Command-line argument definitions and the functions the `scsae` and `spikgpt` binaries call.
+//!
+//! Each subcommand lives in its own file with a clap `Args` struct and a `run` function; the binaries
+//! only parse and dispatch.
+
+pub mod common;
+pub mod inspect;

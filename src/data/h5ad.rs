@@ -1,0 +1,479 @@
+//! AnnData `.h5ad` files, in both on-disk layouts users meet:
+//!
+//! - AnnData >= 0.8: elements carry `encoding-type` attributes; `X` is a dense dataset or a
+//!   `csr_matrix`/`csc_matrix` group; `obs`/`var` are `dataframe` groups with `_index`, plain,
+//!   `string-array`, `categorical` and `nullable-*` columns; raw data lives in `raw/X`, `raw/var`.
+//! - AnnData < 0.7: `obs`/`var` are compound (structured-array) datasets with an `index` field,
+//!   categories of integer columns in `uns/<col>_categories`, sparse matrices as groups with
+//!   `h5sparse_format`/`h5sparse_shape` attributes, raw data in groups named `raw.X` and `raw.var`.
+//!
+//! Read with the pure-Rust `hdf5-pure` crate: no system HDF5 library is needed.
+
+use std::path::Path;
+
+use hdf5_pure::{AttrValue, Datatype, File, Group};
+
+use crate::data::obs::{Obs, ObsColumn, ObsValues};
+use crate::data::{CsrMatrix, Dataset, LoadOptions, MatrixLayer};
+use crate::error::{Error, Result};
+
+type Res<T> = std::result::Result<T, String>;
+
+/// Read an `.h5ad` file.
+pub fn read_h5ad(path: &Path, opts: &LoadOptions) -> Result<Dataset> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.len() == 0 {
+        return Err(Error::input(path, "file is empty"));
+    }
+    let mut head = [0u8; 8];
+    {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let n = f.read(&mut head).map_err(|e| Error::io(path, e))?;
+        if n < 8 || &head != b"\x89HDF\r\n\x1a\n" {
+            return Err(Error::input(
+                path,
+                "not an HDF5 file (an .h5ad must be HDF5; bad signature)",
+            ));
+        }
+    }
+    let file = File::open(path)
+        .map_err(|e| Error::input(path, format!("corrupt or truncated HDF5 file: {e}")))?;
+    read_file(&file, opts).map_err(|msg| Error::input(path, msg)).map(|mut ds| {
+        ds.source = path.to_path_buf();
+        ds
+    })
+}
+
+fn read_file(file: &File, opts: &LoadOptions) -> Res<Dataset> {
+    let root = file.root();
+    let groups = root.groups().map_err(|e| format!("cannot list root: {e}"))?;
+    let datasets = root.datasets().map_err(|e| format!("cannot list root: {e}"))?;
+    let has = |name: &str| groups.iter().any(|g| g == name) || datasets.iter().any(|d| d == name);
+    let legacy = datasets.iter().any(|d| d == "obs");
+    if !has("obs") || !has("var") || !has("X") {
+        return Err("not an AnnData file (needs X, obs and var)".into());
+    }
+
+    let (matrix_path, var_path) = match opts.layer {
+        MatrixLayer::X => ("X".to_string(), "var".to_string()),
+        MatrixLayer::Raw => {
+            if has("raw.X") {
+                ("raw.X".into(), "raw.var".into())
+            } else if groups.iter().any(|g| g == "raw") {
+                ("raw/X".into(), "raw/var".into())
+            } else {
+                return Err("file has no raw matrix (neither raw/X nor raw.X); use --layer X".into());
+            }
+        }
+    };
+
+    let uns = if legacy { file.group("uns").ok() } else { None };
+    let obs = read_frame(file, "obs", uns.as_ref())?;
+    let var = read_frame(file, &var_path, uns.as_ref())?;
+    let matrix = read_matrix(file, &matrix_path)?;
+    if matrix.n_rows != obs.index.len() {
+        return Err(format!(
+            "{matrix_path} has {} rows but obs has {} cells",
+            matrix.n_rows,
+            obs.index.len()
+        ));
+    }
+    if matrix.n_cols != var.index.len() {
+        return Err(format!(
+            "{matrix_path} has {} columns but {var_path} has {} genes",
+            matrix.n_cols,
+            var.index.len()
+        ));
+    }
+    let gene_symbols = match &opts.gene_key {
+        None => var.index,
+        Some(k) if k == "index" || k == "_index" => var.index,
+        Some(k) => {
+            let col = var.columns.get(k).ok_or_else(|| {
+                format!(
+                    "--gene-key {k}: no such column in {var_path} (available: {})",
+                    var.columns.names().join(", ")
+                )
+            })?;
+            col.values
+                .as_strings()
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| v.ok_or_else(|| format!("gene {i} has no value in {var_path}/{k}")))
+                .collect::<Res<Vec<_>>>()?
+        }
+    };
+    Ok(Dataset {
+        matrix,
+        cell_ids: obs.index,
+        gene_symbols,
+        obs: obs.columns,
+        source: Default::default(),
+    })
+}
+
+struct Frame {
+    index: Vec<String>,
+    columns: Obs,
+}
+
+fn attrs_of_group(g: &Group) -> std::collections::HashMap<String, AttrValue> {
+    g.attrs().unwrap_or_default()
+}
+
+fn encoding(attrs: &std::collections::HashMap<String, AttrValue>) -> Option<String> {
+    attrs
+        .get("encoding-type")
+        .and_then(|a| a.as_str())
+        .map(str::to_string)
+}
+
+fn read_frame(file: &File, path: &str, uns: Option<&Group>) -> Res<Frame> {
+    if let Ok(g) = file.group(path) {
+        read_frame_group(&g, path)
+    } else {
+        let ds = file
+            .dataset(path)
+            .map_err(|e| format!("cannot read {path}: {e}"))?;
+        read_frame_compound(&ds, path, uns)
+    }
+}
+
+fn read_frame_group(g: &Group, path: &str) -> Res<Frame> {
+    let attrs = attrs_of_group(g);
+    let enc = encoding(&attrs);
+    if enc.as_deref() != Some("dataframe") {
+        return Err(format!(
+            "{path} is a group without encoding-type 'dataframe' (found {:?})",
+            enc
+        ));
+    }
+    let index_name = attrs
+        .get("_index")
+        .and_then(|a| a.as_str())
+        .unwrap_or("_index")
+        .to_string();
+    let index = read_strings_elem(g, &index_name, &format!("{path}/{index_name}"))?
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| v.ok_or_else(|| format!("{path}: index entry {i} is missing")))
+        .collect::<Res<Vec<_>>>()?;
+    let order: Vec<String> = attrs
+        .get("column-order")
+        .and_then(|a| a.as_strings().map(|s| s.to_vec()))
+        .unwrap_or_default();
+    let mut columns = Obs::default();
+    for name in order {
+        let values = read_column(g, &name, &format!("{path}/{name}"))?;
+        if values.len() != index.len() {
+            return Err(format!(
+                "{path}/{name} has {} values for {} rows",
+                values.len(),
+                index.len()
+            ));
+        }
+        columns.insert(ObsColumn { name, values });
+    }
+    Ok(Frame { index, columns })
+}
+
+fn read_strings_elem(g: &Group, name: &str, full: &str) -> Res<Vec<Option<String>>> {
+    let ds = g
+        .dataset(name)
+        .map_err(|e| format!("cannot read {full}: {e}"))?;
+    let s = ds
+        .read_string()
+        .map_err(|e| format!("cannot read strings from {full}: {e}"))?;
+    Ok(s.into_iter().map(Some).collect())
+}
+
+fn read_column(g: &Group, name: &str, full: &str) -> Res<ObsValues> {
+    if let Ok(sub) = g.group(name) {
+        let attrs = attrs_of_group(&sub);
+        let enc = encoding(&attrs).unwrap_or_default();
+        match enc.as_str() {
+            "categorical" => {
+                let codes = sub
+                    .dataset("codes")
+                    .and_then(|d| d.read_i64())
+                    .map_err(|e| format!("cannot read {full}/codes: {e}"))?;
+                let cats = read_strings_elem(&sub, "categories", &format!("{full}/categories"))?
+                    .into_iter()
+                    .map(|c| c.unwrap_or_default())
+                    .collect::<Vec<_>>();
+                if let Some(&bad) = codes.iter().find(|&&c| c < -1 || c >= cats.len() as i64) {
+                    return Err(format!(
+                        "{full}: category code {bad} out of range ({} categories)",
+                        cats.len()
+                    ));
+                }
+                Ok(ObsValues::Categorical {
+                    codes: codes.into_iter().map(|c| c as i32).collect(),
+                    categories: cats,
+                })
+            }
+            "nullable-integer" | "nullable-boolean" | "nullable-string-array" => {
+                let mask = sub
+                    .dataset("mask")
+                    .and_then(|d| d.read_u8())
+                    .map_err(|e| format!("cannot read {full}/mask: {e}"))?;
+                let vals = sub
+                    .dataset("values")
+                    .map_err(|e| format!("cannot read {full}/values: {e}"))?;
+                match enc.as_str() {
+                    "nullable-string-array" => {
+                        let s = vals
+                            .read_string()
+                            .map_err(|e| format!("cannot read {full}/values: {e}"))?;
+                        Ok(ObsValues::Strings(
+                            s.into_iter()
+                                .zip(&mask)
+                                .map(|(v, &m)| if m != 0 { None } else { Some(v) })
+                                .collect(),
+                        ))
+                    }
+                    "nullable-boolean" => {
+                        let v = vals
+                            .read_u8()
+                            .map_err(|e| format!("cannot read {full}/values: {e}"))?;
+                        // missing booleans become strings so they can be told apart
+                        Ok(ObsValues::Strings(
+                            v.into_iter()
+                                .zip(&mask)
+                                .map(|(x, &m)| {
+                                    (m == 0).then(|| if x != 0 { "True" } else { "False" }.to_string())
+                                })
+                                .collect(),
+                        ))
+                    }
+                    _ => {
+                        let v = vals
+                            .read_f64()
+                            .map_err(|e| format!("cannot read {full}/values: {e}"))?;
+                        Ok(ObsValues::Numeric(
+                            v.into_iter()
+                                .zip(&mask)
+                                .map(|(x, &m)| if m != 0 { f64::NAN } else { x })
+                                .collect(),
+                        ))
+                    }
+                }
+            }
+            other => Err(format!("{full}: unsupported column encoding '{other}'")),
+        }
+    } else {
+        let ds = g
+            .dataset(name)
+            .map_err(|e| format!("cannot read {full}: {e}"))?;
+        let dt = ds
+            .datatype()
+            .map_err(|e| format!("cannot read type of {full}: {e}"))?;
+        dataset_values(&ds, &dt, full)
+    }
+}
+
+fn dataset_values(ds: &hdf5_pure::Dataset, dt: &Datatype, full: &str) -> Res<ObsValues> {
+    match dt {
+        Datatype::String { .. } | Datatype::VariableLength { .. } => {
+            let s = ds
+                .read_string()
+                .map_err(|e| format!("cannot read {full}: {e}"))?;
+            Ok(ObsValues::Strings(s.into_iter().map(Some).collect()))
+        }
+        Datatype::Enumeration { .. } => {
+            let v = ds.read_u8().map_err(|e| format!("cannot read {full}: {e}"))?;
+            Ok(ObsValues::Bool(v.into_iter().map(|x| x != 0).collect()))
+        }
+        Datatype::FixedPoint { .. } | Datatype::FloatingPoint { .. } => {
+            let v = ds.read_f64().map_err(|e| format!("cannot read {full}: {e}"))?;
+            Ok(ObsValues::Numeric(v))
+        }
+        other => Err(format!("{full}: unsupported column type {other:?}")),
+    }
+}
+
+/// Decode one field of a compound (structured-array) dataset.
+fn decode_field(raw: &[u8], elem: usize, offset: usize, dt: &Datatype, n: usize) -> Res<ObsValues> {
+    let field = |i: usize, size: usize| -> &[u8] { &raw[i * elem + offset..i * elem + offset + size] };
+    match dt {
+        Datatype::String { size, .. } => {
+            let size = *size as usize;
+            Ok(ObsValues::Strings(
+                (0..n)
+                    .map(|i| {
+                        let b = field(i, size);
+                        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+                        Some(String::from_utf8_lossy(&b[..end]).trim_end().to_string())
+                    })
+                    .collect(),
+            ))
+        }
+        Datatype::FixedPoint { size, layout, .. } => {
+            let size = *size as usize;
+            let signed = layout.signed;
+            let v = (0..n)
+                .map(|i| int_le(field(i, size), signed) as f64)
+                .collect();
+            Ok(ObsValues::Numeric(v))
+        }
+        Datatype::FloatingPoint { size, .. } => {
+            let v = (0..n)
+                .map(|i| match size {
+                    4 => {
+                        let b = field(i, 4);
+                        f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64
+                    }
+                    _ => {
+                        let b = field(i, 8);
+                        f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+                    }
+                })
+                .collect();
+            Ok(ObsValues::Numeric(v))
+        }
+        Datatype::Enumeration { size, .. } => {
+            let size = *size as usize;
+            Ok(ObsValues::Bool(
+                (0..n).map(|i| int_le(field(i, size), false) != 0).collect(),
+            ))
+        }
+        other => Err(format!("unsupported field type {other:?}")),
+    }
+}
+
+fn int_le(b: &[u8], signed: bool) -> i64 {
+    let mut buf = [0u8; 8];
+    buf[..b.len()].copy_from_slice(b);
+    if signed && b.last().is_some_and(|&x| x & 0x80 != 0) {
+        for x in buf.iter_mut().skip(b.len()) {
+            *x = 0xff;
+        }
+    }
+    i64::from_le_bytes(buf)
+}
+
+fn read_frame_compound(ds: &hdf5_pure::Dataset, path: &str, uns: Option<&Group>) -> Res<Frame> {
+    let dt = ds
+        .datatype()
+        .map_err(|e| format!("cannot read type of {path}: {e}"))?;
+    let (elem, members) = match &dt {
+        Datatype::Compound { size, members } => (*size as usize, members.clone()),
+        _ => return Err(format!("{path} is neither a dataframe group nor a structured array")),
+    };
+    let raw = ds.read_raw().map_err(|e| format!("cannot read {path}: {e}"))?;
+    if elem == 0 || raw.len() % elem != 0 {
+        return Err(format!("{path}: data size does not match its record size"));
+    }
+    let n = raw.len() / elem;
+    let mut index = None;
+    let mut columns = Obs::default();
+    for m in &members {
+        let values = decode_field(&raw, elem, m.byte_offset as usize, &m.datatype, n)
+            .map_err(|e| format!("{path} field '{}': {e}", m.name))?;
+        if m.name == "index" {
+            index = Some(
+                values
+                    .as_strings()
+                    .into_iter()
+                    .map(|v| v.unwrap_or_default())
+                    .collect::<Vec<_>>(),
+            );
+            continue;
+        }
+        // integer codes with categories stored in uns/<name>_categories
+        let cats = uns
+            .and_then(|u| u.dataset(&format!("{}_categories", m.name)).ok())
+            .and_then(|d| d.read_string().ok());
+        let values = match (values, cats) {
+            (ObsValues::Numeric(codes), Some(categories)) => {
+                if let Some(&bad) = codes
+                    .iter()
+                    .find(|&&c| c < -1.0 || c >= categories.len() as f64)
+                {
+                    return Err(format!(
+                        "{path} field '{}': code {bad} outside its {} categories",
+                        m.name,
+                        categories.len()
+                    ));
+                }
+                ObsValues::Categorical {
+                    codes: codes.into_iter().map(|c| c as i32).collect(),
+                    categories,
+                }
+            }
+            (v, _) => v,
+        };
+        columns.insert(ObsColumn {
+            name: m.name.clone(),
+            values,
+        });
+    }
+    let index = index.ok_or_else(|| format!("{path} has no 'index' field"))?;
+    Ok(Frame { index, columns })
+}
+
+fn read_matrix(file: &File, path: &str) -> Res<CsrMatrix> {
+    if let Ok(g) = file.group(path) {
+        let attrs = attrs_of_group(&g);
+        let (format, shape) = if let Some(enc) = encoding(&attrs) {
+            let f = match enc.as_str() {
+                "csr_matrix" => "csr",
+                "csc_matrix" => "csc",
+                other => return Err(format!("{path}: unsupported matrix encoding '{other}'")),
+            };
+            (f.to_string(), attrs.get("shape").and_then(|a| a.to_i64s()))
+        } else if let Some(f) = attrs.get("h5sparse_format").and_then(|a| a.as_str()) {
+            (
+                f.to_string(),
+                attrs.get("h5sparse_shape").and_then(|a| a.to_i64s()),
+            )
+        } else {
+            return Err(format!("{path} is a group but not a sparse matrix"));
+        };
+        let shape = shape.ok_or_else(|| format!("{path} has no shape attribute"))?;
+        let (r, c) = match shape.as_slice() {
+            [r, c] if *r >= 0 && *c >= 0 => (*r as usize, *c as usize),
+            s => return Err(format!("{path}: bad shape {s:?}")),
+        };
+        let data = g
+            .dataset("data")
+            .and_then(|d| d.read_f32())
+            .map_err(|e| format!("cannot read {path}/data: {e}"))?;
+        let indices = g
+            .dataset("indices")
+            .and_then(|d| d.read_i64())
+            .map_err(|e| format!("cannot read {path}/indices: {e}"))?;
+        let indptr = g
+            .dataset("indptr")
+            .and_then(|d| d.read_i64())
+            .map_err(|e| format!("cannot read {path}/indptr: {e}"))?;
+        if indices.iter().any(|&i| i < 0 || i > u32::MAX as i64) || indptr.iter().any(|&p| p < 0) {
+            return Err(format!("{path}: negative or oversized indices"));
+        }
+        let indices: Vec<u32> = indices.into_iter().map(|i| i as u32).collect();
+        let indptr: Vec<usize> = indptr.into_iter().map(|p| p as usize).collect();
+        let m = match format.as_str() {
+            "csr" => CsrMatrix::from_parts(r, c, indptr, indices, data),
+            "csc" => CsrMatrix::from_csc(r, c, &indptr, &indices, &data),
+            other => return Err(format!("{path}: unsupported sparse format '{other}'")),
+        };
+        m.map_err(|e| format!("{path}: {e}"))
+    } else {
+        let ds = file
+            .dataset(path)
+            .map_err(|e| format!("cannot read {path}: {e}"))?;
+        let shape = ds.shape().map_err(|e| format!("cannot read {path}: {e}"))?;
+        let (r, c) = match shape.as_slice() {
+            [r, c] => (*r as usize, *c as usize),
+            s => return Err(format!("{path}: expected a 2-D matrix, found shape {s:?}")),
+        };
+        let dense = ds
+            .read_f32()
+            .map_err(|e| format!("cannot read {path}: {e}"))?;
+        if dense.len() != r * c {
+            return Err(format!("{path}: {} values for shape {r} x {c}", dense.len()));
+        }
+        Ok(CsrMatrix::from_dense(r, c, &dense))
+    }
+}

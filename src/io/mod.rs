@@ -1,0 +1,10 @@
+//! File input/output shared by every component: atomic writes, dense matrices (safetensors, `.npy`,
+//! CSV, Parquet) and tables.
+
+pub mod atomic;
+pub mod matrix;
+pub mod npy;
+pub mod table;
+
+pub use atomic::{write_atomic, write_bytes_atomic, write_json_atomic};
+pub use matrix::{read_matrix, DenseMatrix};

@@ -1,0 +1,141 @@
+//! Tables in and out through polars: CSV/TSV/Parquet readers, and writers that put every result table
+//! side by side as `.csv` and `.parquet`, atomically.
+
+use std::path::Path;
+
+use polars::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::io::atomic::write_atomic;
+use crate::io::matrix::DenseMatrix;
+
+/// Read a CSV (`,`), TSV (`\t`) or Parquet file into a data frame, by extension.
+pub fn read_dataframe(path: &Path) -> Result<DataFrame> {
+    if !path.exists() {
+        return Err(Error::input(path, "file not found"));
+    }
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let df = match ext.as_str() {
+        "parquet" | "pq" => {
+            let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+            ParquetReader::new(f).finish()
+        }
+        _ => {
+            let sep = if ext == "tsv" || ext == "tab" { b'\t' } else { b',' };
+            CsvReadOptions::default()
+                .with_has_header(true)
+                .with_infer_schema_length(Some(10_000))
+                .map_parse_options(|p| p.with_separator(sep))
+                .try_into_reader_with_file_path(Some(path.to_path_buf()))
+                .and_then(|r| r.finish())
+        }
+    };
+    df.map_err(|e| Error::input(path, format!("cannot read table: {e}")))
+}
+
+/// Read a numeric table as a matrix: a first column of text becomes row ids, all other columns must
+/// be numeric (integers or floats).
+pub fn read_table_matrix(path: &Path, _tsv: bool) -> Result<DenseMatrix> {
+    let df = read_dataframe(path)?;
+    let cols = df.columns();
+    if cols.is_empty() {
+        return Err(Error::input(path, "table has no columns"));
+    }
+    let (row_ids, numeric) = if cols[0].dtype().is_string() {
+        let ids = string_column(&cols[0]).map_err(|m| Error::input(path, m))?;
+        (Some(ids), &cols[1..])
+    } else {
+        (None, cols)
+    };
+    let n_rows = df.height();
+    let n_cols = numeric.len();
+    let mut data = vec![0f32; n_rows * n_cols];
+    for (j, c) in numeric.iter().enumerate() {
+        if !c.dtype().is_primitive_numeric() {
+            return Err(Error::input(
+                path,
+                format!("column '{}' is not numeric ({})", c.name(), c.dtype()),
+            ));
+        }
+        let f = c
+            .cast(&DataType::Float64)
+            .map_err(|e| Error::input(path, format!("column '{}': {e}", c.name())))?;
+        let ca = f
+            .f64()
+            .map_err(|e| Error::input(path, format!("column '{}': {e}", c.name())))?;
+        for (i, v) in ca.into_iter().enumerate() {
+            let v = v.ok_or_else(|| {
+                Error::input(path, format!("missing value in column '{}', row {i}", c.name()))
+            })?;
+            data[i * n_cols + j] = v as f32;
+        }
+    }
+    let mut m = DenseMatrix::new(n_rows, n_cols, data)?;
+    m.row_ids = row_ids;
+    m.col_names = Some(numeric.iter().map(|c| c.name().to_string()).collect());
+    Ok(m)
+}
+
+/// The values of a column as strings (numbers are formatted); missing values are an error.
+pub fn string_column(c: &Column) -> std::result::Result<Vec<String>, String> {
+    let s = c
+        .cast(&DataType::String)
+        .map_err(|e| format!("column '{}': {e}", c.name()))?;
+    let ca = s.str().map_err(|e| format!("column '{}': {e}", c.name()))?;
+    ca.into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            v.map(str::to_string)
+                .ok_or_else(|| format!("missing value in column '{}', row {i}", c.name()))
+        })
+        .collect()
+}
+
+/// Write `df` as `<dir>/<stem>.csv` and `<dir>/<stem>.parquet`, each atomically.
+pub fn write_table(df: &mut DataFrame, dir: &Path, stem: &str) -> Result<()> {
+    let csv = dir.join(format!("{stem}.csv"));
+    write_atomic(&csv, |w| {
+        CsvWriter::new(w)
+            .include_header(true)
+            .finish(df)
+            .map_err(|e| Error::input(&csv, format!("cannot write CSV: {e}")))
+    })?;
+    let pq = dir.join(format!("{stem}.parquet"));
+    write_atomic(&pq, |w| {
+        ParquetWriter::new(w)
+            .finish(df)
+            .map(|_| ())
+            .map_err(|e| Error::input(&pq, format!("cannot write Parquet: {e}")))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_with_ids_reads_as_matrix() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.csv");
+        std::fs::write(&p, "cell,a,b\nc1,1,2.5\nc2,3,4\n").unwrap();
+        let m = read_table_matrix(&p, false).unwrap();
+        assert_eq!((m.n_rows, m.n_cols), (2, 2));
+        assert_eq!(m.data, vec![1.0, 2.5, 3.0, 4.0]);
+        assert_eq!(m.row_ids.unwrap(), vec!["c1", "c2"]);
+    }
+
+    #[test]
+    fn table_round_trip_csv_and_parquet() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut df = df!("x" => &[1.0f64, 2.0], "name" => &["a", "b"]).unwrap();
+        write_table(&mut df, dir.path(), "t").unwrap();
+        let a = read_dataframe(&dir.path().join("t.csv")).unwrap();
+        let b = read_dataframe(&dir.path().join("t.parquet")).unwrap();
+        assert_eq!(a.height(), 2);
+        assert!(a.equals(&b));
+    }
+}

@@ -1,0 +1,22 @@
+//! # scsae
+//!
+//! Open up single-cell foundation models: run scGPT in candle, extract every layer's residual-stream
+//! activations, train sparse autoencoders on them, turn features into biology, and annotate cells with
+//! an explainable spiking-attention classifier (SpikGPT).
+//!
+//! Modules, in pipeline order:
+//! - [`runtime`]: the shared candle device / dtype / threads / seed.
+//! - [`data`]: single-cell matrices from `.h5ad` and 10x folders.
+//! - [`activations`]: the on-disk store of extracted activations.
+//! - [`io`], [`plot`]: file formats, atomic output, figures.
+
+pub mod activations;
+pub mod cli;
+pub mod data;
+pub mod error;
+pub mod io;
+pub mod plot;
+pub mod runtime;
+
+pub use error::{Error, Result};
+pub use runtime::{Runtime, RuntimeConfig};

@@ -1,0 +1,106 @@
+//! Figures as PNG and SVG with a bundled font (no system fontconfig/freetype needed).
+//!
+//! Implement [`Figure`] once, generically over the plotters backend, and [`save_figure`] writes
+//! `<stem>.png` and `<stem>.svg`, each atomically.
+
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::error::{Error, IoContext, Result};
+use crate::io::atomic::write_bytes_atomic;
+
+/// Font family name to use in text styles (`("sans-serif", 16)`).
+pub const FONT: &str = "sans-serif";
+
+static FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+static REGISTER: Once = Once::new();
+
+/// Register the bundled DejaVu Sans font under [`FONT`] (idempotent).
+pub fn ensure_font() {
+    REGISTER.call_once(|| {
+        // The font is compiled in and known-good; a failure here would be a build defect.
+        let _ = plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES);
+        let _ = plotters::style::register_font(FONT, FontStyle::Bold, FONT_BYTES);
+    });
+}
+
+/// A figure that can draw itself on any plotters backend.
+pub trait Figure {
+    /// Draw onto `root` (already filled white).
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String>;
+}
+
+/// Render `fig` to `<stem>.png` and `<stem>.svg` at `size` pixels.
+pub fn save_figure(stem: &Path, size: (u32, u32), fig: &impl Figure) -> Result<()> {
+    ensure_font();
+    let png = stem.with_extension("png");
+    let svg = stem.with_extension("svg");
+    let dir = match png.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).at(&dir)?;
+    // PNG: render into a temporary .png beside the target, then rename.
+    let tmp = tempfile::Builder::new()
+        .prefix(".scsae-tmp-")
+        .suffix(".png")
+        .tempfile_in(&dir)
+        .at(&dir)?;
+    {
+        let root = BitMapBackend::new(tmp.path(), size).into_drawing_area();
+        root.fill(&WHITE)
+            .map_err(|e| Error::input(&png, format!("cannot draw: {e}")))?;
+        fig.draw(&root)
+            .map_err(|e| Error::input(&png, format!("cannot draw: {e}")))?;
+        root.present()
+            .map_err(|e| Error::input(&png, format!("cannot encode PNG: {e}")))?;
+    }
+    tmp.persist(&png).map_err(|e| Error::io(&png, e.error))?;
+    let mut text = String::new();
+    {
+        let root = SVGBackend::with_string(&mut text, size).into_drawing_area();
+        root.fill(&WHITE)
+            .map_err(|e| Error::input(&svg, format!("cannot draw: {e}")))?;
+        fig.draw(&root)
+            .map_err(|e| Error::input(&svg, format!("cannot draw: {e}")))?;
+        root.present()
+            .map_err(|e| Error::input(&svg, format!("cannot render SVG: {e}")))?;
+    }
+    write_bytes_atomic(&svg, text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Line;
+    impl Figure for Line {
+        fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String> {
+            let mut chart = ChartBuilder::on(root)
+                .caption("test", (FONT, 20))
+                .margin(10)
+                .x_label_area_size(30)
+                .y_label_area_size(30)
+                .build_cartesian_2d(0f64..1f64, 0f64..1f64)
+                .map_err(|e| e.to_string())?;
+            chart.configure_mesh().draw().map_err(|e| e.to_string())?;
+            chart
+                .draw_series(LineSeries::new(vec![(0.0, 0.0), (1.0, 1.0)], &RED))
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn writes_png_and_svg() {
+        let dir = tempfile::tempdir().unwrap();
+        save_figure(&dir.path().join("fig"), (200, 150), &Line).unwrap();
+        let png = std::fs::read(dir.path().join("fig.png")).unwrap();
+        assert_eq!(&png[1..4], b"PNG");
+        let svg = std::fs::read_to_string(dir.path().join("fig.svg")).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("test"));
+    }
+}
