@@ -7,6 +7,7 @@
 //! Modules, in pipeline order:
 //! - [`runtime`]: the shared candle device / dtype / threads / seed.
 //! - [`data`]: single-cell matrices from `.h5ad` and 10x folders.
+//! - [`scgpt`]: scGPT checkpoints, tokenisation, forward pass and `scsae extract`.
 //! - [`activations`]: the on-disk store of extracted activations.
 //! - [`io`], [`plot`]: file formats, atomic output, figures.
 
@@ -17,6 +18,7 @@ pub mod error;
 pub mod io;
 pub mod plot;
 pub mod runtime;
+pub mod scgpt;
 
 pub use error::{Error, Result};
 pub use runtime::{Runtime, RuntimeConfig};

@@ -18,6 +18,8 @@ struct Cli {
 enum Command {
     /// Summarise a data file: cells, genes, non-zeros, obs columns, label counts.
     Inspect(cli::inspect::InspectArgs),
+    /// Run scGPT on a data set and store every layer's activations (per cell, optionally per token).
+    Extract(cli::extract::ExtractArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -25,6 +27,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(a) => {
             let _ = &cli.runtime;
             println!("{}", cli::inspect::run(&a)?);
+        }
+        Command::Extract(a) => {
+            let report = cli::extract::run(&a, &cli.runtime.runtime()?)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{}", cli::extract::summary(&report, &a.out));
+            }
         }
     }
     Ok(())

@@ -4,4 +4,5 @@
 //! only parse and dispatch.
 
 pub mod common;
+pub mod extract;
 pub mod inspect;

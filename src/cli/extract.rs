@@ -1,0 +1,104 @@
+//! `scsae extract --model DIR --data FILE --out DIR`: scGPT activations of every cell, per layer.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::cli::common::DataArgs;
+use crate::data::{load, MatrixLayer};
+use crate::error::Result;
+use crate::runtime::Runtime;
+use crate::scgpt::{extract, ExtractOptions, ExtractReport, LayerSelection, Scgpt};
+
+/// Arguments of `scsae extract`.
+#[derive(Debug, Clone, Args)]
+pub struct ExtractArgs {
+    /// scGPT checkpoint folder: args.json, vocab.json and best_model.pt (or model.safetensors).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Weights file to use instead of the folder's best_model.pt / model.safetensors.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Single-cell data: .h5ad file or 10x folder (gene symbols in var; see --gene-key).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Output folder (an activation store: manifest.json, cell_ids.json, cells/, tokens/).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Layers to store: all, last, embeddings, or block numbers like 0,6,11 (negative = from the end).
+    #[arg(long, default_value = "all")]
+    pub layers: LayerSelection,
+    /// Also store per-token activations with their cell index, gene id and position.
+    #[arg(long)]
+    pub tokens: bool,
+    /// Keep a seeded uniform subsample of N tokens over the whole data set (with --tokens).
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<usize>,
+    /// Longest token sequence, <cls> included; longer cells keep a seeded random subset of genes.
+    #[arg(long, default_value_t = 1200)]
+    pub max_length: usize,
+    /// Cells per forward batch (results do not depend on it).
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Padded tokens per forward batch (bounds memory; results do not depend on it).
+    #[arg(long, default_value_t = 32_768)]
+    pub max_batch_tokens: usize,
+    /// Leave <cls> out of the per-cell mean over tokens (it is included by default).
+    #[arg(long)]
+    pub mean_without_cls: bool,
+    /// Continue an interrupted extraction in --out.
+    #[arg(long)]
+    pub resume: bool,
+    /// Print the run report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub data_args: DataArgs,
+}
+
+/// Run `scsae extract`; returns the report (warnings are printed to stderr here).
+pub fn run(args: &ExtractArgs, rt: &Runtime) -> Result<ExtractReport> {
+    let scgpt = Scgpt::load_with(&args.model, args.weights.as_deref(), rt)?;
+    let ds = load(&args.data, &args.data_args.load_options())?;
+    let abs = std::fs::canonicalize(&args.data).unwrap_or_else(|_| args.data.clone());
+    let info = serde_json::json!({
+        "file": abs.display().to_string(),
+        "layer": match args.data_args.layer { MatrixLayer::X => "X", MatrixLayer::Raw => "raw" },
+        "gene_key": args.data_args.gene_key,
+    });
+    let opts = ExtractOptions {
+        layers: args.layers.clone(),
+        tokens: args.tokens,
+        max_tokens: args.max_tokens,
+        max_length: args.max_length,
+        batch_size: args.batch_size,
+        max_batch_tokens: args.max_batch_tokens,
+        mean_includes_cls: !args.mean_without_cls,
+        resume: args.resume,
+        progress: true,
+        ..ExtractOptions::default()
+    };
+    let report = extract(&scgpt, &ds, info, &args.out, &opts, rt)?;
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(report)
+}
+
+/// One-paragraph summary of a report for the terminal.
+pub fn summary(r: &ExtractReport, out: &std::path::Path) -> String {
+    format!(
+        "extracted {} cells ({} in this run) into {}: layers {}; {} of {} genes in the vocabulary; \
+         {} cells subsampled to --max-length; {} token rows; {:.1} s ({:.1} cells/s)",
+        r.n_cells,
+        r.n_processed,
+        out.display(),
+        r.layers.join(","),
+        r.genes_matched,
+        r.genes_total,
+        r.cells_sampled,
+        r.tokens_written,
+        r.seconds,
+        r.n_processed as f64 / r.seconds.max(1e-9)
+    )
+}

@@ -1,0 +1,505 @@
+//! `scsae extract`: tokenise every cell, run scGPT, and stream each layer's activations into an
+//! activation store (see [`crate::activations`] for the file layout).
+//!
+//! - Cells are sorted by token count (longest first) and grouped into batches of at most
+//!   `batch_size` cells and `max_batch_tokens` padded tokens; each batch is padded to its longest
+//!   cell. Results are written with each cell's input row (`cell_index`), so readers get input order.
+//! - Per-cell vectors: the mean of each selected layer over the cell's non-pad tokens (`<cls>`
+//!   included unless `mean_includes_cls` is false), and `cls` = the last block's `<cls>` output divided
+//!   by its L2 norm (the cell embedding `embed_data` returns).
+//! - With `tokens`, every token's activations with its cell index, gene id and position, optionally a
+//!   seeded subsample of `max_tokens` tokens chosen over the whole data set.
+//! - Parts are flushed once they reach `part_max_cells` cells or `part_max_bytes` bytes, so memory is
+//!   bounded whatever the number of cells; `resume` continues an interrupted store.
+//!
+//! Every random choice depends only on the global seed and the cell id, so results do not depend on
+//! batch size, thread count, or cell order.
+
+use std::collections::BinaryHeap;
+use std::path::Path;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use crate::activations::{Manifest, StoreWriter, TokenIndex, FORMAT};
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::io::matrix::DenseMatrix;
+use crate::runtime::Runtime;
+use crate::scgpt::checkpoint::Scgpt;
+use crate::scgpt::layers::{site_name, LayerSelection};
+use crate::scgpt::model::{first_position, l2_normalise_rows, masked_mean, to_f32_vec, Batch, Site};
+use crate::scgpt::tokenize::{fnv1a64, splitmix64, TokenizedCell, Tokenizer, TokenizerOptions};
+
+/// Version of the tokenisation and pooling rules, recorded in the manifest.
+pub const TOKENIZATION_RULE: &str = "scgpt-embed_data/1: vocab match by symbol, nonzero genes in var order, <cls> first, \
+per-cell quantile bins with the official tie rule, seeded per cell by chacha8(seed ^ splitmix64(fnv1a64(cell_id)))";
+
+/// Extraction options (defaults = the official `embed_data`'s where it has one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExtractOptions {
+    /// Layers to store (`all` blocks by default; `embeddings` adds the encoder input).
+    pub layers: LayerSelection,
+    /// Also store per-token activations.
+    pub tokens: bool,
+    /// Keep a seeded uniform subsample of this many tokens over the whole data set.
+    pub max_tokens: Option<usize>,
+    /// Longest sequence, `<cls>` included (1200, as `embed_data`).
+    pub max_length: usize,
+    /// Cells per forward batch (64, as `embed_data`).
+    pub batch_size: usize,
+    /// Padded tokens per forward batch (bounds activation memory).
+    pub max_batch_tokens: usize,
+    /// Include `<cls>` in the per-cell means (true).
+    pub mean_includes_cls: bool,
+    /// Continue an interrupted extraction in the output folder.
+    pub resume: bool,
+    /// Show a progress bar on stderr (hidden when stderr is not a terminal).
+    pub progress: bool,
+    /// Flush a part once it holds this many cells.
+    pub part_max_cells: usize,
+    /// Flush a part once its activations reach this many bytes.
+    pub part_max_bytes: usize,
+}
+
+impl Default for ExtractOptions {
+    fn default() -> Self {
+        ExtractOptions {
+            layers: LayerSelection::default(),
+            tokens: false,
+            max_tokens: None,
+            max_length: 1200,
+            batch_size: 64,
+            max_batch_tokens: 32_768,
+            mean_includes_cls: true,
+            resume: false,
+            progress: false,
+            part_max_cells: 4096,
+            part_max_bytes: 256 << 20,
+        }
+    }
+}
+
+impl ExtractOptions {
+    fn validate(&self) -> Result<()> {
+        if self.batch_size == 0 {
+            return Err(Error::invalid("--batch-size must be at least 1"));
+        }
+        if self.max_length < 2 {
+            return Err(Error::invalid("--max-length must be at least 2 (<cls> and one gene)"));
+        }
+        if self.max_tokens == Some(0) {
+            return Err(Error::invalid("--max-tokens must be at least 1"));
+        }
+        if self.max_tokens.is_some() && !self.tokens {
+            return Err(Error::invalid("--max-tokens needs --tokens"));
+        }
+        if self.part_max_cells == 0 || self.part_max_bytes == 0 || self.max_batch_tokens == 0 {
+            return Err(Error::invalid("part and batch limits must be positive"));
+        }
+        Ok(())
+    }
+}
+
+/// What an extraction did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExtractReport {
+    /// Cells in the data set.
+    pub n_cells: usize,
+    /// Cells processed in this run (the rest were already in a resumed store).
+    pub n_processed: usize,
+    /// Data genes found in the vocabulary.
+    pub genes_matched: usize,
+    /// Data genes.
+    pub genes_total: usize,
+    /// Cells longer than `max_length` that were subsampled.
+    pub cells_sampled: usize,
+    /// Cells with no expressed in-vocabulary gene (only `<cls>`).
+    pub cells_without_genes: usize,
+    /// Token rows written in this run.
+    pub tokens_written: usize,
+    /// Layer names written.
+    pub layers: Vec<String>,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Warnings for the user (few genes matched, empty cells, ...).
+    pub warnings: Vec<String>,
+}
+
+/// Key of a token for the global `--max-tokens` subsample (depends on seed, cell id and position only).
+fn token_key(seed: u64, cell_hash: u64, position: usize) -> u64 {
+    splitmix64(splitmix64(seed ^ 0x746f_6b65_6e73_0001 ^ cell_hash).wrapping_add(position as u64))
+}
+
+/// The largest kept key when `max_tokens` of all tokens are kept (`None` = keep every token).
+fn token_threshold(
+    seed: u64,
+    cell_hashes: &[u64],
+    lengths: &[usize],
+    max_tokens: Option<usize>,
+) -> Option<u64> {
+    let k = max_tokens?;
+    let total: usize = lengths.iter().sum();
+    if k >= total {
+        return None;
+    }
+    let mut heap: BinaryHeap<u64> = BinaryHeap::with_capacity(k + 1);
+    for (&h, &len) in cell_hashes.iter().zip(lengths) {
+        for p in 0..len {
+            let key = token_key(seed, h, p);
+            if heap.len() < k {
+                heap.push(key);
+            } else if heap.peek().is_some_and(|&top| key < top) {
+                heap.pop();
+                heap.push(key);
+            }
+        }
+    }
+    heap.peek().copied()
+}
+
+/// Group cells (`order` = input rows sorted longest first) into batches.
+fn make_batches(
+    order: &[usize],
+    lengths: &[usize],
+    batch_size: usize,
+    max_batch_tokens: usize,
+) -> Vec<Vec<usize>> {
+    let mut batches = Vec::new();
+    let mut cur: Vec<usize> = Vec::new();
+    let mut cur_max = 0usize;
+    for &i in order {
+        let m = cur_max.max(lengths[i]);
+        if !cur.is_empty() && (cur.len() >= batch_size || m * (cur.len() + 1) > max_batch_tokens) {
+            batches.push(std::mem::take(&mut cur));
+            cur_max = 0;
+        }
+        cur_max = cur_max.max(lengths[i]);
+        cur.push(i);
+    }
+    if !cur.is_empty() {
+        batches.push(cur);
+    }
+    batches
+}
+
+/// Activations gathered for one part file.
+struct PartBuffer {
+    sites: Vec<Site>,
+    d: usize,
+    cell_index: Vec<i64>,
+    pooled: Vec<Vec<f32>>,
+    cls: Vec<f32>,
+    tokens: Option<(TokenIndex, Vec<Vec<f32>>)>,
+}
+
+impl PartBuffer {
+    fn new(sites: &[Site], d: usize, tokens: bool) -> PartBuffer {
+        PartBuffer {
+            sites: sites.to_vec(),
+            d,
+            cell_index: Vec::new(),
+            pooled: vec![Vec::new(); sites.len()],
+            cls: Vec::new(),
+            tokens: tokens.then(|| (TokenIndex::default(), vec![Vec::new(); sites.len()])),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        let tok: usize = self
+            .tokens
+            .as_ref()
+            .map(|(_, v)| v.iter().map(Vec::len).sum())
+            .unwrap_or(0);
+        4 * (tok + self.cls.len() + self.pooled.iter().map(Vec::len).sum::<usize>())
+    }
+
+    fn flush(&mut self, writer: &mut StoreWriter) -> Result<()> {
+        if self.cell_index.is_empty() {
+            return Ok(());
+        }
+        let n = self.cell_index.len();
+        let d = self.d;
+        let names: Vec<String> = self
+            .sites
+            .iter()
+            .map(|&s| Manifest::tensor_name(&site_name(s)))
+            .collect();
+        let mut cell_mats = Vec::with_capacity(self.sites.len() + 1);
+        for v in self.pooled.iter_mut() {
+            cell_mats.push(DenseMatrix::new(n, d, std::mem::take(v))?);
+        }
+        cell_mats.push(DenseMatrix::new(n, d, std::mem::take(&mut self.cls))?);
+        let mut cell_named: Vec<(String, &DenseMatrix)> =
+            names.iter().cloned().zip(cell_mats.iter()).collect();
+        cell_named.push(("cls".to_string(), &cell_mats[self.sites.len()]));
+        let token_mats: Option<(TokenIndex, Vec<DenseMatrix>)> = match self.tokens.as_mut() {
+            Some((idx, vals)) => {
+                let t = idx.cell_index.len();
+                let mats = vals
+                    .iter_mut()
+                    .map(|v| DenseMatrix::new(t, d, std::mem::take(v)))
+                    .collect::<Result<Vec<_>>>()?;
+                Some((std::mem::take(idx), mats))
+            }
+            None => None,
+        };
+        let token_named: Option<Vec<(String, &DenseMatrix)>> = token_mats
+            .as_ref()
+            .map(|(_, mats)| names.iter().cloned().zip(mats.iter()).collect());
+        let tokens_arg = match (&token_mats, &token_named) {
+            (Some((idx, _)), Some(named)) => Some((idx, named.as_slice())),
+            _ => None,
+        };
+        writer.write_chunk(&self.cell_index, &cell_named, tokens_arg)?;
+        self.cell_index.clear();
+        Ok(())
+    }
+}
+
+/// Extract activations of `data` with `scgpt` into the store folder `out`.
+///
+/// `data_info` describes how the data was read (file, layer, gene key); it goes into the manifest
+/// together with the gene-matching counts. Everything is validated before anything is written.
+pub fn extract(
+    scgpt: &Scgpt,
+    data: &Dataset,
+    data_info: serde_json::Value,
+    out: &Path,
+    opts: &ExtractOptions,
+    rt: &Runtime,
+) -> Result<ExtractReport> {
+    let started = Instant::now();
+    opts.validate()?;
+    let cfg = &scgpt.config;
+    let sites = opts.layers.resolve(cfg.nlayers)?;
+    let layer_names: Vec<String> = sites.iter().map(|&s| site_name(s)).collect();
+    let tok_opts = TokenizerOptions {
+        max_length: opts.max_length,
+        n_bins: cfg.n_bins,
+        pad_value: cfg.pad_value,
+        seed: rt.seed,
+    };
+    let tokenizer = Tokenizer::new(&data.gene_symbols, &scgpt.vocab, tok_opts.clone());
+    if tokenizer.genes.n_matched == 0 {
+        return Err(Error::input(
+            &data.source,
+            format!(
+                "none of the {} genes is in the model vocabulary (first genes: {}); scGPT expects human gene symbols: pick the var column with --gene-key",
+                data.n_genes(),
+                data.gene_symbols.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    let mut warnings = Vec::new();
+    if let Some(w) = tokenizer.genes.warning() {
+        warnings.push(w);
+    }
+    let n = data.n_cells();
+    let m = &data.matrix;
+    let row = |i: usize| (&m.indices[m.indptr[i]..m.indptr[i + 1]], &m.data[m.indptr[i]..m.indptr[i + 1]]);
+    let lengths: Vec<usize> = (0..n)
+        .map(|i| {
+            let (idx, val) = row(i);
+            tokenizer.seq_len(idx, val)
+        })
+        .collect();
+    let cell_hashes: Vec<u64> = data.cell_ids.iter().map(|c| fnv1a64(c)).collect();
+    let threshold = if opts.tokens {
+        token_threshold(rt.seed, &cell_hashes, &lengths, opts.max_tokens)
+    } else {
+        None
+    };
+
+    let mut data_desc = match data_info {
+        serde_json::Value::Object(o) => o,
+        _ => serde_json::Map::new(),
+    };
+    data_desc.insert("n_cells".into(), n.into());
+    data_desc.insert("n_genes".into(), data.n_genes().into());
+    data_desc.insert("genes_in_vocab".into(), tokenizer.genes.n_matched.into());
+    let options = serde_json::json!({
+        "tokenization": TOKENIZATION_RULE,
+        "max_length": opts.max_length,
+        "n_bins": cfg.n_bins,
+        "pad_value": cfg.pad_value,
+        "mean_pooling": "mean over non-pad tokens",
+        "mean_includes_cls": opts.mean_includes_cls,
+        "cls": "last block output at <cls> / its L2 norm",
+        "max_tokens": opts.max_tokens,
+    });
+    let manifest = Manifest {
+        format: FORMAT.to_string(),
+        software_version: env!("CARGO_PKG_VERSION").to_string(),
+        model: scgpt.describe(),
+        data: serde_json::Value::Object(data_desc),
+        options,
+        layers: layer_names.clone(),
+        d_model: cfg.embsize,
+        n_cells: n,
+        seed: rt.seed,
+        tokens: opts.tokens,
+        cell_parts: vec![],
+        token_parts: vec![],
+        complete: false,
+    };
+    let (mut writer, done) = StoreWriter::create(out, manifest, &data.cell_ids, opts.resume)?;
+
+    let mut order: Vec<usize> = (0..n).filter(|i| !done.contains(i)).collect();
+    order.sort_by(|&a, &b| lengths[b].cmp(&lengths[a]).then(a.cmp(&b)));
+    let d = cfg.embsize;
+    let mut max_batch_tokens = opts.max_batch_tokens;
+    if opts.tokens {
+        // one batch's token activations must fit in a part
+        let per_token = 4 * d * sites.len();
+        max_batch_tokens = max_batch_tokens.min((opts.part_max_bytes / per_token).max(opts.max_length));
+    }
+    let batches = make_batches(&order, &lengths, opts.batch_size, max_batch_tokens);
+
+    let bar = if opts.progress {
+        ProgressBar::with_draw_target(Some(n as u64), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    if let Ok(style) = ProgressStyle::default_bar()
+        .template("extract {bar:30} {pos}/{len} cells  {per_sec}  eta {eta}")
+    {
+        bar.set_style(style);
+    }
+    bar.set_position(done.len() as u64);
+
+    let mut report = ExtractReport {
+        n_cells: n,
+        n_processed: 0,
+        genes_matched: tokenizer.genes.n_matched,
+        genes_total: data.n_genes(),
+        cells_sampled: 0,
+        cells_without_genes: 0,
+        tokens_written: 0,
+        layers: layer_names,
+        seconds: 0.0,
+        warnings,
+    };
+    let pad_id = scgpt.pad_id();
+    let mut buf = PartBuffer::new(&sites, d, opts.tokens);
+    for batch_rows in &batches {
+        let cells: Vec<TokenizedCell> = batch_rows
+            .iter()
+            .map(|&i| {
+                let (idx, val) = row(i);
+                tokenizer.tokenize(&data.cell_ids[i], idx, val)
+            })
+            .collect();
+        report.cells_sampled += cells.iter().filter(|c| c.was_sampled()).count();
+        report.cells_without_genes += cells.iter().filter(|c| c.n_expressed == 0).count();
+        let refs: Vec<&TokenizedCell> = cells.iter().collect();
+        let batch = Batch::new(&refs, pad_id, cfg.pad_value, &rt.device, rt.dtype)?;
+        let start: Vec<usize> = if opts.mean_includes_cls {
+            vec![0; cells.len()]
+        } else {
+            vec![1; cells.len()]
+        };
+        let count: Vec<usize> = cells.iter().zip(&start).map(|(c, s)| c.len() - s).collect();
+        // tokens kept in this batch: (cell in batch, position)
+        let kept: Vec<(usize, usize)> = if opts.tokens {
+            let mut k = Vec::new();
+            for (b, (&i, c)) in batch_rows.iter().zip(&cells).enumerate() {
+                for p in 0..c.len() {
+                    if threshold.is_none_or(|t| token_key(rt.seed, cell_hashes[i], p) <= t) {
+                        k.push((b, p));
+                    }
+                }
+            }
+            k
+        } else {
+            Vec::new()
+        };
+        let l = batch.max_len;
+        let last_out = scgpt.model.forward_with(&batch, |site, h| {
+            let Some(s) = sites.iter().position(|&x| x == site) else {
+                return Ok(());
+            };
+            let pooled = to_f32_vec(&masked_mean(h, &start, &count)?)?;
+            buf.pooled[s].extend_from_slice(&pooled);
+            if let Some((_, vals)) = buf.tokens.as_mut() {
+                let hv = to_f32_vec(h)?;
+                let dst = &mut vals[s];
+                dst.reserve(kept.len() * d);
+                for &(b, p) in &kept {
+                    let o = (b * l + p) * d;
+                    dst.extend_from_slice(&hv[o..o + d]);
+                }
+            }
+            Ok(())
+        })?;
+        let mut cls = to_f32_vec(&first_position(&last_out)?)?;
+        l2_normalise_rows(&mut cls, d);
+        buf.cls.extend_from_slice(&cls);
+        buf.cell_index.extend(batch_rows.iter().map(|&i| i as i64));
+        if let Some((idx, _)) = buf.tokens.as_mut() {
+            for &(b, p) in &kept {
+                idx.cell_index.push(batch_rows[b] as i64);
+                idx.gene_id.push(cells[b].gene_ids[p] as i64);
+                idx.position.push(p as i64);
+            }
+        }
+        report.tokens_written += kept.len();
+        report.n_processed += batch_rows.len();
+        bar.inc(batch_rows.len() as u64);
+        if buf.cell_index.len() >= opts.part_max_cells || buf.bytes() >= opts.part_max_bytes {
+            buf.flush(&mut writer)?;
+        }
+    }
+    buf.flush(&mut writer)?;
+    writer.finish()?;
+    bar.finish_and_clear();
+    if report.cells_without_genes > 0 {
+        report.warnings.push(format!(
+            "{} cells express no gene of the vocabulary: their vectors come from <cls> alone",
+            report.cells_without_genes
+        ));
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_respect_size_and_token_budget() {
+        let lengths = vec![10, 8, 8, 3, 2, 2, 2];
+        let order: Vec<usize> = (0..7).collect();
+        assert_eq!(
+            make_batches(&order, &lengths, 3, 1000),
+            vec![vec![0, 1, 2], vec![3, 4, 5], vec![6]]
+        );
+        // 10 * 2 > 16: the longest cell goes alone
+        assert_eq!(
+            make_batches(&order, &lengths, 64, 16),
+            vec![vec![0], vec![1, 2], vec![3, 4, 5, 6]]
+        );
+    }
+
+    #[test]
+    fn token_subsample_is_exact_and_order_free() {
+        let hashes: Vec<u64> = ["a", "b", "c"].iter().map(|s| fnv1a64(s)).collect();
+        let lengths = vec![5, 7, 4];
+        let t = token_threshold(1, &hashes, &lengths, Some(6)).unwrap();
+        let kept: usize = hashes
+            .iter()
+            .zip(&lengths)
+            .map(|(&h, &l)| (0..l).filter(|&p| token_key(1, h, p) <= t).count())
+            .sum();
+        assert_eq!(kept, 6);
+        // reversed cell order: same threshold
+        let rh: Vec<u64> = hashes.iter().rev().copied().collect();
+        let rl: Vec<usize> = lengths.iter().rev().copied().collect();
+        assert_eq!(token_threshold(1, &rh, &rl, Some(6)), Some(t));
+        assert_eq!(token_threshold(1, &hashes, &lengths, Some(16)), None);
+        assert_eq!(token_threshold(1, &hashes, &lengths, None), None);
+    }
+}
