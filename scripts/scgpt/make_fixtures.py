@@ -163,6 +163,47 @@ def pick_tiny_genes(datasets, picks, census: dict, rng) -> list[str]:
     return sorted(chosen, key=lambda g: census[g])
 
 
+# ----------------------------------------------------------------------------- safetensors
+
+_ST_DTYPES = {
+    torch.float32: "F32",
+    torch.int64: "I64",
+    torch.uint8: "U8",
+}
+
+
+def write_safetensors(path: Path, tensors: dict, metadata: dict | None = None) -> None:
+    """Byte-deterministic safetensors writer (sorted names, sorted metadata keys).
+
+    The `safetensors` package serialises metadata from a hash map, so its byte
+    order changes between runs; the format itself is simple: u64-LE header
+    length, JSON header (padded with spaces to 8 bytes), raw little-endian data.
+    """
+    header = {}
+    if metadata:
+        header["__metadata__"] = {k: metadata[k] for k in sorted(metadata)}
+    blobs, offset = [], 0
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        data = t.numpy().tobytes() if t.dtype != torch.uint8 else t.numpy().astype(np.uint8).tobytes()
+        header[name] = {
+            "dtype": _ST_DTYPES[t.dtype],
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
+        blobs.append(data)
+        offset += len(data)
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    tmp = Path(str(path) + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(len(raw).to_bytes(8, "little"))
+        f.write(raw)
+        for b in blobs:
+            f.write(b)
+    os.replace(tmp, path)
+
+
 # ----------------------------------------------------------------------------- model
 
 
@@ -217,14 +258,12 @@ def perturb(model: torch.nn.Module, gen: torch.Generator) -> None:
 
 
 def save_checkpoint(model, vocab_json: dict, args: dict, outdir: Path) -> dict:
-    from safetensors.torch import save_file
-
     outdir.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
     flash = {k.replace("self_attn.in_proj_", "self_attn.Wqkv."): v for k, v in sd.items()}
     assert sum("Wqkv" in k for k in flash) == 2 * args["nlayers"]
     torch.save(flash, outdir / "best_model.pt")
-    save_file(sd, str(outdir / "model.safetensors"), metadata={"format": "pt"})
+    write_safetensors(outdir / "model.safetensors", sd, {"format": "pt"})
     (outdir / "args.json").write_text(json.dumps(args, indent=2) + "\n")
     (outdir / "vocab.json").write_text(json.dumps(vocab_json, indent=1) + "\n")
     return sd
@@ -404,8 +443,6 @@ def pad_to(t: torch.Tensor, length: int, value) -> torch.Tensor:
 
 
 def make(out_root: Path, full: bool, seed: int) -> None:
-    from safetensors.torch import save_file
-
     o = official.load()
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     census = json.loads(Path(official.census_vocab_path()).read_text())
@@ -484,7 +521,7 @@ def make(out_root: Path, full: bool, seed: int) -> None:
         ),
         "nested_tensor_fast_path": json.dumps(nested == [True]),
     }
-    save_file(tensors, str(out_root / "reference.safetensors"), metadata=meta)
+    write_safetensors(out_root / "reference.safetensors", tensors, meta)
 
     # binning cases: the nonzero in-vocab values of each reference cell as the collator bins them
     ref_cells = []
