@@ -448,3 +448,77 @@ mod tests {
         assert_eq!(k(&["a.self_attn.in_proj_weight"]), "pytorch (in_proj)");
     }
 }
+
+/// Write a checkpoint folder in the released layout (`args.json`, `vocab.json`,
+/// `model.safetensors` with flash-attn `Wqkv` naming) with seeded random weights: for benchmarks
+/// and pipeline tests without downloading a released model. `genes` become vocabulary ids
+/// `0..genes.len()`, followed by `<pad>`, `<cls>`, `<eoc>`.
+pub fn write_random_checkpoint(
+    dir: &Path,
+    config: &ScgptConfig,
+    genes: &[String],
+    seed: u64,
+) -> Result<()> {
+    use crate::io::atomic::{write_bytes_atomic, write_json_atomic};
+    use rand::{Rng, SeedableRng};
+    config.validate().map_err(Error::invalid)?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut vocab = serde_json::Map::new();
+    for (i, g) in genes.iter().enumerate() {
+        vocab.insert(g.clone(), i.into());
+    }
+    for (k, s) in crate::scgpt::vocab::SPECIAL_TOKENS.iter().enumerate() {
+        vocab.insert(s.to_string(), (genes.len() + k).into());
+    }
+    let v = vocab.len();
+    let d = config.embsize;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    let mut uniform = |name: String, shape: Vec<usize>, scale: f32, base: f32| {
+        let n: usize = shape.iter().product();
+        let data = (0..n).map(|_| base + rng.random_range(-scale..scale)).collect();
+        tensors.push((name, shape, data));
+    };
+    let lin = |fan_in: usize| (1.0 / fan_in as f32).sqrt();
+    uniform("encoder.embedding.weight".into(), vec![v, d], 0.1, 0.0);
+    for p in ["encoder.enc_norm", "value_encoder.norm"] {
+        uniform(format!("{p}.weight"), vec![d], 0.1, 1.0);
+        uniform(format!("{p}.bias"), vec![d], 0.1, 0.0);
+    }
+    uniform("value_encoder.linear1.weight".into(), vec![d, 1], 1.0, 0.0);
+    uniform("value_encoder.linear1.bias".into(), vec![d], 1.0, 0.0);
+    uniform("value_encoder.linear2.weight".into(), vec![d, d], lin(d), 0.0);
+    uniform("value_encoder.linear2.bias".into(), vec![d], lin(d), 0.0);
+    for l in 0..config.nlayers {
+        let p = format!("transformer_encoder.layers.{l}");
+        uniform(format!("{p}.self_attn.Wqkv.weight"), vec![3 * d, d], lin(d), 0.0);
+        uniform(format!("{p}.self_attn.Wqkv.bias"), vec![3 * d], 0.02, 0.0);
+        uniform(format!("{p}.self_attn.out_proj.weight"), vec![d, d], lin(d), 0.0);
+        uniform(format!("{p}.self_attn.out_proj.bias"), vec![d], 0.02, 0.0);
+        uniform(format!("{p}.linear1.weight"), vec![config.d_hid, d], lin(d), 0.0);
+        uniform(format!("{p}.linear1.bias"), vec![config.d_hid], lin(d), 0.0);
+        uniform(format!("{p}.linear2.weight"), vec![d, config.d_hid], lin(config.d_hid), 0.0);
+        uniform(format!("{p}.linear2.bias"), vec![d], lin(config.d_hid), 0.0);
+        for n in ["norm1", "norm2"] {
+            uniform(format!("{p}.{n}.weight"), vec![d], 0.1, 1.0);
+            uniform(format!("{p}.{n}.bias"), vec![d], 0.1, 0.0);
+        }
+    }
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, data)| crate::io::matrix::f32_bytes(data))
+        .collect();
+    let path = dir.join("model.safetensors");
+    let mut views = Vec::with_capacity(tensors.len());
+    for ((name, shape, _), b) in tensors.iter().zip(&bytes) {
+        let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), b)
+            .map_err(|e| Error::input(&path, format!("tensor {name}: {e}")))?;
+        views.push((name.clone(), view));
+    }
+    let out = safetensors::serialize(views, None)
+        .map_err(|e| Error::input(&path, format!("cannot serialise: {e}")))?;
+    write_bytes_atomic(&path, &out)?;
+    write_json_atomic(&dir.join("vocab.json"), &vocab)?;
+    write_json_atomic(&dir.join("args.json"), config)?;
+    Ok(())
+}

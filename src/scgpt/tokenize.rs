@@ -266,12 +266,12 @@ pub fn quantile_edges(x: &[f32], n_edges: usize) -> Vec<f64> {
         .collect()
 }
 
-/// `preprocess.binning(row, n_bins)`: zeros stay 0; nonzero values get 1..=n_bins-1 from per-row
-/// quantile edges; a value equal to one or more edges (left != right in `np.digitize`) gets a
-/// uniform random bin in `right+1 ..= left`, drawn from `rng` (the official code uses unseeded
-/// `np.random.rand`).
-pub fn bin_row<R: Rng + ?Sized>(row: &[f32], n_bins: usize, rng: &mut R) -> Vec<f32> {
-    let mut out = vec![0f32; row.len()];
+/// The bins `preprocess.binning(row, n_bins)` can give each element, as inclusive ranges `(lo, hi)`:
+/// `(0, 0)` for zeros; for a nonzero value with `left = np.digitize(x, edges)` and
+/// `right = np.digitize(x, edges, right=True)`, `(left, left)` when they agree and
+/// `(right + 1, left)` when the value ties with edges. An all-zero row is all `(0, 0)`.
+pub fn bin_ranges(row: &[f32], n_bins: usize) -> Vec<(usize, usize)> {
+    let mut out = vec![(0usize, 0usize); row.len()];
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     if row.is_empty() || max == 0.0 {
         return out;
@@ -285,14 +285,25 @@ pub fn bin_row<R: Rng + ?Sized>(row: &[f32], n_bins: usize, rng: &mut R) -> Vec<
         let x = v as f64;
         let left = edges.partition_point(|&e| e <= x); // np.digitize(x, edges)
         let right = edges.partition_point(|&e| e < x); // np.digitize(x, edges, right=True)
-        let bin = if left == right {
-            left
-        } else {
-            rng.random_range(right + 1..=left)
-        };
-        *o = bin as f32;
+        *o = if left == right { (left, left) } else { (right + 1, left) };
     }
     out
+}
+
+/// `preprocess.binning(row, n_bins)`: zeros stay 0; nonzero values get 1..=n_bins-1 from per-row
+/// quantile edges; a value tied with edges gets a uniform random bin in its [`bin_ranges`] range,
+/// drawn from `rng` in element order (the official code uses unseeded `np.random.rand`).
+pub fn bin_row<R: Rng + ?Sized>(row: &[f32], n_bins: usize, rng: &mut R) -> Vec<f32> {
+    bin_ranges(row, n_bins)
+        .into_iter()
+        .map(|(lo, hi)| {
+            if lo == hi {
+                lo as f32
+            } else {
+                rng.random_range(lo..=hi) as f32
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,0 +1,91 @@
+//! Extraction speed: `cargo bench --bench extract`.
+//!
+//! - `extract/full_size/immune_64_cells`: the scGPT_human architecture (12 blocks, d = 512, 8 heads,
+//!   60,697-token vocabulary) with seeded random weights, every layer pooled plus CLS, on the first 64
+//!   cells of data/immune1000.h5ad (mean 666 expressed genes per cell). The checkpoint is written once
+//!   to `target/scgpt-bench-full/` (reuse it with `scsae extract --model target/scgpt-bench-full ...`
+//!   to time all 1000 cells and read peak memory), or taken from `SCSAE_SCGPT_FULL/tiny` when set.
+//! - `extract/tiny/immune_1000_cells`: the committed 2-layer d = 64 fixture on all 1000 cells.
+//!
+//! Peak resident memory of the bench process (VmHWM) is printed at the end. The PyTorch reference
+//! timing on the same cells is scripts/scgpt/bench_torch.py.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use scsae::data::{load, Dataset, LoadOptions};
+use scsae::scgpt::checkpoint::write_random_checkpoint;
+use scsae::scgpt::{extract, ExtractOptions, Scgpt, ScgptConfig};
+use scsae::Runtime;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn immune() -> Dataset {
+    load(&repo().join("data/immune1000.h5ad"), &LoadOptions::default()).expect("bundled data")
+}
+
+/// A full-size checkpoint folder: the official-code one from `SCSAE_SCGPT_FULL`, else a seeded
+/// random one whose vocabulary is the data's genes padded to 60,694 genes.
+fn full_size_checkpoint(ds: &Dataset) -> PathBuf {
+    if let Ok(dir) = std::env::var("SCSAE_SCGPT_FULL") {
+        return Path::new(&dir).join("tiny");
+    }
+    let dir = repo().join("target/scgpt-bench-full");
+    if !dir.join("model.safetensors").exists() {
+        let mut genes: Vec<String> = ds.gene_symbols.clone();
+        genes.sort();
+        genes.dedup();
+        let mut k = 0;
+        while genes.len() < 60_694 {
+            genes.push(format!("FILLER{k}"));
+            k += 1;
+        }
+        write_random_checkpoint(&dir, &ScgptConfig::default(), &genes, 1).expect("write checkpoint");
+    }
+    dir
+}
+
+fn peak_rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = Runtime::cpu().expect("runtime");
+    let ds = immune();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut run = 0usize;
+    let mut go = |model: &Scgpt, data: &Dataset| {
+        run += 1;
+        let out = tmp.path().join(format!("run{run}"));
+        extract(model, data, serde_json::json!({}), &out, &ExtractOptions::default(), &rt)
+            .expect("extract");
+        std::fs::remove_dir_all(&out).ok();
+    };
+
+    let tiny = Scgpt::load(&repo().join("tests/fixtures/scgpt/tiny"), &rt).expect("tiny");
+    let mut g = c.benchmark_group("extract/tiny");
+    g.sample_size(10).measurement_time(Duration::from_secs(20));
+    g.throughput(Throughput::Elements(ds.n_cells() as u64));
+    g.bench_function("immune_1000_cells", |b| b.iter(|| go(&tiny, &ds)));
+    g.finish();
+
+    let full = Scgpt::load(&full_size_checkpoint(&ds), &rt).expect("full-size checkpoint");
+    let cells = ds.select_cells(&(0..64).collect::<Vec<_>>());
+    let mut g = c.benchmark_group("extract/full_size");
+    g.sample_size(10).measurement_time(Duration::from_secs(60));
+    g.throughput(Throughput::Elements(cells.n_cells() as u64));
+    g.bench_function("immune_64_cells", |b| b.iter(|| go(&full, &cells)));
+    g.finish();
+    if let Some(mib) = peak_rss_mib() {
+        eprintln!("peak resident memory of the bench process (VmHWM): {mib:.0} MiB");
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
