@@ -194,7 +194,7 @@ pub fn join_labels(ds: &mut Dataset, table: &Path) -> Result<()> {
             let ca = s
                 .str()
                 .map_err(|e| Error::input(table, format!("column '{}': {e}", c.name())))?;
-            ca.into_iter().map(|v| v.map(str::to_string)).collect()
+            ca.iter().map(|v| v.map(str::to_string)).collect()
         };
         let per_cell: Vec<Option<String>> = matched
             .iter()

@@ -197,7 +197,7 @@ fn read_safetensors_matrix(path: &Path, key: Option<&str>) -> Result<DenseMatrix
         }
     };
     let view = st.tensor(&name).map_err(|_| {
-        let mut names: Vec<String> = st.names().into_iter().cloned().collect();
+        let mut names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
         names.sort();
         Error::input(
             path,

@@ -67,7 +67,7 @@ pub fn read_table_matrix(path: &Path, _tsv: bool) -> Result<DenseMatrix> {
         let ca = f
             .f64()
             .map_err(|e| Error::input(path, format!("column '{}': {e}", c.name())))?;
-        for (i, v) in ca.into_iter().enumerate() {
+        for (i, v) in ca.iter().enumerate() {
             let v = v.ok_or_else(|| {
                 Error::input(path, format!("missing value in column '{}', row {i}", c.name()))
             })?;
@@ -86,7 +86,7 @@ pub fn string_column(c: &Column) -> std::result::Result<Vec<String>, String> {
         .cast(&DataType::String)
         .map_err(|e| format!("column '{}': {e}", c.name()))?;
     let ca = s.str().map_err(|e| format!("column '{}': {e}", c.name()))?;
-    ca.into_iter()
+    ca.iter()
         .enumerate()
         .map(|(i, v)| {
             v.map(str::to_string)
