@@ -128,7 +128,7 @@ fn batch_size_and_cell_order_do_not_change_results() {
             for (id, v) in &ra {
                 let w = &ro[id];
                 let diff = v.iter().zip(w).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-                assert!(diff <= 1e-6, "layer {layer} cell {id}: {diff}");
+                assert!(diff == 0.0, "layer {layer} cell {id}: {diff}");
             }
         }
     }
@@ -166,7 +166,7 @@ fn resume_completes_an_interrupted_store_identically() {
     for layer in ["0", "1", "cls"] {
         let (x, y) = (full.cell_matrix(layer).unwrap(), resumed.cell_matrix(layer).unwrap());
         let diff = x.data.iter().zip(&y.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        assert!(diff <= 1e-6, "{layer}: {diff}");
+        assert!(diff == 0.0, "{layer}: {diff}");
     }
     assert_eq!(full.n_tokens(), resumed.n_tokens());
 }

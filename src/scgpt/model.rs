@@ -7,9 +7,11 @@
 //! block: x = LN1(x + MHA(x, key_padding_mask))                 post-norm, no causal mask
 //!        x = LN2(x + W2 relu(W1 x + b1) + b2)                  (output = "layer i")
 //! ```
-//! LayerNorm eps is 1e-5; attention is softmax(q k^T / sqrt(head_dim)) with pad keys excluded (their
-//! scores are -inf); there is no positional encoding and no final norm. Outputs at pad query positions
-//! are meaningless and must never be pooled.
+//! LayerNorm eps is 1e-5; attention is softmax(q k^T / sqrt(head_dim)) over the cell's real tokens only
+//! (the official key padding mask: pad keys get weight 0); there is no positional encoding and no final
+//! norm. Outputs at pad query positions are meaningless and must never be pooled. Attention and pooling
+//! read only the cell's own tokens, so a cell's results do not depend on its batch partners or padding
+//! (bit for bit at realistic sizes; only the linear layers see the batch's row count).
 
 use candle_core::{DType, Device, Tensor};
 
@@ -21,8 +23,6 @@ use crate::scgpt::tokenize::TokenizedCell;
 pub const LN_EPS: f32 = 1e-5;
 /// Upper clamp of values in the continuous value encoder (`max_value`).
 pub const VALUE_MAX: f64 = 512.0;
-/// Attention score elements computed at once (sub-batches bound memory at long sequences).
-const ATTENTION_BUDGET: usize = 64 << 20;
 
 /// A linear layer `y = x W^T + b` with PyTorch's `[out, in]` weight layout.
 #[derive(Debug, Clone)]
@@ -80,8 +80,6 @@ pub struct Batch {
     pub gene_ids: Tensor,
     /// `[b, l]` values (model dtype), `pad_value` at `<cls>` and pads.
     pub values: Tensor,
-    /// `[b, 1, 1, l]` additive attention bias: 0 at real keys, -inf at pad keys.
-    pub key_bias: Tensor,
     /// Real length of every cell (`<cls>` included).
     pub lengths: Vec<usize>,
     /// Padded length `l`.
@@ -104,17 +102,14 @@ impl Batch {
         let b = cells.len();
         let mut ids = vec![pad_id; b * max_len];
         let mut vals = vec![pad_value; b * max_len];
-        let mut bias = vec![f32::NEG_INFINITY; b * max_len];
         for (i, c) in cells.iter().enumerate() {
             let row = i * max_len;
             ids[row..row + c.len()].copy_from_slice(&c.gene_ids);
             vals[row..row + c.len()].copy_from_slice(&c.values);
-            bias[row..row + c.len()].fill(0.0);
         }
         Ok(Batch {
             gene_ids: Tensor::from_vec(ids, (b, max_len), device)?,
             values: Tensor::from_vec(vals, (b, max_len), device)?.to_dtype(dtype)?,
-            key_bias: Tensor::from_vec(bias, (b, 1, 1, max_len), device)?.to_dtype(dtype)?,
             lengths: cells.iter().map(|c| c.len()).collect(),
             max_len,
         })
@@ -190,7 +185,7 @@ impl ScgptModel {
         let mut x = self.embed(batch)?;
         visit(Site::Embeddings, &x)?;
         for (i, block) in self.blocks.iter().enumerate() {
-            x = self.block_forward(block, &x, &batch.key_bias)?;
+            x = self.block_forward(block, &x, &batch.lengths)?;
             visit(Site::Block(i), &x)?;
         }
         Ok(x)
@@ -207,73 +202,71 @@ impl ScgptModel {
         Ok(out)
     }
 
-    fn block_forward(&self, block: &Block, x: &Tensor, key_bias: &Tensor) -> Result<Tensor> {
+    fn block_forward(&self, block: &Block, x: &Tensor, lengths: &[usize]) -> Result<Tensor> {
         let (b, l, d) = x.dims3()?;
         let flat = x.reshape((b * l, d))?;
-        let attn = self.attention(block, &flat, b, l, key_bias)?;
+        let attn = self.attention(block, &flat, b, l, lengths)?;
         let h = block.norm1.forward(&(flat + attn)?)?;
         let ff = block.linear2.forward(&block.linear1.forward(&h)?.relu()?)?;
         let out = block.norm2.forward(&(h + ff)?)?;
         Ok(out.reshape((b, l, d))?)
     }
 
-    /// Multi-head self-attention of `x` (`[b*l, d]`) with the additive key bias; returns `[b*l, d]`.
+    /// Multi-head self-attention of `x` (`[b*l, d]`); returns `[b*l, d]`.
+    ///
+    /// Each cell attends over its own `lengths[i]` real tokens only: this is exactly the official
+    /// key padding mask (a pad key gets weight exp(-inf) = 0), and it makes every real position's
+    /// result independent of how much padding the batch has, bit for bit. Pad query rows are zero.
     fn attention(
         &self,
         block: &Block,
         x: &Tensor,
         b: usize,
         l: usize,
-        key_bias: &Tensor,
+        lengths: &[usize],
     ) -> Result<Tensor> {
         let d = self.d_model();
         let h = self.config.nheads;
         let hd = self.config.head_dim();
         let qkv = block.qkv.forward(x)?.reshape((b, l, 3, h, hd))?;
-        let part = |k: usize| -> Result<Tensor> {
-            Ok(qkv.narrow(2, k, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()?)
-        };
-        let (q, k, v) = (part(0)?, part(1)?, part(2)?); // [b, h, l, hd]
-        let q = (q * (1.0 / (hd as f64).sqrt()))?;
-        let per_cell = (h * l * l).max(1);
-        let step = (ATTENTION_BUDGET / per_cell).clamp(1, b);
-        let mut outs = Vec::with_capacity(b.div_ceil(step));
-        let mut start = 0;
-        while start < b {
-            let n = step.min(b - start);
-            let qs = q.narrow(0, start, n)?;
-            let ks = k.narrow(0, start, n)?;
-            let vs = v.narrow(0, start, n)?;
-            let scores = qs
-                .matmul(&ks.t()?)?
-                .broadcast_add(&key_bias.narrow(0, start, n)?)?;
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-            outs.push(probs.matmul(&vs)?);
-            start += n;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let mut outs = Vec::with_capacity(b);
+        for (i, &len) in lengths.iter().enumerate() {
+            let cell = qkv.narrow(0, i, 1)?.narrow(1, 0, len)?; // [1, len, 3, h, hd]
+            let part = |k: usize| -> Result<Tensor> {
+                Ok(cell.narrow(2, k, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()?)
+            };
+            let (q, k, v) = ((part(0)? * scale)?, part(1)?, part(2)?); // [1, h, len, hd]
+            let probs = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
+            let o = probs.matmul(&v)?.transpose(1, 2)?.reshape((1, len, d))?;
+            let o = if len < l {
+                let pad = Tensor::zeros((1, l - len, d), o.dtype(), o.device())?;
+                Tensor::cat(&[o, pad], 1)?
+            } else {
+                o
+            };
+            outs.push(o);
         }
-        let o = if outs.len() == 1 {
-            outs.pop().ok_or_else(|| Error::invalid("empty batch"))?
-        } else {
-            Tensor::cat(&outs, 0)?
-        };
-        let o = o.transpose(1, 2)?.reshape((b * l, d))?;
+        let o = Tensor::cat(&outs, 0)?.reshape((b * l, d))?;
         block.out_proj.forward(&o)
     }
 }
 
-/// Mean over each cell's first `count[i]` positions starting at `start[i]`, computed on the device
-/// as a weighted matmul: `x` is `[b, l, d]`, the result `[b, d]` (rows with no position are zero).
+/// Mean over each cell's `count[i]` positions starting at `start[i]`: `x` is `[b, l, d]`, the
+/// result `[b, d]` (a row with no position is zero). Each mean reads only its own positions, so it
+/// does not depend on the batch's padding.
 pub fn masked_mean(x: &Tensor, start: &[usize], count: &[usize]) -> Result<Tensor> {
-    let (b, l, _) = x.dims3()?;
-    let mut w = vec![0f32; b * l];
+    let (b, _, d) = x.dims3()?;
+    let mut rows = Vec::with_capacity(b);
     for i in 0..b {
-        if count[i] > 0 {
-            let inv = 1.0 / count[i] as f32;
-            w[i * l + start[i]..i * l + start[i] + count[i]].fill(inv);
+        if count[i] == 0 {
+            rows.push(Tensor::zeros((1, d), x.dtype(), x.device())?);
+        } else {
+            let s = x.narrow(0, i, 1)?.narrow(1, start[i], count[i])?.sum(1)?;
+            rows.push((s / count[i] as f64)?);
         }
     }
-    let w = Tensor::from_vec(w, (b, 1, l), x.device())?.to_dtype(x.dtype())?;
-    Ok(w.matmul(x)?.squeeze(1)?)
+    Ok(Tensor::cat(&rows, 0)?)
 }
 
 /// Row-wise L2 normalisation of a `[b, d]` matrix held as row-major values (as numpy
@@ -526,7 +519,9 @@ mod tests {
             let v = v.get(1).unwrap().narrow(0, 0, 3).unwrap().to_vec2::<f32>().unwrap();
             for (p, (ru, rv)) in u.iter().zip(&v).enumerate() {
                 for (k, (x, y)) in ru.iter().zip(rv).enumerate() {
-                    assert!((x - y).abs() < 1e-6, "site {s} pos {p} dim {k}: {x} vs {y}");
+                    // attention and pooling are per cell; only the row count of the linear layers'
+                    // matmuls changes, and tiny matrices (d = 8) take another gemm kernel
+                    assert!((x - y).abs() <= 1e-6, "site {s} pos {p} dim {k}: {x} vs {y}");
                 }
             }
         }
