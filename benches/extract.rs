@@ -24,7 +24,11 @@ fn repo() -> PathBuf {
 }
 
 fn immune() -> Dataset {
-    load(&repo().join("data/immune1000.h5ad"), &LoadOptions::default()).expect("bundled data")
+    load(
+        &repo().join("data/immune1000.h5ad"),
+        &LoadOptions::default(),
+    )
+    .expect("bundled data")
 }
 
 /// A full-size checkpoint folder: the official-code one from `SCSAE_SCGPT_FULL`, else a seeded
@@ -43,7 +47,8 @@ fn full_size_checkpoint(ds: &Dataset) -> PathBuf {
             genes.push(format!("FILLER{k}"));
             k += 1;
         }
-        write_random_checkpoint(&dir, &ScgptConfig::default(), &genes, 1).expect("write checkpoint");
+        write_random_checkpoint(&dir, &ScgptConfig::default(), &genes, 1)
+            .expect("write checkpoint");
     }
     dir
 }
@@ -63,8 +68,15 @@ fn bench(c: &mut Criterion) {
     let mut go = |model: &Scgpt, data: &Dataset| {
         run += 1;
         let out = tmp.path().join(format!("run{run}"));
-        extract(model, data, serde_json::json!({}), &out, &ExtractOptions::default(), &rt)
-            .expect("extract");
+        extract(
+            model,
+            data,
+            serde_json::json!({}),
+            &out,
+            &ExtractOptions::default(),
+            &rt,
+        )
+        .expect("extract");
         std::fs::remove_dir_all(&out).ok();
     };
 

@@ -12,8 +12,17 @@ fn repo() -> PathBuf {
 
 fn copy_tiny(dst: &Path) {
     std::fs::create_dir_all(dst).unwrap();
-    for f in ["args.json", "vocab.json", "best_model.pt", "model.safetensors"] {
-        std::fs::copy(repo().join("tests/fixtures/scgpt/tiny").join(f), dst.join(f)).unwrap();
+    for f in [
+        "args.json",
+        "vocab.json",
+        "best_model.pt",
+        "model.safetensors",
+    ] {
+        std::fs::copy(
+            repo().join("tests/fixtures/scgpt/tiny").join(f),
+            dst.join(f),
+        )
+        .unwrap();
     }
 }
 
@@ -54,13 +63,23 @@ fn missing_tensor_is_named() {
     let m = tmp.path().join("model");
     copy_tiny(&m);
     std::fs::remove_file(m.join("best_model.pt")).unwrap();
-    let st = candle_core::safetensors::load(m.join("model.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let st = candle_core::safetensors::load(m.join("model.safetensors"), &candle_core::Device::Cpu)
+        .unwrap();
     let kept: Vec<(String, candle_core::Tensor)> = st
         .into_iter()
         .filter(|(k, _)| k != "transformer_encoder.layers.1.norm2.bias")
         .collect();
-    candle_core::safetensors::save(&kept.into_iter().collect(), m.join("model.safetensors")).unwrap();
-    fails(&m, &immune(), &[], &["model.safetensors", "missing tensor 'transformer_encoder.layers.1.norm2.bias'"]);
+    candle_core::safetensors::save(&kept.into_iter().collect(), m.join("model.safetensors"))
+        .unwrap();
+    fails(
+        &m,
+        &immune(),
+        &[],
+        &[
+            "model.safetensors",
+            "missing tensor 'transformer_encoder.layers.1.norm2.bias'",
+        ],
+    );
 }
 
 #[test]
@@ -83,7 +102,12 @@ fn truncated_pytorch_checkpoint_is_refused() {
     copy_tiny(&m);
     let bytes = std::fs::read(m.join("best_model.pt")).unwrap();
     std::fs::write(m.join("best_model.pt"), &bytes[..bytes.len() / 2]).unwrap();
-    fails(&m, &immune(), &[], &["best_model.pt", "truncated or corrupt"]);
+    fails(
+        &m,
+        &immune(),
+        &[],
+        &["best_model.pt", "truncated or corrupt"],
+    );
 }
 
 #[test]
@@ -92,8 +116,17 @@ fn wrong_shape_names_the_tensor() {
     let m = tmp.path().join("model");
     copy_tiny(&m);
     let text = std::fs::read_to_string(m.join("args.json")).unwrap();
-    std::fs::write(m.join("args.json"), text.replace("\"d_hid\": 64", "\"d_hid\": 128")).unwrap();
-    fails(&m, &immune(), &[], &["best_model.pt", "linear1.weight", "shape"]);
+    std::fs::write(
+        m.join("args.json"),
+        text.replace("\"d_hid\": 64", "\"d_hid\": 128"),
+    )
+    .unwrap();
+    fails(
+        &m,
+        &immune(),
+        &[],
+        &["best_model.pt", "linear1.weight", "shape"],
+    );
 }
 
 #[test]
@@ -111,7 +144,16 @@ fn data_without_vocabulary_genes_is_refused() {
     .unwrap();
     std::fs::write(d.join("features.tsv"), "ENSG00000167286\tENSG00000167286\tGene Expression\nENSG00000156738\tENSG00000156738\tGene Expression\n").unwrap();
     std::fs::write(d.join("barcodes.tsv"), "AAA-1\nCCC-1\n").unwrap();
-    fails(&m, &d, &[], &["tenx", "none of the 2 genes is in the model vocabulary", "--gene-key"]);
+    fails(
+        &m,
+        &d,
+        &[],
+        &[
+            "tenx",
+            "none of the 2 genes is in the model vocabulary",
+            "--gene-key",
+        ],
+    );
 }
 
 #[test]
@@ -119,8 +161,18 @@ fn bad_options_and_existing_output_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let m = tmp.path().join("model");
     copy_tiny(&m);
-    fails(&m, &immune(), &["--layers", "2"], &["block 2 does not exist"]);
-    fails(&m, &immune(), &["--max-tokens", "10"], &["--max-tokens needs --tokens"]);
+    fails(
+        &m,
+        &immune(),
+        &["--layers", "2"],
+        &["block 2 does not exist"],
+    );
+    fails(
+        &m,
+        &immune(),
+        &["--max-tokens", "10"],
+        &["--max-tokens needs --tokens"],
+    );
     fails(&m, &immune(), &["--batch-size", "0"], &["--batch-size"]);
     // an existing store is never overwritten without --resume
     let out = tmp.path().join("out");
@@ -138,5 +190,8 @@ fn bad_options_and_existing_output_are_refused() {
         .assert()
         .failure()
         .stderr(predicate::str::contains("--resume"));
-    assert_eq!(std::fs::read_to_string(out.join("manifest.json")).unwrap(), "{}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("manifest.json")).unwrap(),
+        "{}"
+    );
 }

@@ -19,7 +19,11 @@ fn tiny() -> PathBuf {
 }
 
 fn immune_subset(n: usize) -> Dataset {
-    let ds = load(&repo().join("data/immune1000.h5ad"), &LoadOptions::default()).unwrap();
+    let ds = load(
+        &repo().join("data/immune1000.h5ad"),
+        &LoadOptions::default(),
+    )
+    .unwrap();
     // every 7th cell: a mix of lengths, includes cells with ties
     let rows: Vec<usize> = (0..ds.n_cells()).step_by(7).take(n).collect();
     ds.select_cells(&rows)
@@ -28,14 +32,25 @@ fn immune_subset(n: usize) -> Dataset {
 fn run(ds: &Dataset, out: &Path, opts: &ExtractOptions) -> ActivationStore {
     let rt = Runtime::cpu_with_seed(11).unwrap();
     let model = Scgpt::load(&tiny(), &rt).unwrap();
-    extract(&model, ds, serde_json::json!({"file": "immune"}), out, opts, &rt).unwrap();
+    extract(
+        &model,
+        ds,
+        serde_json::json!({"file": "immune"}),
+        out,
+        opts,
+        &rt,
+    )
+    .unwrap();
     ActivationStore::open(out).unwrap()
 }
 
 fn rows_by_id(s: &ActivationStore, layer: &str) -> std::collections::HashMap<String, Vec<f32>> {
     let m = s.cell_matrix(layer).unwrap();
     let ids = m.row_ids.clone().unwrap();
-    ids.into_iter().enumerate().map(|(i, id)| (id, m.row(i).to_vec())).collect()
+    ids.into_iter()
+        .enumerate()
+        .map(|(i, id)| (id, m.row(i).to_vec()))
+        .collect()
 }
 
 #[test]
@@ -57,11 +72,18 @@ fn cli_extracts_immune_cells_with_tokens() {
     assert!(stdout.contains("extracted 1000 cells"), "{stdout}");
     let s = ActivationStore::open(&out).unwrap();
     assert_eq!(s.manifest.layers, vec!["embeddings", "0", "1"]);
-    assert_eq!((s.manifest.n_cells, s.manifest.d_model, s.manifest.seed), (1000, 64, 3));
+    assert_eq!(
+        (s.manifest.n_cells, s.manifest.d_model, s.manifest.seed),
+        (1000, 64, 3)
+    );
     assert!(s.manifest.tokens && s.manifest.complete);
     assert_eq!(s.manifest.options["mean_includes_cls"], true);
     assert_eq!(s.manifest.model["key_naming"], "flash-attn (Wqkv)");
-    let ds = load(&repo().join("data/immune1000.h5ad"), &LoadOptions::default()).unwrap();
+    let ds = load(
+        &repo().join("data/immune1000.h5ad"),
+        &LoadOptions::default(),
+    )
+    .unwrap();
     assert_eq!(s.cell_ids, ds.cell_ids);
     let cls = s.cell_matrix("cls").unwrap();
     for i in 0..cls.n_rows {
@@ -97,7 +119,10 @@ fn cli_extracts_immune_cells_with_tokens() {
             assert!(counts[c] >= 1);
             for k in 0..d {
                 let mean = (sums[c * d + k] / counts[c] as f64) as f32;
-                assert!((mean - cells.row(c)[k]).abs() < 1e-4, "{layer} cell {c} dim {k}");
+                assert!(
+                    (mean - cells.row(c)[k]).abs() < 1e-4,
+                    "{layer} cell {c} dim {k}"
+                );
             }
         }
     }
@@ -112,14 +137,21 @@ fn batch_size_and_cell_order_do_not_change_results() {
     let b = run(
         &ds,
         &tmp.path().join("b1"),
-        &ExtractOptions { batch_size: 1, ..base.clone() },
+        &ExtractOptions {
+            batch_size: 1,
+            ..base.clone()
+        },
     );
     let mut perm: Vec<usize> = (0..ds.n_cells()).rev().collect();
     perm.rotate_left(17);
     let c = run(
         &ds.select_cells(&perm),
         &tmp.path().join("shuffled"),
-        &ExtractOptions { batch_size: 7, max_batch_tokens: 300, ..base.clone() },
+        &ExtractOptions {
+            batch_size: 7,
+            max_batch_tokens: 300,
+            ..base.clone()
+        },
     );
     for layer in ["0", "1", "cls"] {
         let ra = rows_by_id(&a, layer);
@@ -127,7 +159,11 @@ fn batch_size_and_cell_order_do_not_change_results() {
             let ro = rows_by_id(other, layer);
             for (id, v) in &ra {
                 let w = &ro[id];
-                let diff = v.iter().zip(w).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+                let diff = v
+                    .iter()
+                    .zip(w)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0f32, f32::max);
                 assert!(diff == 0.0, "layer {layer} cell {id}: {diff}");
             }
         }
@@ -138,7 +174,14 @@ fn batch_size_and_cell_order_do_not_change_results() {
 fn resume_completes_an_interrupted_store_identically() {
     let ds = immune_subset(40);
     let tmp = tempfile::tempdir().unwrap();
-    let full = run(&ds, &tmp.path().join("full"), &ExtractOptions { tokens: true, ..Default::default() });
+    let full = run(
+        &ds,
+        &tmp.path().join("full"),
+        &ExtractOptions {
+            tokens: true,
+            ..Default::default()
+        },
+    );
     // an interrupted run: 2 of its parts written, manifest not complete
     let part = tmp.path().join("part");
     let small = ExtractOptions {
@@ -153,19 +196,42 @@ fn resume_completes_an_interrupted_store_identically() {
         std::fs::remove_file(part.join(p.file)).unwrap();
     }
     m.complete = false;
-    std::fs::write(part.join("manifest.json"), serde_json::to_string(&m).unwrap()).unwrap();
+    std::fs::write(
+        part.join("manifest.json"),
+        serde_json::to_string(&m).unwrap(),
+    )
+    .unwrap();
     assert!(ActivationStore::open(&part).is_err());
     // without --resume the folder is refused; with it, the rest is filled in
     let rt = Runtime::cpu_with_seed(11).unwrap();
     let model = Scgpt::load(&tiny(), &rt).unwrap();
     let info = serde_json::json!({"file": "immune"});
     assert!(extract(&model, &ds, info.clone(), &part, &small, &rt).is_err());
-    let rep = extract(&model, &ds, info, &part, &ExtractOptions { resume: true, ..small }, &rt).unwrap();
+    let rep = extract(
+        &model,
+        &ds,
+        info,
+        &part,
+        &ExtractOptions {
+            resume: true,
+            ..small
+        },
+        &rt,
+    )
+    .unwrap();
     assert_eq!(rep.n_processed, 30);
     let resumed = ActivationStore::open(&part).unwrap();
     for layer in ["0", "1", "cls"] {
-        let (x, y) = (full.cell_matrix(layer).unwrap(), resumed.cell_matrix(layer).unwrap());
-        let diff = x.data.iter().zip(&y.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let (x, y) = (
+            full.cell_matrix(layer).unwrap(),
+            resumed.cell_matrix(layer).unwrap(),
+        );
+        let diff = x
+            .data
+            .iter()
+            .zip(&y.data)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
         assert!(diff == 0.0, "{layer}: {diff}");
     }
     assert_eq!(full.n_tokens(), resumed.n_tokens());
@@ -175,14 +241,28 @@ fn resume_completes_an_interrupted_store_identically() {
 fn token_subsample_has_exactly_n_rows_whatever_the_batching() {
     let ds = immune_subset(30);
     let tmp = tempfile::tempdir().unwrap();
-    let o = ExtractOptions { tokens: true, max_tokens: Some(500), ..Default::default() };
+    let o = ExtractOptions {
+        tokens: true,
+        max_tokens: Some(500),
+        ..Default::default()
+    };
     let a = run(&ds, &tmp.path().join("a"), &o);
-    let b = run(&ds, &tmp.path().join("b"), &ExtractOptions { batch_size: 4, ..o });
+    let b = run(
+        &ds,
+        &tmp.path().join("b"),
+        &ExtractOptions { batch_size: 4, ..o },
+    );
     assert_eq!(a.n_tokens(), 500);
     let key = |s: &ActivationStore| {
         let t = s.token_matrix("1", None, 0).unwrap();
         let mut k: Vec<(i64, i64, i64)> = (0..t.matrix.n_rows)
-            .map(|r| (t.index.cell_index[r], t.index.position[r], t.index.gene_id[r]))
+            .map(|r| {
+                (
+                    t.index.cell_index[r],
+                    t.index.position[r],
+                    t.index.gene_id[r],
+                )
+            })
             .collect();
         k.sort();
         k
@@ -196,7 +276,15 @@ fn cli_pbmc_raw_layer_selection_and_mean_without_cls() {
     let out = tmp.path().join("pbmc");
     Command::cargo_bin("scsae")
         .unwrap()
-        .args(["extract", "--layer", "raw", "--layers", "embeddings,-1", "--mean-without-cls", "--tokens"])
+        .args([
+            "extract",
+            "--layer",
+            "raw",
+            "--layers",
+            "embeddings,-1",
+            "--mean-without-cls",
+            "--tokens",
+        ])
         .arg("--model")
         .arg(tiny())
         .arg("--data")

@@ -66,7 +66,10 @@ impl Reference {
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// Feed the official tokens through our model and compare every layer and the CLS embedding.
@@ -95,24 +98,43 @@ fn check_forward(root: &Path, weights: &str, per_cell_batches: bool) {
     let mut worst = 0f32;
     for g in groups {
         let refs: Vec<&TokenizedCell> = g.iter().map(|&i| &cells[i]).collect();
-        let batch = Batch::new(&refs, model.pad_id(), model.config.pad_value, &Device::Cpu, DType::F32)
-            .unwrap();
+        let batch = Batch::new(
+            &refs,
+            model.pad_id(),
+            model.config.pad_value,
+            &Device::Cpu,
+            DType::F32,
+        )
+        .unwrap();
         let outs = model.model.forward_all(&batch).unwrap();
         assert_eq!(outs.len(), nl + 1);
         for (bi, &ci) in g.iter().enumerate() {
             let len = lens[ci];
             for (si, out) in outs.iter().enumerate() {
-                let name = if si == 0 { "embeddings".to_string() } else { format!("hidden_{}", si - 1) };
+                let name = if si == 0 {
+                    "embeddings".to_string()
+                } else {
+                    format!("hidden_{}", si - 1)
+                };
                 let want = r.t[&name].get(ci).unwrap().narrow(0, 0, len).unwrap();
                 let got = out.get(bi).unwrap().narrow(0, 0, len).unwrap();
                 let diff = max_abs_diff(
                     &got.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
                     &want.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
                 );
-                assert!(diff < TOL, "{weights}: cell {ci} {name}: max abs diff {diff}");
+                assert!(
+                    diff < TOL,
+                    "{weights}: cell {ci} {name}: max abs diff {diff}"
+                );
                 worst = worst.max(diff);
             }
-            let last = outs[nl].get(bi).unwrap().get(0).unwrap().to_vec1::<f32>().unwrap();
+            let last = outs[nl]
+                .get(bi)
+                .unwrap()
+                .get(0)
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
             let norm = last.iter().map(|v| v * v).sum::<f32>().sqrt();
             let cls: Vec<f32> = last.iter().map(|v| v / norm).collect();
             let want = r.t["cls"].get(ci).unwrap().to_vec1::<f32>().unwrap();
@@ -160,15 +182,29 @@ fn binning_matches_official_cases() {
         let got = bin_row(&c.input, c.n_bins, &mut rng);
         for (k, ((g, o), (lo, hi))) in got.iter().zip(&c.output).zip(&want).enumerate() {
             if c.ties {
-                assert!((*lo as f32..=*hi as f32).contains(g), "{}[{k}]: {g} not in {lo}..={hi}", c.name);
-                assert!((*lo as i64..=*hi as i64).contains(o), "{}: official draw outside range", c.name);
+                assert!(
+                    (*lo as f32..=*hi as f32).contains(g),
+                    "{}[{k}]: {g} not in {lo}..={hi}",
+                    c.name
+                );
+                assert!(
+                    (*lo as i64..=*hi as i64).contains(o),
+                    "{}: official draw outside range",
+                    c.name
+                );
             } else {
                 assert_eq!(*g, *o as f32, "{}[{k}]", c.name);
             }
         }
     }
     // the three vectors of reference/scgpt.md are among them
-    assert!(cases.iter().filter(|c| c.name.starts_with("scgpt.md vector")).count() == 3);
+    assert!(
+        cases
+            .iter()
+            .filter(|c| c.name.starts_with("scgpt.md vector"))
+            .count()
+            == 3
+    );
 }
 
 #[test]
@@ -190,8 +226,19 @@ fn check_tokenization(root: &Path) {
     let mut cache = HashMap::new();
     for (ci, (&src, &row)) in sources.iter().zip(&rows).enumerate() {
         let ds = cache.entry(src).or_insert_with(|| {
-            let layer = if layers[src as usize] == "raw" { MatrixLayer::Raw } else { MatrixLayer::X };
-            load(&repo().join(&files[src as usize]), &LoadOptions { layer, ..Default::default() }).unwrap()
+            let layer = if layers[src as usize] == "raw" {
+                MatrixLayer::Raw
+            } else {
+                MatrixLayer::X
+            };
+            load(
+                &repo().join(&files[src as usize]),
+                &LoadOptions {
+                    layer,
+                    ..Default::default()
+                },
+            )
+            .unwrap()
         });
         let tok = Tokenizer::new(&ds.gene_symbols, &model.vocab, TokenizerOptions::default());
         let m = &ds.matrix;
@@ -209,8 +256,14 @@ fn check_tokenization(root: &Path) {
         for k in 1..len {
             let (lo, hi) = ranges[k - 1];
             let (o, g) = (vals[ci][k], cell.values[k]);
-            assert!((lo as f32..=hi as f32).contains(&o), "cell {ci} pos {k}: official {o} outside {lo}..={hi}");
-            assert!((lo as f32..=hi as f32).contains(&g), "cell {ci} pos {k}: ours {g} outside {lo}..={hi}");
+            assert!(
+                (lo as f32..=hi as f32).contains(&o),
+                "cell {ci} pos {k}: official {o} outside {lo}..={hi}"
+            );
+            assert!(
+                (lo as f32..=hi as f32).contains(&g),
+                "cell {ci} pos {k}: ours {g} outside {lo}..={hi}"
+            );
             if lo == hi {
                 assert_eq!(o, g, "cell {ci} pos {k}");
             }

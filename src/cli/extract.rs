@@ -6,7 +6,7 @@ use clap::Args;
 
 use crate::cli::common::DataArgs;
 use crate::data::{load, MatrixLayer};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::runtime::Runtime;
 use crate::scgpt::{extract, ExtractOptions, ExtractReport, LayerSelection, Scgpt};
 
@@ -49,6 +49,9 @@ pub struct ExtractArgs {
     /// Continue an interrupted extraction in --out.
     #[arg(long)]
     pub resume: bool,
+    /// Extract only the first N cells of the data (quick trials, benchmarks).
+    #[arg(long, value_name = "N")]
+    pub first_cells: Option<usize>,
     /// Print the run report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -59,12 +62,21 @@ pub struct ExtractArgs {
 /// Run `scsae extract`; returns the report (warnings are printed to stderr here).
 pub fn run(args: &ExtractArgs, rt: &Runtime) -> Result<ExtractReport> {
     let scgpt = Scgpt::load_with(&args.model, args.weights.as_deref(), rt)?;
-    let ds = load(&args.data, &args.data_args.load_options())?;
+    let mut ds = load(&args.data, &args.data_args.load_options())?;
+    if let Some(k) = args.first_cells {
+        if k == 0 {
+            return Err(Error::invalid("--first-cells must be at least 1"));
+        }
+        if k < ds.n_cells() {
+            ds = ds.select_cells(&(0..k).collect::<Vec<_>>());
+        }
+    }
     let abs = std::fs::canonicalize(&args.data).unwrap_or_else(|_| args.data.clone());
     let info = serde_json::json!({
         "file": abs.display().to_string(),
         "layer": match args.data_args.layer { MatrixLayer::X => "X", MatrixLayer::Raw => "raw" },
         "gene_key": args.data_args.gene_key,
+        "first_cells": args.first_cells,
     });
     let opts = ExtractOptions {
         layers: args.layers.clone(),

@@ -64,7 +64,11 @@ impl WeightsFile {
     /// The weights of a model folder: `best_model.pt`, else `model.safetensors` or
     /// `best_model.safetensors`.
     pub fn find(dir: &Path) -> Result<WeightsFile> {
-        for name in ["best_model.pt", "model.safetensors", "best_model.safetensors"] {
+        for name in [
+            "best_model.pt",
+            "model.safetensors",
+            "best_model.safetensors",
+        ] {
             let p = dir.join(name);
             if p.is_file() {
                 return Ok(WeightsFile::from_path(&p));
@@ -126,11 +130,7 @@ pub fn read_tensors(file: &WeightsFile) -> Result<(HashMap<String, Tensor>, Vec<
 
 /// Run a reader that may fail or (on malformed input) panic inside a dependency; both become an
 /// input error naming the file.
-fn guarded<T>(
-    path: &Path,
-    what: &str,
-    f: impl FnOnce() -> candle_core::Result<T>,
-) -> Result<T> {
+fn guarded<T>(path: &Path, what: &str, f: impl FnOnce() -> candle_core::Result<T>) -> Result<T> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(Error::input(
@@ -146,7 +146,12 @@ fn guarded<T>(
 
 fn read_pytorch(path: &Path) -> Result<Vec<(String, Tensor)>> {
     // A plain state_dict first; checkpoints saved as {"model_state_dict": ...} etc. next.
-    for key in [None, Some("model_state_dict"), Some("state_dict"), Some("model")] {
+    for key in [
+        None,
+        Some("model_state_dict"),
+        Some("state_dict"),
+        Some("model"),
+    ] {
         let infos = guarded(path, "PyTorch", || {
             candle_core::pickle::read_pth_tensor_info(path, false, key)
         });
@@ -160,7 +165,9 @@ fn read_pytorch(path: &Path) -> Result<Vec<(String, Tensor)>> {
         }
         // Check every storage exists and is long enough before reading, so a damaged archive
         // names the tensor instead of failing deep inside the reader.
-        let pth = guarded(path, "PyTorch", || candle_core::pickle::PthTensors::new(path, key))?;
+        let pth = guarded(path, "PyTorch", || {
+            candle_core::pickle::PthTensors::new(path, key)
+        })?;
         let mut names: Vec<String> = pth.tensor_infos().keys().cloned().collect();
         names.sort();
         let mut out = Vec::with_capacity(names.len());
@@ -364,14 +371,21 @@ impl Scgpt {
             None => WeightsFile::find(dir)?,
         };
         let (tensors, raw_names) = read_tensors(&weights)?;
-        let model = build_model(&tensors, &config, vocab.len(), &weights.path, &rt.device, rt.dtype)
-            .map_err(|e| match e {
-                Error::Input { path, msg } if msg.contains("vocab.json has") => Error::input(
-                    dir.join("vocab.json"),
-                    format!("{msg} ({})", path.display()),
-                ),
-                other => other,
-            })?;
+        let model = build_model(
+            &tensors,
+            &config,
+            vocab.len(),
+            &weights.path,
+            &rt.device,
+            rt.dtype,
+        )
+        .map_err(|e| match e {
+            Error::Input { path, msg } if msg.contains("vocab.json has") => Error::input(
+                dir.join("vocab.json"),
+                format!("{msg} ({})", path.display()),
+            ),
+            other => other,
+        })?;
         let key_naming = key_naming(&raw_names).to_string();
         Ok(Scgpt {
             dir: dir.to_path_buf(),
@@ -437,14 +451,20 @@ mod tests {
             canonical_key("module.encoder.embedding.weight"),
             "encoder.embedding.weight"
         );
-        assert_eq!(canonical_key("mvc_decoder.gene2query.weight"), "mvc_decoder.gene2query.weight");
+        assert_eq!(
+            canonical_key("mvc_decoder.gene2query.weight"),
+            "mvc_decoder.gene2query.weight"
+        );
     }
 
     #[test]
     fn key_naming_is_reported() {
         let k = |v: &[&str]| key_naming(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         assert_eq!(k(&["a.self_attn.Wqkv.weight"]), "flash-attn (Wqkv)");
-        assert_eq!(k(&["a.self_attn._impl.Wqkv.weight"]), "wrapper (_impl.Wqkv)");
+        assert_eq!(
+            k(&["a.self_attn._impl.Wqkv.weight"]),
+            "wrapper (_impl.Wqkv)"
+        );
         assert_eq!(k(&["a.self_attn.in_proj_weight"]), "pytorch (in_proj)");
     }
 }
@@ -476,7 +496,9 @@ pub fn write_random_checkpoint(
     let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
     let mut uniform = |name: String, shape: Vec<usize>, scale: f32, base: f32| {
         let n: usize = shape.iter().product();
-        let data = (0..n).map(|_| base + rng.random_range(-scale..scale)).collect();
+        let data = (0..n)
+            .map(|_| base + rng.random_range(-scale..scale))
+            .collect();
         tensors.push((name, shape, data));
     };
     let lin = |fan_in: usize| (1.0 / fan_in as f32).sqrt();
@@ -487,17 +509,42 @@ pub fn write_random_checkpoint(
     }
     uniform("value_encoder.linear1.weight".into(), vec![d, 1], 1.0, 0.0);
     uniform("value_encoder.linear1.bias".into(), vec![d], 1.0, 0.0);
-    uniform("value_encoder.linear2.weight".into(), vec![d, d], lin(d), 0.0);
+    uniform(
+        "value_encoder.linear2.weight".into(),
+        vec![d, d],
+        lin(d),
+        0.0,
+    );
     uniform("value_encoder.linear2.bias".into(), vec![d], lin(d), 0.0);
     for l in 0..config.nlayers {
         let p = format!("transformer_encoder.layers.{l}");
-        uniform(format!("{p}.self_attn.Wqkv.weight"), vec![3 * d, d], lin(d), 0.0);
+        uniform(
+            format!("{p}.self_attn.Wqkv.weight"),
+            vec![3 * d, d],
+            lin(d),
+            0.0,
+        );
         uniform(format!("{p}.self_attn.Wqkv.bias"), vec![3 * d], 0.02, 0.0);
-        uniform(format!("{p}.self_attn.out_proj.weight"), vec![d, d], lin(d), 0.0);
+        uniform(
+            format!("{p}.self_attn.out_proj.weight"),
+            vec![d, d],
+            lin(d),
+            0.0,
+        );
         uniform(format!("{p}.self_attn.out_proj.bias"), vec![d], 0.02, 0.0);
-        uniform(format!("{p}.linear1.weight"), vec![config.d_hid, d], lin(d), 0.0);
+        uniform(
+            format!("{p}.linear1.weight"),
+            vec![config.d_hid, d],
+            lin(d),
+            0.0,
+        );
         uniform(format!("{p}.linear1.bias"), vec![config.d_hid], lin(d), 0.0);
-        uniform(format!("{p}.linear2.weight"), vec![d, config.d_hid], lin(config.d_hid), 0.0);
+        uniform(
+            format!("{p}.linear2.weight"),
+            vec![d, config.d_hid],
+            lin(config.d_hid),
+            0.0,
+        );
         uniform(format!("{p}.linear2.bias"), vec![d], lin(config.d_hid), 0.0);
         for n in ["norm1", "norm2"] {
             uniform(format!("{p}.{n}.weight"), vec![d], 0.1, 1.0);

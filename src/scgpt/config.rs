@@ -77,8 +77,8 @@ impl ScgptConfig {
             .ok_or_else(|| "expected a JSON object of training arguments".to_string())?;
         // Deserialise key by key so that a bad value names its key.
         let mut known = serde_json::Map::new();
-        let defaults = serde_json::to_value(ScgptConfig::default())
-            .map_err(|e| format!("internal: {e}"))?;
+        let defaults =
+            serde_json::to_value(ScgptConfig::default()).map_err(|e| format!("internal: {e}"))?;
         if let Some(d) = defaults.as_object() {
             for k in d.keys() {
                 if let Some(v) = obj.get(k) {

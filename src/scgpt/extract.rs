@@ -29,7 +29,9 @@ use crate::io::matrix::DenseMatrix;
 use crate::runtime::Runtime;
 use crate::scgpt::checkpoint::Scgpt;
 use crate::scgpt::layers::{site_name, LayerSelection};
-use crate::scgpt::model::{first_position, l2_normalise_rows, masked_mean, to_f32_vec, Batch, Site};
+use crate::scgpt::model::{
+    first_position, l2_normalise_rows, masked_mean, to_f32_vec, Batch, Site,
+};
 use crate::scgpt::tokenize::{fnv1a64, splitmix64, TokenizedCell, Tokenizer, TokenizerOptions};
 
 /// Version of the tokenisation and pooling rules, recorded in the manifest.
@@ -88,7 +90,9 @@ impl ExtractOptions {
             return Err(Error::invalid("--batch-size must be at least 1"));
         }
         if self.max_length < 2 {
-            return Err(Error::invalid("--max-length must be at least 2 (<cls> and one gene)"));
+            return Err(Error::invalid(
+                "--max-length must be at least 2 (<cls> and one gene)",
+            ));
         }
         if self.max_tokens == Some(0) {
             return Err(Error::invalid("--max-tokens must be at least 1"));
@@ -299,7 +303,12 @@ pub fn extract(
     }
     let n = data.n_cells();
     let m = &data.matrix;
-    let row = |i: usize| (&m.indices[m.indptr[i]..m.indptr[i + 1]], &m.data[m.indptr[i]..m.indptr[i + 1]]);
+    let row = |i: usize| {
+        (
+            &m.indices[m.indptr[i]..m.indptr[i + 1]],
+            &m.data[m.indptr[i]..m.indptr[i + 1]],
+        )
+    };
     let lengths: Vec<usize> = (0..n)
         .map(|i| {
             let (idx, val) = row(i);
@@ -354,7 +363,8 @@ pub fn extract(
     if opts.tokens {
         // one batch's token activations must fit in a part
         let per_token = 4 * d * sites.len();
-        max_batch_tokens = max_batch_tokens.min((opts.part_max_bytes / per_token).max(opts.max_length));
+        max_batch_tokens =
+            max_batch_tokens.min((opts.part_max_bytes / per_token).max(opts.max_length));
     }
     let batches = make_batches(&order, &lengths, opts.batch_size, max_batch_tokens);
 

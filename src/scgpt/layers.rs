@@ -20,7 +20,9 @@ impl std::str::FromStr for LayerSelection {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         if s.trim().is_empty() {
-            return Err(Error::invalid("--layers is empty (use all, or e.g. 0,6,11)"));
+            return Err(Error::invalid(
+                "--layers is empty (use all, or e.g. 0,6,11)",
+            ));
         }
         Ok(LayerSelection(s.to_string()))
     }
@@ -82,17 +84,32 @@ mod tests {
 
     #[test]
     fn parses_lists_all_last_negative_and_embeddings() {
-        assert_eq!(r("all", 3).unwrap(), vec![Site::Block(0), Site::Block(1), Site::Block(2)]);
-        assert_eq!(r("11,0,6,6", 12).unwrap(), vec![Site::Block(0), Site::Block(6), Site::Block(11)]);
-        assert_eq!(r("last,-2", 12).unwrap(), vec![Site::Block(10), Site::Block(11)]);
-        assert_eq!(r("embeddings,0", 2).unwrap(), vec![Site::Embeddings, Site::Block(0)]);
+        assert_eq!(
+            r("all", 3).unwrap(),
+            vec![Site::Block(0), Site::Block(1), Site::Block(2)]
+        );
+        assert_eq!(
+            r("11,0,6,6", 12).unwrap(),
+            vec![Site::Block(0), Site::Block(6), Site::Block(11)]
+        );
+        assert_eq!(
+            r("last,-2", 12).unwrap(),
+            vec![Site::Block(10), Site::Block(11)]
+        );
+        assert_eq!(
+            r("embeddings,0", 2).unwrap(),
+            vec![Site::Embeddings, Site::Block(0)]
+        );
         assert_eq!(site_name(Site::Block(4)), "4");
         assert_eq!(site_name(Site::Embeddings), "embeddings");
     }
 
     #[test]
     fn bad_items_are_named() {
-        assert!(r("12", 12).unwrap_err().to_string().contains("block 12 does not exist"));
+        assert!(r("12", 12)
+            .unwrap_err()
+            .to_string()
+            .contains("block 12 does not exist"));
         assert!(r("x", 12).unwrap_err().to_string().contains("'x'"));
         assert!(r(" ", 12).is_err());
         assert!(r(",", 12).is_err());

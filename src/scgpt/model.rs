@@ -52,7 +52,12 @@ pub struct Norm {
 impl Norm {
     /// Normalise the last dimension of `x` (eps 1e-5).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(candle_nn::ops::layer_norm(x, &self.weight, &self.bias, LN_EPS)?)
+        Ok(candle_nn::ops::layer_norm(
+            x,
+            &self.weight,
+            &self.bias,
+            LN_EPS,
+        )?)
     }
 }
 
@@ -169,7 +174,9 @@ impl ScgptModel {
         let (b, l) = batch.gene_ids.dims2()?;
         let d = self.d_model();
         let ids = batch.gene_ids.flatten_all()?;
-        let genes = self.gene_norm.forward(&self.gene_embedding.index_select(&ids, 0)?)?;
+        let genes = self
+            .gene_norm
+            .forward(&self.gene_embedding.index_select(&ids, 0)?)?;
         let v = batch.values.reshape((b * l, 1))?.minimum(VALUE_MAX)?;
         let v = self.value_linear1.forward(&v)?.relu()?;
         let v = self.value_norm.forward(&self.value_linear2.forward(&v)?)?;
@@ -234,7 +241,11 @@ impl ScgptModel {
         for (i, &len) in lengths.iter().enumerate() {
             let cell = qkv.narrow(0, i, 1)?.narrow(1, 0, len)?; // [1, len, 3, h, hd]
             let part = |k: usize| -> Result<Tensor> {
-                Ok(cell.narrow(2, k, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()?)
+                Ok(cell
+                    .narrow(2, k, 1)?
+                    .squeeze(2)?
+                    .transpose(1, 2)?
+                    .contiguous()?)
             };
             let (q, k, v) = ((part(0)? * scale)?, part(1)?, part(2)?); // [1, h, len, hd]
             let probs = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
@@ -341,7 +352,10 @@ mod tests {
                 .map(|(&id, &v)| {
                     let g = ln(&self.emb[id as usize], &self.gn);
                     let v = (v as f64).min(512.0);
-                    let h1: Vec<f64> = lin(&[v], &self.v1).into_iter().map(|a| a.max(0.0)).collect();
+                    let h1: Vec<f64> = lin(&[v], &self.v1)
+                        .into_iter()
+                        .map(|a| a.max(0.0))
+                        .collect();
                     let vv = ln(&lin(&h1, &self.v2), &self.vn);
                     g.iter().zip(&vv).map(|(a, b)| a + b).collect()
                 })
@@ -358,7 +372,8 @@ mod tests {
                         let s: Vec<f64> = (0..n)
                             .map(|j| {
                                 let k = &qkv[j][d + head * hd..d + (head + 1) * hd];
-                                q.iter().zip(k).map(|(a, b)| a * b).sum::<f64>() / (hd as f64).sqrt()
+                                q.iter().zip(k).map(|(a, b)| a * b).sum::<f64>()
+                                    / (hd as f64).sqrt()
                             })
                             .collect();
                         let mx = s.iter().cloned().fold(f64::MIN, f64::max);
@@ -378,7 +393,8 @@ mod tests {
                         let o = lin(a, &blk.out);
                         let r: Vec<f64> = t.iter().zip(&o).map(|(p, q)| p + q).collect();
                         let h = ln(&r, &blk.n1);
-                        let f: Vec<f64> = lin(&h, &blk.l1).into_iter().map(|v| v.max(0.0)).collect();
+                        let f: Vec<f64> =
+                            lin(&h, &blk.l1).into_iter().map(|v| v.max(0.0)).collect();
                         let f = lin(&f, &blk.l2);
                         let r: Vec<f64> = h.iter().zip(&f).map(|(p, q)| p + q).collect();
                         ln(&r, &blk.n2)
@@ -391,7 +407,9 @@ mod tests {
     }
 
     fn rand_mat(rng: &mut ChaCha8Rng, r: usize, c: usize, s: f64) -> Vec<Vec<f64>> {
-        (0..r).map(|_| (0..c).map(|_| rng.random_range(-s..s)).collect()).collect()
+        (0..r)
+            .map(|_| (0..c).map(|_| rng.random_range(-s..s)).collect())
+            .collect()
     }
     fn rand_vec(rng: &mut ChaCha8Rng, r: usize, s: f64, base: f64) -> Vec<f64> {
         (0..r).map(|_| base + rng.random_range(-s..s)).collect()
@@ -403,8 +421,12 @@ mod tests {
         Tensor::from_vec(v, (r, c), &Device::Cpu).unwrap()
     }
     fn t1(v: &[f64]) -> Tensor {
-        Tensor::from_vec(v.iter().map(|&x| x as f32).collect::<Vec<_>>(), v.len(), &Device::Cpu)
-            .unwrap()
+        Tensor::from_vec(
+            v.iter().map(|&x| x as f32).collect::<Vec<_>>(),
+            v.len(),
+            &Device::Cpu,
+        )
+        .unwrap()
     }
     // weights rounded to f32 first so both sides see the same numbers
     fn f32ify(m: Vec<Vec<f64>>) -> Vec<Vec<f64>> {
@@ -416,12 +438,27 @@ mod tests {
         v.into_iter().map(|x| x as f32 as f64).collect()
     }
 
-    fn random_pair(seed: u64, v: usize, d: usize, h: usize, d_hid: usize, nl: usize) -> (Naive, ScgptModel) {
+    fn random_pair(
+        seed: u64,
+        v: usize,
+        d: usize,
+        h: usize,
+        d_hid: usize,
+        nl: usize,
+    ) -> (Naive, ScgptModel) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let lp = |rng: &mut ChaCha8Rng, o: usize, i: usize| {
-            (f32ify(rand_mat(rng, o, i, 0.5)), f32v(rand_vec(rng, o, 0.1, 0.0)))
+            (
+                f32ify(rand_mat(rng, o, i, 0.5)),
+                f32v(rand_vec(rng, o, 0.1, 0.0)),
+            )
         };
-        let np = |rng: &mut ChaCha8Rng| (f32v(rand_vec(rng, d, 0.2, 1.0)), f32v(rand_vec(rng, d, 0.1, 0.0)));
+        let np = |rng: &mut ChaCha8Rng| {
+            (
+                f32v(rand_vec(rng, d, 0.2, 1.0)),
+                f32v(rand_vec(rng, d, 0.1, 0.0)),
+            )
+        };
         let naive = Naive {
             d,
             h,
@@ -441,8 +478,14 @@ mod tests {
                 })
                 .collect(),
         };
-        let linr = |p: &(Vec<Vec<f64>>, Vec<f64>)| Linear { weight: t2(&p.0), bias: t1(&p.1) };
-        let nrm = |p: &(Vec<f64>, Vec<f64>)| Norm { weight: t1(&p.0), bias: t1(&p.1) };
+        let linr = |p: &(Vec<Vec<f64>>, Vec<f64>)| Linear {
+            weight: t2(&p.0),
+            bias: t1(&p.1),
+        };
+        let nrm = |p: &(Vec<f64>, Vec<f64>)| Norm {
+            weight: t1(&p.0),
+            bias: t1(&p.1),
+        };
         let model = ScgptModel {
             config: ScgptConfig {
                 embsize: d,
@@ -509,19 +552,31 @@ mod tests {
     fn results_do_not_depend_on_batch_partners() {
         let (_, model) = random_pair(3, 12, 8, 4, 8, 2);
         let a = cell(&[10, 1, 2], &[-2.0, 1.0, 2.0]);
-        let b = cell(&[10, 3, 4, 5, 6, 7, 8], &[-2.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let b = cell(
+            &[10, 3, 4, 5, 6, 7, 8],
+            &[-2.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        );
         let alone = Batch::new(&[&a], 11, -2.0, &Device::Cpu, DType::F32).unwrap();
         let both = Batch::new(&[&b, &a], 11, -2.0, &Device::Cpu, DType::F32).unwrap();
         let x = model.forward_all(&alone).unwrap();
         let y = model.forward_all(&both).unwrap();
         for (s, (u, v)) in x.iter().zip(&y).enumerate() {
             let u = u.get(0).unwrap().to_vec2::<f32>().unwrap();
-            let v = v.get(1).unwrap().narrow(0, 0, 3).unwrap().to_vec2::<f32>().unwrap();
+            let v = v
+                .get(1)
+                .unwrap()
+                .narrow(0, 0, 3)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
             for (p, (ru, rv)) in u.iter().zip(&v).enumerate() {
                 for (k, (x, y)) in ru.iter().zip(rv).enumerate() {
                     // attention and pooling are per cell; only the row count of the linear layers'
                     // matmuls changes, and tiny matrices (d = 8) take another gemm kernel
-                    assert!((x - y).abs() <= 1e-6, "site {s} pos {p} dim {k}: {x} vs {y}");
+                    assert!(
+                        (x - y).abs() <= 1e-6,
+                        "site {s} pos {p} dim {k}: {x} vs {y}"
+                    );
                 }
             }
         }
@@ -535,7 +590,10 @@ mod tests {
             &Device::Cpu,
         )
         .unwrap();
-        let m = masked_mean(&x, &[0, 1], &[2, 2]).unwrap().to_vec2::<f32>().unwrap();
+        let m = masked_mean(&x, &[0, 1], &[2, 2])
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
         assert_eq!(m, vec![vec![2., 3.], vec![8., 9.]]);
         let mut v = vec![3f32, 4., 0., 0.];
         l2_normalise_rows(&mut v, 2);

@@ -285,7 +285,11 @@ pub fn bin_ranges(row: &[f32], n_bins: usize) -> Vec<(usize, usize)> {
         let x = v as f64;
         let left = edges.partition_point(|&e| e <= x); // np.digitize(x, edges)
         let right = edges.partition_point(|&e| e < x); // np.digitize(x, edges, right=True)
-        *o = if left == right { (left, left) } else { (right + 1, left) };
+        *o = if left == right {
+            (left, left)
+        } else {
+            (right + 1, left)
+        };
     }
     out
 }
@@ -318,7 +322,10 @@ mod tests {
     #[test]
     fn official_binning_test_vectors() {
         let fib = [1., 2., 3., 5., 8., 13., 21., 34., 55., 89.];
-        assert_eq!(bins(&fib, 51), vec![1., 6., 11., 17., 22., 28., 33., 39., 44., 50.]);
+        assert_eq!(
+            bins(&fib, 51),
+            vec![1., 6., 11., 17., 22., 28., 33., 39., 44., 50.]
+        );
         assert_eq!(
             bins(&[0., 1., 0., 4., 2., 0., 9.], 51),
             vec![0., 1., 0., 33., 17., 0., 50.]
@@ -330,7 +337,10 @@ mod tests {
     #[test]
     fn numpy_quantile_values_by_hand() {
         // np.quantile([1, 2, 3, 4], np.linspace(0, 1, 5)) = [1, 1.75, 2.5, 3.25, 4]
-        assert_eq!(quantile_edges(&[4., 1., 3., 2.], 5), vec![1.0, 1.75, 2.5, 3.25, 4.0]);
+        assert_eq!(
+            quantile_edges(&[4., 1., 3., 2.], 5),
+            vec![1.0, 1.75, 2.5, 3.25, 4.0]
+        );
         // a single value: every edge equals it
         assert_eq!(quantile_edges(&[7.], 3), vec![7.0, 7.0, 7.0]);
     }
@@ -341,7 +351,10 @@ mod tests {
         let row = vec![3.0f32; 200];
         let a = bins(&row, 51);
         assert!(a.iter().all(|&b| (1.0..=50.0).contains(&b)));
-        assert!(a.iter().any(|&b| b != a[0]), "ties are spread, not constant");
+        assert!(
+            a.iter().any(|&b| b != a[0]),
+            "ties are spread, not constant"
+        );
         assert_eq!(a, bins(&row, 51), "same seed, same bins");
         let b = bin_row(&row, 51, &mut ChaCha8Rng::seed_from_u64(1));
         assert_ne!(a, b);
@@ -353,7 +366,10 @@ mod tests {
     #[test]
     fn cell_tokens_follow_embed_data() {
         let vocab = Vocab::parse(r#"{"A": 0, "B": 1, "C": 2, "D": 3}"#).unwrap();
-        let symbols: Vec<String> = ["C", "X", "A", "D", "B"].iter().map(|s| s.to_string()).collect();
+        let symbols: Vec<String> = ["C", "X", "A", "D", "B"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let opts = TokenizerOptions {
             max_length: 1200,
             ..TokenizerOptions::default()
@@ -372,7 +388,14 @@ mod tests {
         assert_eq!(cell.values[1..], [1.0, 50.0, 25.0]);
         assert_eq!(t.seq_len(&idx, &val), 4);
         // sampling keeps <cls> and max_length - 1 genes in var order, seeded by cell id
-        let t2 = Tokenizer::new(&symbols, &vocab, TokenizerOptions { max_length: 3, ..opts });
+        let t2 = Tokenizer::new(
+            &symbols,
+            &vocab,
+            TokenizerOptions {
+                max_length: 3,
+                ..opts
+            },
+        );
         let s = t2.tokenize("c1", &idx, &val);
         assert_eq!(s.len(), 3);
         assert_eq!(s.gene_ids[0], 5);

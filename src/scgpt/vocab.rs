@@ -33,14 +33,16 @@ impl Vocab {
 
     /// Parse the JSON text of a vocabulary file.
     pub fn parse(text: &str) -> std::result::Result<Vocab, String> {
-        let map: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(text).map_err(|e| format!("not a JSON object of token -> id: {e}"))?;
+        let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text)
+            .map_err(|e| format!("not a JSON object of token -> id: {e}"))?;
         let mut pairs = Vec::with_capacity(map.len());
         for (tok, v) in map {
             let id = v
                 .as_u64()
                 .filter(|&i| i <= u32::MAX as u64)
-                .ok_or_else(|| format!("token '{tok}' has id {v}, expected a non-negative integer"))?;
+                .ok_or_else(|| {
+                    format!("token '{tok}' has id {v}, expected a non-negative integer")
+                })?;
             pairs.push((id as usize, tok));
         }
         Self::from_pairs(pairs)
@@ -126,13 +128,21 @@ mod tests {
         assert_eq!(v.id("<eoc>"), Some(4));
         assert_eq!(v.appended, vec!["<pad>", "<eoc>"]);
         assert_eq!(v.token(1), Some("B2M"));
-        assert_eq!(v.id("b2m"), None, "matching is case-sensitive like the official code");
+        assert_eq!(
+            v.id("b2m"),
+            None,
+            "matching is case-sensitive like the official code"
+        );
     }
 
     #[test]
     fn rejects_gaps_duplicates_and_bad_ids() {
-        assert!(Vocab::parse(r#"{"A": 0, "B": 2}"#).unwrap_err().contains("no token has id 1"));
-        assert!(Vocab::parse(r#"{"A": 0, "B": 0}"#).unwrap_err().contains("used twice"));
+        assert!(Vocab::parse(r#"{"A": 0, "B": 2}"#)
+            .unwrap_err()
+            .contains("no token has id 1"));
+        assert!(Vocab::parse(r#"{"A": 0, "B": 0}"#)
+            .unwrap_err()
+            .contains("used twice"));
         assert!(Vocab::parse(r#"{"A": -1}"#).unwrap_err().contains("'A'"));
         assert!(Vocab::parse(r#"["A"]"#).is_err());
     }
