@@ -211,6 +211,15 @@ def verify(root: Path) -> dict:
             fail(f"binning case {case['name']!r}: output outside allowed")
         if case["ties"] != bool(np.any(rng[:, 0] != rng[:, 1])):
             fail(f"binning case {case['name']!r}: ties flag wrong")
+    # the reference cells' cases carry the official draw stored in `values`
+    by_name = {c["name"]: c for c in cases}
+    for c in range(n):
+        k, r = int(ref["cell_source"][c]), int(ref["cell_row"][c])
+        prefix = f"{files[k]} {layers[k]} row {r}: nonzero in-vocab values"
+        match = [v for name, v in by_name.items() if name.startswith(prefix)]
+        n_tok = int((~pad[c]).sum()) - 1
+        if len(match) != 1 or match[0]["output"] != [int(t) for t in vals[c, 1 : 1 + n_tok].tolist()]:
+            fail(f"binning case for cell {c} missing or differs from reference values")
     return {
         "verified": str(root),
         "max_abs_err_vs_float64_forward": errs,
