@@ -37,8 +37,8 @@ SPECIALS = ["<pad>", "<cls>", "<eoc>"]
 
 
 def linear_quantile_edges(x: np.ndarray, n_bins: int) -> np.ndarray:
-    """numpy's default ('linear', Hyndman-Fan 7) quantiles at linspace(0,1,n_bins-1), float64."""
-    s = np.sort(np.asarray(x, dtype=np.float64))
+    """numpy's default ('linear', Hyndman-Fan 7) quantiles of float32 data at linspace(0,1,n_bins-1)."""
+    s = np.sort(np.asarray(x, dtype=np.float32))
     n = len(s)
     edges = []
     for q in np.linspace(0.0, 1.0, n_bins - 1):
@@ -47,8 +47,11 @@ def linear_quantile_edges(x: np.ndarray, n_bins: int) -> np.ndarray:
         hi = min(lo + 1, n - 1)
         g = h - lo
         a, b = s[lo], s[hi]
-        # numpy's _lerp: a + (b-a)*g, computed from the upper end when g >= 0.5
-        e = b - (b - a) * (1 - g) if g >= 0.5 else a + (b - a) * g
+        # numpy's _lerp: the difference b - a is taken in float32 (the data dtype),
+        # the rest in float64; computed from the upper end when g >= 0.5
+        diff = float(np.float32(b - a))
+        a, b = float(a), float(b)
+        e = b - diff * (1 - g) if g >= 0.5 else a + diff * g
         edges.append(e)
     return np.array(edges)
 
