@@ -444,9 +444,10 @@ def pad_to(t: torch.Tensor, length: int, value) -> torch.Tensor:
     return torch.cat([t, torch.full(shape, value, dtype=t.dtype)], dim=1)
 
 
-def make(out_root: Path, full: bool, seed: int) -> None:
+def make(out_root: Path, full: bool, seed: int, threads: int = 1) -> None:
     o = official.load()
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    # one thread by default: float summation order (hence the bytes) does not depend on the core count
+    torch.set_num_threads(threads)
     census = json.loads(Path(official.census_vocab_path()).read_text())
     datasets = load_datasets()
     rng = np.random.default_rng(seed)
@@ -565,11 +566,12 @@ def main():
     ap.add_argument("--full", metavar="OUTDIR", help="write the full-size (12-layer d=512) fixtures here")
     ap.add_argument("--out", default=str(REPO / "tests/fixtures/scgpt"), help="tiny fixture directory")
     ap.add_argument("--seed", type=int, default=20240607)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 = byte-reproducible)")
     a = ap.parse_args()
     if a.full:
-        make(Path(a.full), True, a.seed)
+        make(Path(a.full), True, a.seed, a.threads)
     else:
-        make(Path(a.out), False, a.seed)
+        make(Path(a.out), False, a.seed, a.threads)
 
 
 if __name__ == "__main__":
