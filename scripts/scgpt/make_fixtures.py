@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -526,7 +525,6 @@ def make(out_root: Path, full: bool, seed: int, threads: int = 1) -> None:
     }
     write_safetensors(out_root / "reference.safetensors", tensors, meta)
 
-    # binning cases: the nonzero in-vocab values of each reference cell as the collator bins them
     # the nonzero in-vocab values of each reference cell (what the collator bins),
     # with the official draw recorded in `values` as the output
     ref_cells = []
