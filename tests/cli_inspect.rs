@@ -15,16 +15,29 @@ fn scsae() -> Command {
 #[test]
 fn inspect_json_reports_the_immune_numbers() {
     let out = scsae()
-        .args(["inspect", "data/immune1000.h5ad", "--label-key", "cell_type_annotations", "--json"])
+        .args([
+            "inspect",
+            "data/immune1000.h5ad",
+            "--label-key",
+            "cell_type_annotations",
+            "--json",
+        ])
         .current_dir(root())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["n_cells"], 1000);
     assert_eq!(v["n_genes"], 6397);
     assert_eq!(v["nnz"], 666173);
-    assert_eq!(v["obs_columns"], serde_json::json!(["cell_type_annotations"]));
+    assert_eq!(
+        v["obs_columns"],
+        serde_json::json!(["cell_type_annotations"])
+    );
     assert_eq!(v["labels"].as_object().unwrap().len(), 14);
     assert_eq!(v["labels"]["CD8_T"], 324);
     assert_eq!(v["labels"]["CD4_T"], 264);
@@ -35,11 +48,23 @@ fn inspect_json_reports_the_immune_numbers() {
 #[test]
 fn inspect_pbmc_raw() {
     let out = scsae()
-        .args(["inspect", "data/pbmc68k_reduced.h5ad", "--layer", "raw", "--label-key", "bulk_labels", "--json"])
+        .args([
+            "inspect",
+            "data/pbmc68k_reduced.h5ad",
+            "--layer",
+            "raw",
+            "--label-key",
+            "bulk_labels",
+            "--json",
+        ])
         .current_dir(root())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["n_cells"], 700);
     assert_eq!(v["n_genes"], 765);
@@ -50,12 +75,20 @@ fn inspect_pbmc_raw() {
 #[test]
 fn inspect_text_lists_labels_by_count() {
     let out = scsae()
-        .args(["inspect", "data/immune1000.h5ad", "--label-key", "cell_type_annotations"])
+        .args([
+            "inspect",
+            "data/immune1000.h5ad",
+            "--label-key",
+            "cell_type_annotations",
+        ])
         .current_dir(root())
         .output()
         .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("cells: 1000") && text.contains("genes: 6397"), "{text}");
+    assert!(
+        text.contains("cells: 1000") && text.contains("genes: 6397"),
+        "{text}"
+    );
     let cd8 = text.find("CD8_T: 324").unwrap();
     let treg = text.find("Treg: 70").unwrap();
     assert!(cd8 < treg);
@@ -64,13 +97,20 @@ fn inspect_text_lists_labels_by_count() {
 /// Runs `scsae inspect` on a bad input; asserts a one-line error naming `needle`s, non-zero exit,
 /// no panic and no backtrace.
 fn assert_clean_failure(args: &[&str], needles: &[&str]) {
-    let out = scsae().args(args).env("RUST_BACKTRACE", "1").output().unwrap();
+    let out = scsae()
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "expected one line, got: {err}");
     assert!(lines[0].starts_with("error: "), "{err}");
-    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
     for n in needles {
         assert!(err.contains(n), "missing '{n}' in: {err}");
     }
@@ -91,7 +131,10 @@ fn not_hdf5_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("notes.h5ad");
     std::fs::write(&p, "cell,label\nA,B\n").unwrap();
-    assert_clean_failure(&["inspect", p.to_str().unwrap()], &["notes.h5ad", "not an HDF5 file"]);
+    assert_clean_failure(
+        &["inspect", p.to_str().unwrap()],
+        &["notes.h5ad", "not an HDF5 file"],
+    );
 }
 
 #[test]
@@ -104,7 +147,10 @@ fn empty_file_is_a_clear_error() {
 
 #[test]
 fn missing_file_is_a_clear_error() {
-    assert_clean_failure(&["inspect", "/nonexistent/x.h5ad"], &["/nonexistent/x.h5ad"]);
+    assert_clean_failure(
+        &["inspect", "/nonexistent/x.h5ad"],
+        &["/nonexistent/x.h5ad"],
+    );
 }
 
 #[test]
@@ -146,15 +192,30 @@ fn tenx_folder_gz_with_labels_reads() {
         "matrix.mtx.gz",
         "%%MatrixMarket matrix coordinate integer general\n%\n3 2 3\n1 1 5\n3 1 1\n2 2 7\n",
     );
-    gz("features.tsv.gz", "E1\tCD3E\tGene Expression\nE2\tMS4A1\tGene Expression\nE3\tLYZ\tGene Expression\n");
+    gz(
+        "features.tsv.gz",
+        "E1\tCD3E\tGene Expression\nE2\tMS4A1\tGene Expression\nE3\tLYZ\tGene Expression\n",
+    );
     gz("barcodes.tsv.gz", "AAA-1\nCCC-1\n");
     let labels = dir.path().join("labels.csv");
     std::fs::write(&labels, "barcode,cell_type\nCCC-1,B\nAAA-1,T\n").unwrap();
     let out = scsae()
-        .args(["inspect", dir.path().to_str().unwrap(), "--labels", labels.to_str().unwrap(), "--label-key", "cell_type", "--json"])
+        .args([
+            "inspect",
+            dir.path().to_str().unwrap(),
+            "--labels",
+            labels.to_str().unwrap(),
+            "--label-key",
+            "cell_type",
+            "--json",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["n_cells"], 2);
     assert_eq!(v["n_genes"], 3);

@@ -10,12 +10,18 @@ fn root() -> PathBuf {
 }
 
 fn fixture(name: &str) -> serde_json::Value {
-    let p = root().join("tests/fixtures/data").join(format!("{name}.json"));
+    let p = root()
+        .join("tests/fixtures/data")
+        .join(format!("{name}.json"));
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
 fn f64s(v: &serde_json::Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
 }
 
 fn strings(v: &serde_json::Value) -> Vec<String> {
@@ -70,10 +76,10 @@ fn check_against_anndata(file: &Path, layer: MatrixLayer, name: &str) {
         }
     }
     for (a, b) in cell_sums.iter().zip(f64s(&fx["cell_sums"])) {
-        assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}");
+        assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{a} vs {b}");
     }
     for (a, b) in gene_sums.iter().zip(f64s(&fx["gene_sums"])) {
-        assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}");
+        assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{a} vs {b}");
     }
     // full rows, value by value (exact: both sides read the same f32)
     let rows: Vec<usize> = fx["sample_rows"]
@@ -85,29 +91,46 @@ fn check_against_anndata(file: &Path, layer: MatrixLayer, name: &str) {
     for (k, &r) in rows.iter().enumerate() {
         let expect = f64s(&fx["sample_values"][k]);
         for (c, e) in expect.iter().enumerate() {
-            assert_eq!(ds.matrix.get(r, c) as f64, *e, "cell {r} gene {c}");
+            // exact: the fixture holds the f32 value printed as f64
+            assert_eq!(ds.matrix.get(r, c), *e as f32, "cell {r} gene {c}");
         }
     }
 }
 
 #[test]
 fn immune_new_layout_matches_anndata() {
-    check_against_anndata(&root().join("data/immune1000.h5ad"), MatrixLayer::X, "immune1000_X");
+    check_against_anndata(
+        &root().join("data/immune1000.h5ad"),
+        MatrixLayer::X,
+        "immune1000_X",
+    );
 }
 
 #[test]
 fn pbmc_legacy_raw_matches_anndata() {
-    check_against_anndata(&root().join("data/pbmc68k_reduced.h5ad"), MatrixLayer::Raw, "pbmc68k_raw");
+    check_against_anndata(
+        &root().join("data/pbmc68k_reduced.h5ad"),
+        MatrixLayer::Raw,
+        "pbmc68k_raw",
+    );
 }
 
 #[test]
 fn pbmc_legacy_dense_x_matches_anndata() {
-    check_against_anndata(&root().join("data/pbmc68k_reduced.h5ad"), MatrixLayer::X, "pbmc68k_X");
+    check_against_anndata(
+        &root().join("data/pbmc68k_reduced.h5ad"),
+        MatrixLayer::X,
+        "pbmc68k_X",
+    );
 }
 
 #[test]
 fn issue_numbers_hold() {
-    let ds = load(&root().join("data/immune1000.h5ad"), &LoadOptions::default()).unwrap();
+    let ds = load(
+        &root().join("data/immune1000.h5ad"),
+        &LoadOptions::default(),
+    )
+    .unwrap();
     let s = Summary::of(&ds, Some("cell_type_annotations")).unwrap();
     assert_eq!((s.n_cells, s.n_genes, s.nnz), (1000, 6397, 666173));
     assert_eq!(s.labels.len(), 14);
@@ -147,7 +170,11 @@ fn gene_key_picks_a_var_column_and_unknown_key_is_an_error() {
 fn labels_join_from_csv() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("labels.csv");
-    let ds = load(&root().join("data/pbmc68k_reduced.h5ad"), &LoadOptions::default()).unwrap();
+    let ds = load(
+        &root().join("data/pbmc68k_reduced.h5ad"),
+        &LoadOptions::default(),
+    )
+    .unwrap();
     let mut text = String::from("barcode,my_label\n");
     for (i, id) in ds.cell_ids.iter().enumerate().take(5) {
         text.push_str(&format!("{id},L{i}\n"));

@@ -6,6 +6,7 @@ Writes tests/fixtures/data/<name>.json for each bundled file and matrix layer: s
 non-zeros, per-cell and per-gene sums, stored values per cell, a few full rows, cell ids, gene
 symbols and obs columns with label counts. tests/data_h5ad.rs compares the Rust reader against them.
 """
+import importlib.metadata
 import json
 import os
 import sys
@@ -31,8 +32,8 @@ def describe(path, layer, label_key):
         nnz = int(X.nnz)
         nnz_per_row = np.diff(X.indptr).tolist()
         dense_rows = lambda idx: X[idx].toarray()
-        row_sums = np.asarray(X.sum(axis=1, dtype=np.float64)).ravel()
-        col_sums = np.asarray(X.sum(axis=0, dtype=np.float64)).ravel()
+        row_sums = np.asarray(X.astype(np.float64).sum(axis=1)).ravel()
+        col_sums = np.asarray(X.astype(np.float64).sum(axis=0)).ravel()
     else:
         X = np.asarray(X)
         nnz = int(np.count_nonzero(X))
@@ -65,7 +66,7 @@ def describe(path, layer, label_key):
         "label_key": label_key,
         "labels": {str(k): int(v) for k, v in labels.items()},
         "label_values_first10": ad.obs[label_key].astype(str).tolist()[:10],
-        "anndata_version": anndata.__version__,
+        "anndata_version": importlib.metadata.version("anndata"),
     }
 
 

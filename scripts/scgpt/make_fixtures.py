@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -376,10 +375,12 @@ def tie_ranges(values: np.ndarray, n_bins: int) -> np.ndarray:
     return out
 
 
-def binning_case(o, name, values, n_bins, seed, check_draws=2000):
+def binning_case(o, name, values, n_bins, seed, check_draws=2000, output=None):
+    """One case; `output` given = the official collator's draw recorded in the reference run."""
     v = np.asarray(values, dtype=np.float32)
-    np.random.seed(seed)
-    output = o.binning(row=v.copy(), n_bins=n_bins)
+    if output is None:
+        np.random.seed(seed)
+        output = o.binning(row=v.copy(), n_bins=n_bins)
     allowed = tie_ranges(v, n_bins)
     # the analytic ranges must be exactly what the official rule produces
     lo = np.full(len(v), np.iinfo(np.int64).max)
@@ -426,8 +427,8 @@ def binning_cases(o, ref_cells: list[tuple[str, np.ndarray]], seed: int) -> list
     ]
     for i, (name, v, nb) in enumerate(ties):
         cases.append(binning_case(o, name, v, nb, seed + 10 + i))
-    for i, (name, v) in enumerate(ref_cells):
-        cases.append(binning_case(o, name, v, 51, seed + 100 + i, check_draws=600))
+    for i, (name, v, out) in enumerate(ref_cells):
+        cases.append(binning_case(o, name, v, 51, seed + 100 + i, check_draws=600, output=out))
     return cases
 
 
@@ -442,9 +443,10 @@ def pad_to(t: torch.Tensor, length: int, value) -> torch.Tensor:
     return torch.cat([t, torch.full(shape, value, dtype=t.dtype)], dim=1)
 
 
-def make(out_root: Path, full: bool, seed: int) -> None:
+def make(out_root: Path, full: bool, seed: int, threads: int = 1) -> None:
     o = official.load()
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    # one thread by default: float summation order (hence the bytes) does not depend on the core count
+    torch.set_num_threads(threads)
     census = json.loads(Path(official.census_vocab_path()).read_text())
     datasets = load_datasets()
     rng = np.random.default_rng(seed)
@@ -523,19 +525,28 @@ def make(out_root: Path, full: bool, seed: int) -> None:
     }
     write_safetensors(out_root / "reference.safetensors", tensors, meta)
 
-    # binning cases: the nonzero in-vocab values of each reference cell as the collator bins them
+    # the nonzero in-vocab values of each reference cell (what the collator bins),
+    # with the official draw recorded in `values` as the output
     ref_cells = []
-    for k, ((symbols, x, _), rows) in enumerate(zip(datasets, picks)):
-        ids = np.array([vocab[s] if s in vocab else -1 for s in symbols])
-        keep = ids >= 0
-        for r in rows[: 3 if k == 0 else 2]:
-            row = x[r].toarray().ravel()[keep].astype(np.float32)
-            ref_cells.append((f"{FILES[k]} {LAYERS[k]} row {r} (nonzero in-vocab values)", row[row != 0]))
-    # one whole row (all in-census genes, zeros included) for the realistic size
+    for c in range(int(gene_ids.shape[0])):
+        k = int(tensors["cell_source"][c])
+        r = int(tensors["cell_row"][c])
+        symbols, x, _ = datasets[k]
+        row = x[r].toarray().ravel().astype(np.float32)
+        keep = np.array([s in vocab for s in symbols]) & (row != 0)
+        n_tok = int(keep.sum())
+        out = tensors["values"][c, 1 : 1 + n_tok].numpy()
+        name = f"{FILES[k]} {LAYERS[k]} row {r}: nonzero in-vocab values (output = reference `values`)"
+        ref_cells.append((name, row[keep], out))
+    # one whole row (all in-census genes, zeros included) at a realistic size, fresh draw
     symbols, x, _ = datasets[0]
     keep = np.array([s in census for s in symbols])
     ref_cells.append(
-        (f"{FILES[0]} X row {picks[0][0]} (all census genes, zeros included)", x[picks[0][0]].toarray().ravel()[keep])
+        (
+            f"{FILES[0]} X row {picks[0][0]}: all census genes, zeros included",
+            x[picks[0][0]].toarray().ravel()[keep],
+            None,
+        )
     )
     cases = binning_cases(o, ref_cells, seed)
     (out_root / "binning.json").write_text(json.dumps(cases, indent=None, separators=(",", ":")) + "\n")
@@ -553,11 +564,12 @@ def main():
     ap.add_argument("--full", metavar="OUTDIR", help="write the full-size (12-layer d=512) fixtures here")
     ap.add_argument("--out", default=str(REPO / "tests/fixtures/scgpt"), help="tiny fixture directory")
     ap.add_argument("--seed", type=int, default=20240607)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 = byte-reproducible)")
     a = ap.parse_args()
     if a.full:
-        make(Path(a.full), True, a.seed)
+        make(Path(a.full), True, a.seed, a.threads)
     else:
-        make(Path(a.out), False, a.seed)
+        make(Path(a.out), False, a.seed, a.threads)
 
 
 if __name__ == "__main__":

@@ -98,6 +98,10 @@ class _Vocab:
             raise RuntimeError(f"Token {token} already exists in the Vocab")
         if index < 0 or index > len(self.vocab.itos):
             raise RuntimeError(f"Specified index {index} is out of bounds")
+        if index == len(self.vocab.itos):  # the common case (from_dict): append
+            self.vocab.itos.append(token)
+            self.vocab.stoi[token] = index
+            return
         self.vocab.itos.insert(index, token)
         self.vocab.stoi = {t: i for i, t in enumerate(self.vocab.itos)}
 

@@ -37,8 +37,8 @@ SPECIALS = ["<pad>", "<cls>", "<eoc>"]
 
 
 def linear_quantile_edges(x: np.ndarray, n_bins: int) -> np.ndarray:
-    """numpy's default ('linear', Hyndman-Fan 7) quantiles at linspace(0,1,n_bins-1), float64."""
-    s = np.sort(np.asarray(x, dtype=np.float64))
+    """numpy's default ('linear', Hyndman-Fan 7) quantiles of float32 data at linspace(0,1,n_bins-1)."""
+    s = np.sort(np.asarray(x, dtype=np.float32))
     n = len(s)
     edges = []
     for q in np.linspace(0.0, 1.0, n_bins - 1):
@@ -47,8 +47,11 @@ def linear_quantile_edges(x: np.ndarray, n_bins: int) -> np.ndarray:
         hi = min(lo + 1, n - 1)
         g = h - lo
         a, b = s[lo], s[hi]
-        # numpy's _lerp: a + (b-a)*g, computed from the upper end when g >= 0.5
-        e = b - (b - a) * (1 - g) if g >= 0.5 else a + (b - a) * g
+        # numpy's _lerp: the difference b - a is taken in float32 (the data dtype),
+        # the rest in float64; computed from the upper end when g >= 0.5
+        diff = float(np.float32(b - a))
+        a, b = float(a), float(b)
+        e = b - diff * (1 - g) if g >= 0.5 else a + diff * g
         edges.append(e)
     return np.array(edges)
 
@@ -211,6 +214,15 @@ def verify(root: Path) -> dict:
             fail(f"binning case {case['name']!r}: output outside allowed")
         if case["ties"] != bool(np.any(rng[:, 0] != rng[:, 1])):
             fail(f"binning case {case['name']!r}: ties flag wrong")
+    # the reference cells' cases carry the official draw stored in `values`
+    by_name = {c["name"]: c for c in cases}
+    for c in range(n):
+        k, r = int(ref["cell_source"][c]), int(ref["cell_row"][c])
+        prefix = f"{files[k]} {layers[k]} row {r}: nonzero in-vocab values"
+        match = [v for name, v in by_name.items() if name.startswith(prefix)]
+        n_tok = int((~pad[c]).sum()) - 1
+        if len(match) != 1 or match[0]["output"] != [int(t) for t in vals[c, 1 : 1 + n_tok].tolist()]:
+            fail(f"binning case for cell {c} missing or differs from reference values")
     return {
         "verified": str(root),
         "max_abs_err_vs_float64_forward": errs,
