@@ -79,7 +79,7 @@ impl Default for ExtractOptions {
             resume: false,
             progress: false,
             part_max_cells: 4096,
-            part_max_bytes: 256 << 20,
+            part_max_bytes: 64 << 20,
         }
     }
 }
