@@ -109,8 +109,8 @@ fn cli_extracts_immune_cells_with_tokens() {
                 if layer == "1" {
                     let row = t.matrix.row(r);
                     let n = row.iter().map(|v| v * v).sum::<f32>().sqrt();
-                    for k in 0..d {
-                        assert!((row[k] / n - cls.row(c)[k]).abs() < 1e-5);
+                    for (x, y) in row.iter().zip(cls.row(c)) {
+                        assert!((x / n - y).abs() < 1e-5);
                     }
                 }
             }

@@ -428,47 +428,6 @@ impl Scgpt {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_naming_variant_maps_to_one_layout() {
-        let want = "transformer_encoder.layers.3.self_attn.in_proj_weight";
-        for raw in [
-            "transformer_encoder.layers.3.self_attn.Wqkv.weight",
-            "module.transformer_encoder.layers.3.self_attn.Wqkv.weight",
-            "transformer_encoder.layers.3.self_attn._impl.Wqkv.weight",
-            "transformer_encoder.layers.3.self_attn.in_proj_weight",
-        ] {
-            assert_eq!(canonical_key(raw), want, "{raw}");
-        }
-        assert_eq!(
-            canonical_key("transformer_encoder.layers.0.self_attn._impl.out_proj.bias"),
-            "transformer_encoder.layers.0.self_attn.out_proj.bias"
-        );
-        assert_eq!(
-            canonical_key("module.encoder.embedding.weight"),
-            "encoder.embedding.weight"
-        );
-        assert_eq!(
-            canonical_key("mvc_decoder.gene2query.weight"),
-            "mvc_decoder.gene2query.weight"
-        );
-    }
-
-    #[test]
-    fn key_naming_is_reported() {
-        let k = |v: &[&str]| key_naming(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        assert_eq!(k(&["a.self_attn.Wqkv.weight"]), "flash-attn (Wqkv)");
-        assert_eq!(
-            k(&["a.self_attn._impl.Wqkv.weight"]),
-            "wrapper (_impl.Wqkv)"
-        );
-        assert_eq!(k(&["a.self_attn.in_proj_weight"]), "pytorch (in_proj)");
-    }
-}
-
 /// Write a checkpoint folder in the released layout (`args.json`, `vocab.json`,
 /// `model.safetensors` with flash-attn `Wqkv` naming) with seeded random weights: for benchmarks
 /// and pipeline tests without downloading a released model. `genes` become vocabulary ids
@@ -568,4 +527,45 @@ pub fn write_random_checkpoint(
     write_json_atomic(&dir.join("vocab.json"), &vocab)?;
     write_json_atomic(&dir.join("args.json"), config)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_naming_variant_maps_to_one_layout() {
+        let want = "transformer_encoder.layers.3.self_attn.in_proj_weight";
+        for raw in [
+            "transformer_encoder.layers.3.self_attn.Wqkv.weight",
+            "module.transformer_encoder.layers.3.self_attn.Wqkv.weight",
+            "transformer_encoder.layers.3.self_attn._impl.Wqkv.weight",
+            "transformer_encoder.layers.3.self_attn.in_proj_weight",
+        ] {
+            assert_eq!(canonical_key(raw), want, "{raw}");
+        }
+        assert_eq!(
+            canonical_key("transformer_encoder.layers.0.self_attn._impl.out_proj.bias"),
+            "transformer_encoder.layers.0.self_attn.out_proj.bias"
+        );
+        assert_eq!(
+            canonical_key("module.encoder.embedding.weight"),
+            "encoder.embedding.weight"
+        );
+        assert_eq!(
+            canonical_key("mvc_decoder.gene2query.weight"),
+            "mvc_decoder.gene2query.weight"
+        );
+    }
+
+    #[test]
+    fn key_naming_is_reported() {
+        let k = |v: &[&str]| key_naming(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(k(&["a.self_attn.Wqkv.weight"]), "flash-attn (Wqkv)");
+        assert_eq!(
+            k(&["a.self_attn._impl.Wqkv.weight"]),
+            "wrapper (_impl.Wqkv)"
+        );
+        assert_eq!(k(&["a.self_attn.in_proj_weight"]), "pytorch (in_proj)");
+    }
 }

@@ -105,7 +105,7 @@ impl ScgptConfig {
         if self.embsize == 0 || self.nheads == 0 || self.d_hid == 0 || self.nlayers == 0 {
             return Err("embsize, nheads, d_hid and nlayers must be positive".to_string());
         }
-        if self.embsize % self.nheads != 0 {
+        if !self.embsize.is_multiple_of(self.nheads) {
             return Err(format!(
                 "embsize {} is not divisible by nheads {}",
                 self.embsize, self.nheads

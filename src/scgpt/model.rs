@@ -269,12 +269,12 @@ impl ScgptModel {
 pub fn masked_mean(x: &Tensor, start: &[usize], count: &[usize]) -> Result<Tensor> {
     let (b, _, d) = x.dims3()?;
     let mut rows = Vec::with_capacity(b);
-    for i in 0..b {
-        if count[i] == 0 {
+    for (i, (&s, &n)) in start.iter().zip(count).enumerate().take(b) {
+        if n == 0 {
             rows.push(Tensor::zeros((1, d), x.dtype(), x.device())?);
         } else {
-            let s = x.narrow(0, i, 1)?.narrow(1, start[i], count[i])?.sum(1)?;
-            rows.push((s / count[i] as f64)?);
+            let sum = x.narrow(0, i, 1)?.narrow(1, s, n)?.sum(1)?;
+            rows.push((sum / n as f64)?);
         }
     }
     Ok(Tensor::cat(&rows, 0)?)
