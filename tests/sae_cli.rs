@@ -6,6 +6,7 @@ mod sae_common;
 use std::path::Path;
 
 use assert_cmd::Command;
+use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
 use sae_common::{planted, read_raw, write_store};
 use scsae::io::matrix::{read_matrix, DenseMatrix};

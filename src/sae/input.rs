@@ -70,7 +70,7 @@ pub fn read_inputs(spec: &InputSpec<'_>) -> Result<Inputs> {
             )
         })?;
         let max = (spec.max_rows > 0).then_some(spec.max_rows);
-        let (mut matrix, tokens) = match spec.level {
+        let (matrix, tokens) = match spec.level {
             InputLevel::Tokens => {
                 let t = store.token_matrix(layer, max, spec.sample_seed)?;
                 let mut m = t.matrix;
