@@ -145,6 +145,9 @@ pub struct TrainConfig {
     pub cosine: bool,
     /// Steps over which lambda rises linearly from 0 to its value (0 = off; SAELens `l1_warm_up_steps`).
     pub l1_warmup_steps: usize,
+    /// Initialise the encoder as the decoder's transpose (SAELens `init_encoder_as_decoder_transpose`)
+    /// instead of independently (the paper's `nn.Linear` init).
+    pub tied_init: bool,
     /// Remove the gradient component parallel to each decoder row before the step (SAELens); off in
     /// the paper, which only renormalises after each step.
     pub project_decoder_grad: bool,
@@ -178,6 +181,7 @@ impl Default for TrainConfig {
             grad_clip: 1.0,
             cosine: true,
             l1_warmup_steps: 0,
+            tied_init: false,
             project_decoder_grad: false,
             resample_every: 0,
             resample_inputs: 8192,

@@ -43,6 +43,16 @@ impl Params {
         p
     }
 
+    /// Set `W_enc` to the transpose of `W_dec` (SAELens's tied initialisation).
+    pub fn tie_encoder_to_decoder(&mut self) {
+        let (d, m) = (self.d_in, self.d_sae);
+        for j in 0..m {
+            for i in 0..d {
+                self.w_enc[i * m + j] = self.w_dec[j * d + i];
+            }
+        }
+    }
+
     /// Borrow as a [`ParamsView`].
     pub fn view(&self) -> ParamsView<'_> {
         ParamsView {

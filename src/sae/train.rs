@@ -208,9 +208,13 @@ pub fn train_step(
 pub fn initial_state(cfg: &TrainConfig, d_in: usize, fingerprint: String) -> TrainState {
     let mut rng = epoch_rng(cfg.seed, 0);
     let m = cfg.d_sae;
+    let mut params = Params::init(d_in, m, &mut rng);
+    if cfg.tied_init {
+        params.tie_encoder_to_decoder();
+    }
     TrainState {
         adam: Adam::new(&[d_in * m, m * d_in, m, d_in], cfg.beta1, cfg.beta2, cfg.eps),
-        params: Params::init(d_in, m, &mut rng),
+        params,
         window_fired: vec![0; m],
         window_inputs: 0,
         meta: StateMeta {
