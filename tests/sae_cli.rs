@@ -319,8 +319,8 @@ fn sweep_writes_table_and_plot_and_resumes() {
     let out = tmp.path().join("sweep");
     let args = |resume: bool| {
         let mut a: Vec<String> = [
-            "sweep", "--layers", "0,6", "--lambdas", "0.3,3", "--features", "16", "--epochs", "2",
-            "--batch-size", "64", "--quiet",
+            "sweep", "--layers", "0,6", "--lambdas", "0.3,3", "--features", "16", "--epochs", "5",
+            "--batch-size", "64", "--lr", "0.01", "--quiet",
         ]
         .iter()
         .map(|s| s.to_string())

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::activations::ActivationStore;
 use crate::error::Result;
 use crate::sae::codes::{check_output_path, write_codes};
 use crate::sae::config::InputLevel;
@@ -50,6 +51,11 @@ pub fn run(args: &EncodeArgs) -> Result<String> {
             None
         }
     });
+    if args.activations.is_dir() {
+        // refuse another layer or model before reading any activations
+        let store = ActivationStore::open(&args.activations)?;
+        sae.check_source(&store.manifest.model, layer.as_deref(), &args.activations)?;
+    }
     let inputs = read_inputs(&InputSpec {
         path: &args.activations,
         layer: layer.as_deref(),
@@ -58,9 +64,6 @@ pub fn run(args: &EncodeArgs) -> Result<String> {
         max_rows: args.max_inputs,
         sample_seed: args.sample_seed,
     })?;
-    if inputs.source.kind == "activations" {
-        sae.check_source(&inputs.source.model, layer.as_deref(), &args.activations)?;
-    }
     let codes = sae.encode(&inputs.matrix)?;
     write_codes(&args.out, &codes, inputs.tokens.as_ref())?;
     let l0 = codes.data.iter().filter(|v| **v > 0.0).count() as f64 / codes.n_rows.max(1) as f64;

@@ -50,8 +50,8 @@ pub struct StateMeta {
     pub epoch: usize,
     /// Optimiser steps completed.
     pub step: usize,
-    /// BatchTopK running threshold.
-    pub threshold: Option<f32>,
+    /// BatchTopK running threshold (f32 bits, exact through JSON).
+    pub threshold_bits: Option<u32>,
     /// Adam hyper-parameters and step count: `[beta1, beta2, eps]`, t.
     pub adam_hyper: [f64; 3],
     /// Adam step count.
@@ -62,6 +62,29 @@ pub struct StateMeta {
     pub fingerprint: String,
     /// Per-epoch log so far.
     pub history: Vec<EpochLog>,
+}
+
+impl StateMeta {
+    /// BatchTopK running threshold.
+    pub fn threshold(&self) -> Option<f32> {
+        self.threshold_bits.map(f32::from_bits)
+    }
+
+    /// Set the BatchTopK running threshold.
+    pub fn set_threshold(&mut self, t: f32) {
+        self.threshold_bits = Some(t.to_bits());
+    }
+}
+
+impl EpochLog {
+    /// Round every value with [`round_sig`](crate::sae::metrics::round_sig).
+    pub fn rounded(mut self) -> EpochLog {
+        use crate::sae::metrics::round_sig;
+        for v in [&mut self.loss, &mut self.recon_loss, &mut self.l1_loss, &mut self.l0, &mut self.r2, &mut self.lr] {
+            *v = round_sig(*v);
+        }
+        self
+    }
 }
 
 /// Everything needed to continue training.

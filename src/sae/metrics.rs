@@ -31,6 +31,28 @@ pub struct Metrics {
     pub feature_frequency: Vec<f64>,
 }
 
+/// `x` rounded to 15 significant digits, so that its JSON form reads back to the same bits
+/// (results reloaded by `--resume` then equal freshly computed ones exactly).
+pub fn round_sig(x: f64) -> f64 {
+    if !x.is_finite() || x == 0.0 {
+        return x;
+    }
+    format!("{x:.14e}").parse().unwrap_or(x)
+}
+
+impl Metrics {
+    /// Round every value with [`round_sig`].
+    pub fn rounded(mut self) -> Metrics {
+        self.l0 = round_sig(self.l0);
+        self.r2 = round_sig(self.r2);
+        self.mse = round_sig(self.mse);
+        for f in self.feature_frequency.iter_mut() {
+            *f = round_sig(*f);
+        }
+        self
+    }
+}
+
 /// Evaluate on `n` inputs `x` (`[n, d_in]`, z-scored), `chunk` rows at a time.
 pub fn evaluate(
     dev: &Device,
@@ -95,5 +117,6 @@ pub fn evaluate(
         dead: m - alive,
         never_fired: fired.iter().filter(|&&c| c == 0).count(),
         feature_frequency,
-    })
+    }
+    .rounded())
 }

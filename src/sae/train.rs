@@ -192,10 +192,11 @@ pub fn train_step(
     p.normalize_decoder();
     if cfg.arch == Arch::Batchtopk {
         if let Some(v) = stats.min_active {
-            state.meta.threshold = Some(match state.meta.threshold {
+            let t = match state.meta.threshold() {
                 None => v,
                 Some(t) => THRESHOLD_DECAY * t + (1.0 - THRESHOLD_DECAY) * v,
-            });
+            };
+            state.meta.set_threshold(t);
         }
     }
     for (w, f) in state.window_fired.iter_mut().zip(&stats.fired) {
@@ -220,7 +221,7 @@ pub fn initial_state(cfg: &TrainConfig, d_in: usize, fingerprint: String) -> Tra
         meta: StateMeta {
             epoch: 0,
             step: 0,
-            threshold: None,
+            threshold_bits: None,
             adam_hyper: [cfg.beta1, cfg.beta2, cfg.eps],
             adam_t: 0,
             config: cfg.clone(),
@@ -373,7 +374,7 @@ pub fn train_partial(
         log.l1_loss /= nbatches;
         log.l0 = active as f64 / n as f64;
         log.r2 = if sst > 0.0 { 1.0 - sse / sst } else { f64::NAN };
-        state.meta.history.push(log);
+        state.meta.history.push(log.rounded());
         state.meta.epoch = epoch + 1;
         state.meta.adam_t = state.adam.t;
         std::fs::create_dir_all(out).at(out)?;
@@ -388,7 +389,7 @@ pub fn train_partial(
     let trained_epochs = (cfg.epochs - start_epoch) as f64;
 
     let threshold = (cfg.arch == Arch::Batchtopk)
-        .then(|| vec![state.meta.threshold.unwrap_or(0.0).max(0.0); m]);
+        .then(|| vec![state.meta.threshold().unwrap_or(0.0).max(0.0); m]);
     let eval_sparsifier = match (&threshold, cfg.arch) {
         (Some(th), _) => Sparsifier::Threshold(th),
         (None, Arch::Topk) => Sparsifier::TopK(cfg.k),
