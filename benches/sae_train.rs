@@ -15,7 +15,9 @@ use scsae::sae::train::{initial_state, train_step};
 fn bench(c: &mut Criterion) {
     let (d, batch) = (512, 512);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let x: Vec<f32> = (0..batch * d).map(|_| rng.random_range(-1.7f32..1.7)).collect();
+    let x: Vec<f32> = (0..batch * d)
+        .map(|_| rng.random_range(-1.7f32..1.7))
+        .collect();
     let mut group = c.benchmark_group("sae_train_step");
     group.sample_size(10);
     group.throughput(Throughput::Elements(batch as u64));

@@ -70,7 +70,11 @@ fn metrics_and_codes_equal_brute_force_from_saved_weights() {
     let tmp = tempfile::tempdir().unwrap();
     let acts = small_matrix(tmp.path());
     let out = tmp.path().join("sae");
-    scsae().args(train_args(&acts, &out)).assert().success().stdout(contains("L0"));
+    scsae()
+        .args(train_args(&acts, &out))
+        .assert()
+        .success()
+        .stdout(contains("L0"));
 
     let raw = read_raw(&out);
     let (d, m) = (raw.d, raw.m);
@@ -89,7 +93,11 @@ fn metrics_and_codes_equal_brute_force_from_saved_weights() {
     let n = x.n_rows;
     // brute-force metrics in z-scored space
     let (mean, std) = (raw.t("input_mean"), raw.t("input_std"));
-    let xz: Vec<f64> = x.data.chunks(d).flat_map(|r| (0..d).map(move |i| ((r[i] - mean[i]) / std[i]) as f64)).collect();
+    let xz: Vec<f64> = x
+        .data
+        .chunks(d)
+        .flat_map(|r| (0..d).map(move |i| ((r[i] - mean[i]) / std[i]) as f64))
+        .collect();
     let mut col_mean = vec![0.0; d];
     for r in xz.chunks(d) {
         for i in 0..d {
@@ -111,14 +119,29 @@ fn metrics_and_codes_equal_brute_force_from_saved_weights() {
             }
         }
     }
-    let dead = fired.iter().filter(|&&c| (c as f64) < 0.01 * n as f64).count();
+    let dead = fired
+        .iter()
+        .filter(|&&c| (c as f64) < 0.01 * n as f64)
+        .count();
     let got = metrics(&out);
     let l0 = active as f64 / n as f64;
-    assert!((got["l0"].as_f64().unwrap() - l0).abs() < 0.02, "L0 {} vs brute force {l0}", got["l0"]);
+    assert!(
+        (got["l0"].as_f64().unwrap() - l0).abs() < 0.02,
+        "L0 {} vs brute force {l0}",
+        got["l0"]
+    );
     let r2 = 1.0 - sse / sst;
-    assert!((got["r2"].as_f64().unwrap() - r2).abs() < 1e-4, "R2 {} vs {r2}", got["r2"]);
+    assert!(
+        (got["r2"].as_f64().unwrap() - r2).abs() < 1e-4,
+        "R2 {} vs {r2}",
+        got["r2"]
+    );
     let mse = sse / (n * d) as f64;
-    assert!((got["mse"].as_f64().unwrap() - mse).abs() < 1e-4 * mse.max(1.0), "MSE {} vs {mse}", got["mse"]);
+    assert!(
+        (got["mse"].as_f64().unwrap() - mse).abs() < 1e-4 * mse.max(1.0),
+        "MSE {} vs {mse}",
+        got["mse"]
+    );
     assert_eq!(got["dead"].as_u64().unwrap() as usize, dead);
     assert_eq!(got["alive"].as_u64().unwrap() as usize, m - dead);
     assert_eq!(got["n_inputs"].as_u64().unwrap() as usize, n);
@@ -138,7 +161,11 @@ fn metrics_and_codes_equal_brute_force_from_saved_weights() {
     let h0 = raw.decode(&codes[0]);
     for i in 0..d {
         let want = h0[i] * std[i] as f64 + mean[i] as f64;
-        assert!((back.data[i] as f64 - want).abs() < 1e-3, "{} vs {want}", back.data[i]);
+        assert!(
+            (back.data[i] as f64 - want).abs() < 1e-3,
+            "{} vs {want}",
+            back.data[i]
+        );
     }
 
     // scsae encode writes the same codes
@@ -163,7 +190,11 @@ fn same_seed_same_bytes_and_threads_do_not_matter_and_resume_is_exact() {
     let acts = small_matrix(tmp.path());
     let run = |name: &str, extra: &[&str]| {
         let out = tmp.path().join(name);
-        scsae().args(train_args(&acts, &out)).args(extra).assert().success();
+        scsae()
+            .args(train_args(&acts, &out))
+            .args(extra)
+            .assert()
+            .success();
         out
     };
     let a = run("a", &["--threads", "1"]);
@@ -186,20 +217,41 @@ fn same_seed_same_bytes_and_threads_do_not_matter_and_resume_is_exact() {
     assert!(r.join("checkpoint.safetensors").exists());
     assert!(!r.join("cfg.json").exists());
     // continuing without --resume is refused, with other options too
-    scsae().args(train_args(&acts, &r)).assert().failure().stderr(contains("--resume"));
+    scsae()
+        .args(train_args(&acts, &r))
+        .assert()
+        .failure()
+        .stderr(contains("--resume"));
     scsae()
         .args(train_args_with(&acts, &r, &[("--batch-size", "32")]))
         .arg("--resume")
         .assert()
         .failure()
         .stderr(contains("other training options"));
-    scsae().args(train_args(&acts, &r)).args(["--threads", "1", "--resume"]).assert().success();
-    assert_eq!(w(&a), w(&r), "resumed run differs from the uninterrupted one");
+    scsae()
+        .args(train_args(&acts, &r))
+        .args(["--threads", "1", "--resume"])
+        .assert()
+        .success();
+    assert_eq!(
+        w(&a),
+        w(&r),
+        "resumed run differs from the uninterrupted one"
+    );
     assert_eq!(mj(&a), mj(&r));
     assert!(!r.join("checkpoint.safetensors").exists());
     // a finished run is kept with --resume and refused without it
-    scsae().args(train_args(&acts, &r)).arg("--resume").assert().success().stdout(contains("already trained"));
-    scsae().args(train_args(&acts, &r)).assert().failure().stderr(contains("already holds a trained SAE"));
+    scsae()
+        .args(train_args(&acts, &r))
+        .arg("--resume")
+        .assert()
+        .success()
+        .stdout(contains("already trained"));
+    scsae()
+        .args(train_args(&acts, &r))
+        .assert()
+        .failure()
+        .stderr(contains("already holds a trained SAE"));
 }
 
 #[test]
@@ -227,9 +279,15 @@ fn bad_input_is_a_clear_error_with_no_output() {
         }
         v
     });
-    let args = |layer: &str, out: &Path| train_args_with(&store, out, &[("--layer", layer), ("--features", "8")]);
+    let args = |layer: &str, out: &Path| {
+        train_args_with(&store, out, &[("--layer", layer), ("--features", "8")])
+    };
     let out = tmp.path().join("out2");
-    scsae().args(args("1", &out)).assert().failure().stderr(contains("store").and(contains("non-finite")));
+    scsae()
+        .args(args("1", &out))
+        .assert()
+        .failure()
+        .stderr(contains("store").and(contains("non-finite")));
     assert!(!out.exists());
     scsae()
         .args(args("5", &out))
@@ -251,7 +309,8 @@ fn bad_input_is_a_clear_error_with_no_output() {
     let sae_dir = tmp.path().join("sae0");
     scsae().args(args("0", &sae_dir)).assert().success();
     let m = DenseMatrix::new(3, 7, (0..21).map(|v| v as f32).collect()).unwrap();
-    m.write_safetensors(&tmp.path().join("wide.safetensors"), "x").unwrap();
+    m.write_safetensors(&tmp.path().join("wide.safetensors"), "x")
+        .unwrap();
     let codes = tmp.path().join("codes.safetensors");
     scsae()
         .args(["encode", "--sae"])
@@ -319,27 +378,57 @@ fn sweep_writes_table_and_plot_and_resumes() {
     let out = tmp.path().join("sweep");
     let args = |resume: bool| {
         let mut a: Vec<String> = [
-            "sweep", "--layers", "0,6", "--lambdas", "0.3,3", "--features", "16", "--epochs", "5",
-            "--batch-size", "64", "--lr", "0.01", "--quiet",
+            "sweep",
+            "--layers",
+            "0,6",
+            "--lambdas",
+            "0.3,3",
+            "--features",
+            "16",
+            "--epochs",
+            "5",
+            "--batch-size",
+            "64",
+            "--lr",
+            "0.01",
+            "--quiet",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
-        a.extend(["--activations".into(), store.display().to_string(), "--out".into(), out.display().to_string()]);
+        a.extend([
+            "--activations".into(),
+            store.display().to_string(),
+            "--out".into(),
+            out.display().to_string(),
+        ]);
         if resume {
             a.push("--resume".into());
         }
         a
     };
-    scsae().args(args(false)).assert().success().stdout(contains("sweep.csv"));
+    scsae()
+        .args(args(false))
+        .assert()
+        .success()
+        .stdout(contains("sweep.csv"));
     for f in ["sweep.csv", "sweep.parquet", "l0_vs_r2.png", "l0_vs_r2.svg"] {
         assert!(out.join(f).exists(), "{f} missing");
     }
     let table = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 5, "{table}");
-    assert!(lines[0].starts_with("layer,arch,lambda,k,L0,R2,MSE,alive,dead"), "{}", lines[0]);
-    for name in ["layer0_lambda0.3", "layer0_lambda3", "layer6_lambda0.3", "layer6_lambda3"] {
+    assert!(
+        lines[0].starts_with("layer,arch,lambda,k,L0,R2,MSE,alive,dead"),
+        "{}",
+        lines[0]
+    );
+    for name in [
+        "layer0_lambda0.3",
+        "layer0_lambda3",
+        "layer6_lambda0.3",
+        "layer6_lambda3",
+    ] {
         let m = metrics(&out.join(name));
         assert!(m["r2"].as_f64().unwrap().is_finite());
         assert!(table.contains(name));
@@ -351,7 +440,17 @@ fn sweep_writes_table_and_plot_and_resumes() {
     // resume keeps finished runs and rewrites the same table; without --resume it is refused
     let before = std::fs::read(out.join("layer6_lambda3/sae_weights.safetensors")).unwrap();
     scsae().args(args(true)).assert().success();
-    assert_eq!(std::fs::read_to_string(out.join("sweep.csv")).unwrap(), table);
-    assert_eq!(std::fs::read(out.join("layer6_lambda3/sae_weights.safetensors")).unwrap(), before);
-    scsae().args(args(false)).assert().failure().stderr(contains("--resume"));
+    assert_eq!(
+        std::fs::read_to_string(out.join("sweep.csv")).unwrap(),
+        table
+    );
+    assert_eq!(
+        std::fs::read(out.join("layer6_lambda3/sae_weights.safetensors")).unwrap(),
+        before
+    );
+    scsae()
+        .args(args(false))
+        .assert()
+        .failure()
+        .stderr(contains("--resume"));
 }

@@ -12,7 +12,11 @@ use scsae::sae::train::{initial_state, train_step};
 use serde_json::Value;
 
 fn f32s(v: &Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
 }
 
 fn assert_close(a: &[f32], b: &[f32], rtol: f32, atol: f32, what: &str) {
@@ -42,7 +46,11 @@ fn training_steps_match_pytorch() {
             arch,
             k: case["k"].as_u64().unwrap().max(1) as usize,
             lambda: case["lambda"].as_f64().unwrap(),
-            loss: if case["loss"] == "sum" { LossConvention::Sum } else { LossConvention::Mean },
+            loss: if case["loss"] == "sum" {
+                LossConvention::Sum
+            } else {
+                LossConvention::Mean
+            },
             lr: case["lr"].as_f64().unwrap(),
             ..TrainConfig::default()
         };
@@ -66,39 +74,80 @@ fn training_steps_match_pytorch() {
                 Arch::Topk => Sparsifier::TopK(cfg.k),
                 _ => Sparsifier::Relu,
             };
-            let lambda = if arch == Arch::Standard { cfg.lambda } else { 0.0 };
-            let (stats, g) =
-                loss_and_grads(&Device::Cpu, &state.params.view(), &x, n, sp, lambda, cfg.loss).unwrap();
+            let lambda = if arch == Arch::Standard {
+                cfg.lambda
+            } else {
+                0.0
+            };
+            let (stats, g) = loss_and_grads(
+                &Device::Cpu,
+                &state.params.view(),
+                &x,
+                n,
+                sp,
+                lambda,
+                cfg.loss,
+            )
+            .unwrap();
             let want_loss = step["loss"].as_f64().unwrap();
             assert!(
                 (stats.loss - want_loss).abs() < 1e-5 * want_loss.abs().max(1.0),
                 "{name} step {s}: loss {} vs torch {want_loss}",
                 stats.loss
             );
-            let want_g: Vec<Vec<f32>> = step["grads"].as_array().unwrap().iter().map(f32s).collect();
-            for (k, (got, want)) in [&g.w_enc, &g.w_dec, &g.b_enc, &g.b_dec].iter().zip(&want_g).enumerate() {
+            let want_g: Vec<Vec<f32>> =
+                step["grads"].as_array().unwrap().iter().map(f32s).collect();
+            for (k, (got, want)) in [&g.w_enc, &g.w_dec, &g.b_enc, &g.b_dec]
+                .iter()
+                .zip(&want_g)
+                .enumerate()
+            {
                 assert_close(got, want, 1e-4, 1e-6, &format!("{name} step {s} grad {k}"));
             }
             train_step(&Device::Cpu, &mut state, &x, n, &cfg, total).unwrap();
             state.meta.step += 1;
-            let after: Vec<Vec<f32>> = step["params_after"].as_array().unwrap().iter().map(f32s).collect();
+            let after: Vec<Vec<f32>> = step["params_after"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(f32s)
+                .collect();
             let p = &state.params;
-            for (k, (got, want)) in [&p.w_enc, &p.w_dec, &p.b_enc, &p.b_dec].iter().zip(&after).enumerate() {
+            for (k, (got, want)) in [&p.w_enc, &p.w_dec, &p.b_enc, &p.b_dec]
+                .iter()
+                .zip(&after)
+                .enumerate()
+            {
                 assert_close(got, want, 1e-4, 2e-6, &format!("{name} step {s} param {k}"));
             }
         }
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 /// Naive f64 loss of the standard / TopK SAE, written from the formulas (no shared code).
-fn naive_loss(p: &[Vec<f64>], d: usize, m: usize, x: &[f64], n: usize, lambda: f64, sum: bool, topk: Option<usize>) -> f64 {
+fn naive_loss(
+    p: &[Vec<f64>],
+    d: usize,
+    m: usize,
+    x: &[f64],
+    n: usize,
+    lambda: f64,
+    sum: bool,
+    topk: Option<usize>,
+) -> f64 {
     let (w_enc, w_dec, b_enc, b_dec) = (&p[0], &p[1], &p[2], &p[3]);
     let mut sq = 0.0;
     let mut l1 = 0.0;
     for r in 0..n {
         let xr = &x[r * d..(r + 1) * d];
         let mut pre: Vec<f64> = (0..m)
-            .map(|j| b_enc[j] + (0..d).map(|i| (xr[i] - b_dec[i]) * w_enc[i * m + j]).sum::<f64>())
+            .map(|j| {
+                b_enc[j]
+                    + (0..d)
+                        .map(|i| (xr[i] - b_dec[i]) * w_enc[i * m + j])
+                        .sum::<f64>()
+            })
             .collect();
         if let Some(k) = topk {
             let mut sorted = pre.clone();
@@ -134,7 +183,11 @@ fn gradients_match_finite_differences() {
         *v = rng.random_range(-0.2f32..0.2);
     }
     for (sum, topk, lambda) in [(false, None, 3.0), (true, None, 0.7), (false, Some(3), 0.0)] {
-        let conv = if sum { LossConvention::Sum } else { LossConvention::Mean };
+        let conv = if sum {
+            LossConvention::Sum
+        } else {
+            LossConvention::Mean
+        };
         let sp = match topk {
             Some(k) => Sparsifier::TopK(k),
             None => Sparsifier::Relu,
@@ -190,7 +243,10 @@ fn decoder_rows_have_unit_norm_after_every_step() {
             state.meta.step += 1;
             for (j, row) in state.params.w_dec.chunks(d).enumerate() {
                 let norm: f32 = row.iter().map(|v| v * v).sum::<f32>().sqrt();
-                assert!((norm - 1.0).abs() < 1e-5, "{arch} step {step} row {j}: norm {norm}");
+                assert!(
+                    (norm - 1.0).abs() < 1e-5,
+                    "{arch} step {step} row {j}: norm {norm}"
+                );
             }
         }
     }

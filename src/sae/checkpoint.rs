@@ -80,7 +80,14 @@ impl EpochLog {
     /// Round every value with [`round_sig`](crate::sae::metrics::round_sig).
     pub fn rounded(mut self) -> EpochLog {
         use crate::sae::metrics::round_sig;
-        for v in [&mut self.loss, &mut self.recon_loss, &mut self.l1_loss, &mut self.l0, &mut self.r2, &mut self.lr] {
+        for v in [
+            &mut self.loss,
+            &mut self.recon_loss,
+            &mut self.l1_loss,
+            &mut self.l0,
+            &mut self.r2,
+            &mut self.lr,
+        ] {
             *v = round_sig(*v);
         }
         self
@@ -136,8 +143,16 @@ pub fn save(dir: &Path, s: &TrainState) -> Result<()> {
         ("b_dec".into(), vec![d], f32_bytes(&p.b_dec)),
     ];
     for k in 0..4 {
-        named.push((format!("adam_m_{k}"), vec![s.adam.m[k].len()], f32_bytes(&s.adam.m[k])));
-        named.push((format!("adam_v_{k}"), vec![s.adam.v[k].len()], f32_bytes(&s.adam.v[k])));
+        named.push((
+            format!("adam_m_{k}"),
+            vec![s.adam.m[k].len()],
+            f32_bytes(&s.adam.m[k]),
+        ));
+        named.push((
+            format!("adam_v_{k}"),
+            vec![s.adam.v[k].len()],
+            f32_bytes(&s.adam.v[k]),
+        ));
     }
     let mut views = Vec::new();
     for (name, shape, bytes) in &named {
@@ -166,17 +181,22 @@ pub fn load(dir: &Path, d_in: usize, d_sae: usize) -> Result<Option<TrainState>>
     }
     let bytes = std::fs::read(&path).at(&path)?;
     let bad = |msg: String| Error::input(&path, msg);
-    let (_, header) = SafeTensors::read_metadata(&bytes)
-        .map_err(|e| bad(format!("corrupt checkpoint: {e}")))?;
+    let (_, header) =
+        SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("corrupt checkpoint: {e}")))?;
     let meta: StateMeta = header
         .metadata()
         .as_ref()
         .and_then(|m| m.get("state"))
         .ok_or_else(|| bad("checkpoint has no state".into()))
-        .and_then(|s| serde_json::from_str(s).map_err(|e| bad(format!("corrupt checkpoint state: {e}"))))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("corrupt checkpoint: {e}")))?;
+        .and_then(|s| {
+            serde_json::from_str(s).map_err(|e| bad(format!("corrupt checkpoint state: {e}")))
+        })?;
+    let st =
+        SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("corrupt checkpoint: {e}")))?;
     let f32s = |name: &str, len: usize| -> Result<Vec<f32>> {
-        let v = st.tensor(name).map_err(|_| bad(format!("checkpoint lacks '{name}'")))?;
+        let v = st
+            .tensor(name)
+            .map_err(|_| bad(format!("checkpoint lacks '{name}'")))?;
         let data = tensor_to_f32(v.dtype(), v.data()).unwrap_or_default();
         if data.len() != len {
             return Err(bad(format!(
@@ -196,7 +216,12 @@ pub fn load(dir: &Path, d_in: usize, d_sae: usize) -> Result<Option<TrainState>>
         b_dec: f32s("b_dec", d)?,
     };
     let sizes = [d * m, m * d, m, d];
-    let mut adam = Adam::new(&sizes, meta.adam_hyper[0], meta.adam_hyper[1], meta.adam_hyper[2]);
+    let mut adam = Adam::new(
+        &sizes,
+        meta.adam_hyper[0],
+        meta.adam_hyper[1],
+        meta.adam_hyper[2],
+    );
     for (k, &len) in sizes.iter().enumerate() {
         adam.m[k] = f32s(&format!("adam_m_{k}"), len)?;
         adam.v[k] = f32s(&format!("adam_v_{k}"), len)?;

@@ -68,7 +68,9 @@ impl FromStr for LossConvention {
         match s.trim().to_ascii_lowercase().as_str() {
             "mean" => Ok(LossConvention::Mean),
             "sum" => Ok(LossConvention::Sum),
-            other => Err(Error::invalid(format!("--loss {other}: expected mean or sum"))),
+            other => Err(Error::invalid(format!(
+                "--loss {other}: expected mean or sum"
+            ))),
         }
     }
 }
@@ -99,7 +101,9 @@ impl FromStr for InputLevel {
         match s.trim().to_ascii_lowercase().as_str() {
             "tokens" | "token" => Ok(InputLevel::Tokens),
             "cells" | "cell" => Ok(InputLevel::Cells),
-            other => Err(Error::invalid(format!("--level {other}: expected tokens or cells"))),
+            other => Err(Error::invalid(format!(
+                "--level {other}: expected tokens or cells"
+            ))),
         }
     }
 }

@@ -94,12 +94,19 @@ pub fn read_inputs(spec: &InputSpec<'_>) -> Result<Inputs> {
             InputLevel::Cells => {
                 let m = store.cell_matrix(layer)?;
                 let keep = subsample_rows(m.n_rows, spec.max_rows, spec.sample_seed);
-                let m = if keep.len() < m.n_rows { m.select_rows(&keep) } else { m };
+                let m = if keep.len() < m.n_rows {
+                    m.select_rows(&keep)
+                } else {
+                    m
+                };
                 (m, None)
             }
         };
         if matrix.n_rows == 0 {
-            return Err(Error::input(path, format!("no {} activations for layer {layer}", spec.level)));
+            return Err(Error::input(
+                path,
+                format!("no {} activations for layer {layer}", spec.level),
+            ));
         }
         matrix.check_finite(path)?;
         return Ok(Inputs {
@@ -117,7 +124,11 @@ pub fn read_inputs(spec: &InputSpec<'_>) -> Result<Inputs> {
     }
     let m = read_matrix(path, spec.key)?;
     let keep = subsample_rows(m.n_rows, spec.max_rows, spec.sample_seed);
-    let matrix = if keep.len() < m.n_rows { m.select_rows(&keep) } else { m };
+    let matrix = if keep.len() < m.n_rows {
+        m.select_rows(&keep)
+    } else {
+        m
+    };
     Ok(Inputs {
         matrix,
         tokens: None,

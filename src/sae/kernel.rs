@@ -139,7 +139,11 @@ pub fn activate(pre: &[f32], d_sae: usize, s: Sparsifier<'_>) -> Vec<f32> {
 
 /// `z W_dec + b_dec` for `n` rows.
 pub fn decode(dev: &Device, p: &ParamsView<'_>, z: &[f32], n: usize) -> Result<Vec<f32>> {
-    let mut out = matmul(dev, Operand::n(z, n, p.d_sae), Operand::n(p.w_dec, p.d_sae, p.d_in))?;
+    let mut out = matmul(
+        dev,
+        Operand::n(z, n, p.d_sae),
+        Operand::n(p.w_dec, p.d_sae, p.d_in),
+    )?;
     for row in out.chunks_exact_mut(p.d_in) {
         for (v, b) in row.iter_mut().zip(p.b_dec) {
             *v += b;
@@ -226,14 +230,17 @@ pub fn loss_and_grads(
     }
     let mut g_out = vec![0f32; n * d];
     let scale = (2.0 * c_r) as f32;
-    for i in 0..n {
-        for j in 0..d {
-            let idx = i * d + j;
-            let e = xhat[idx] - x[idx];
+    for ((xr, hr), gr) in x
+        .chunks_exact(d)
+        .zip(xhat.chunks_exact(d))
+        .zip(g_out.chunks_exact_mut(d))
+    {
+        for (((xv, hv), gv), mu) in xr.iter().zip(hr).zip(gr.iter_mut()).zip(&col_mean) {
+            let e = hv - xv;
             stats.sse += (e as f64) * (e as f64);
-            let dev_ = x[idx] as f64 - col_mean[j];
+            let dev_ = *xv as f64 - mu;
             stats.sst += dev_ * dev_;
-            g_out[idx] = scale * e;
+            *gv = scale * e;
         }
     }
     drop(xhat);
@@ -312,7 +319,11 @@ mod tests {
         let z = activate(&[5.0, 4.0, 0.0, 1.0, 0.5, 0.2], 3, Sparsifier::BatchTopK(1));
         assert_eq!(z, vec![5.0, 4.0, 0.0, 0.0, 0.0, 0.0]);
         let th = [1.0, 0.0, 0.3];
-        let z = activate(&[1.0, 0.1, 0.4, 2.0, -0.1, 0.2], 3, Sparsifier::Threshold(&th));
+        let z = activate(
+            &[1.0, 0.1, 0.4, 2.0, -0.1, 0.2],
+            3,
+            Sparsifier::Threshold(&th),
+        );
         assert_eq!(z, vec![0.0, 0.1, 0.4, 2.0, 0.0, 0.0]);
     }
 }

@@ -23,11 +23,21 @@ pub struct Operand<'a> {
 impl<'a> Operand<'a> {
     /// The stored matrix as is.
     pub fn n(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        Operand { data, rows, cols, t: false }
+        Operand {
+            data,
+            rows,
+            cols,
+            t: false,
+        }
     }
     /// The transpose of the stored matrix.
     pub fn t(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        Operand { data, rows, cols, t: true }
+        Operand {
+            data,
+            rows,
+            cols,
+            t: true,
+        }
     }
     fn tensor(&self, dev: &Device) -> Result<Tensor> {
         let t = Tensor::from_slice(self.data, (self.rows, self.cols), dev)?;

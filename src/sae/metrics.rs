@@ -107,7 +107,10 @@ pub fn evaluate(
     }
     let nf = n.max(1) as f64;
     let feature_frequency: Vec<f64> = fired.iter().map(|&c| c as f64 / nf).collect();
-    let alive = feature_frequency.iter().filter(|&&f| f >= DEAD_FRACTION).count();
+    let alive = feature_frequency
+        .iter()
+        .filter(|&&f| f >= DEAD_FRACTION)
+        .count();
     Ok(Metrics {
         n_inputs: n,
         l0: active as f64 / nf,

@@ -112,7 +112,9 @@ impl Sae {
                 .and_then(|v| v.as_u64())
                 .map(|k| k as usize)
                 .filter(|&k| k >= 1)
-                .ok_or_else(|| Error::input(self.origin(), "cfg.json: activation_fn_kwargs.k is missing"))
+                .ok_or_else(|| {
+                    Error::input(self.origin(), "cfg.json: activation_fn_kwargs.k is missing")
+                })
         };
         match self.cfg.architecture.as_str() {
             "standard" => Ok(Sparsifier::Relu),
@@ -126,7 +128,9 @@ impl Sae {
             },
             other => Err(Error::input(
                 self.origin(),
-                format!("unsupported architecture '{other}' (expected standard, topk or batchtopk)"),
+                format!(
+                    "unsupported architecture '{other}' (expected standard, topk or batchtopk)"
+                ),
             )),
         }
     }
@@ -192,7 +196,10 @@ impl Sae {
         if z.n_cols != self.cfg.d_sae {
             return Err(Error::input(
                 self.origin(),
-                format!("SAE has {} features but the codes have {} columns", self.cfg.d_sae, z.n_cols),
+                format!(
+                    "SAE has {} features but the codes have {} columns",
+                    self.cfg.d_sae, z.n_cols
+                ),
             ));
         }
         let (d, m) = (self.cfg.d_in, self.cfg.d_sae);
@@ -223,7 +230,12 @@ impl Sae {
 
     /// Error unless activations from `model` at `layer` match what the SAE was trained on. Unknown
     /// values on either side (a matrix file) are accepted.
-    pub fn check_source(&self, model: &serde_json::Value, layer: Option<&str>, what: &Path) -> Result<()> {
+    pub fn check_source(
+        &self,
+        model: &serde_json::Value,
+        layer: Option<&str>,
+        what: &Path,
+    ) -> Result<()> {
         if let (Some(mine), Some(theirs)) = (self.source_layer(), layer) {
             if mine != theirs {
                 return Err(Error::input(

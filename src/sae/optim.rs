@@ -121,7 +121,11 @@ mod tests {
         // mhat=0.02/0.19=0.1052632, vhat=0.00031225/0.001999=0.1562031, sqrt=0.3952254
         a.step(&mut [&mut p], &[&[-0.25]], 0.1);
         let expected = 0.9 - 0.1 * 0.105_263_16 / 0.395_225_4;
-        assert!((p[0] as f64 - expected).abs() < 1e-6, "{} vs {expected}", p[0]);
+        assert!(
+            (p[0] as f64 - expected).abs() < 1e-6,
+            "{} vs {expected}",
+            p[0]
+        );
     }
 
     #[test]

@@ -68,7 +68,11 @@ impl Params {
     /// Scale every decoder row to unit L2 norm (rows of norm 0 are left as they are).
     pub fn normalize_decoder(&mut self) {
         for row in self.w_dec.chunks_exact_mut(self.d_in) {
-            let norm = row.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>().sqrt();
+            let norm = row
+                .iter()
+                .map(|v| (*v as f64) * (*v as f64))
+                .sum::<f64>()
+                .sqrt();
             if norm > 0.0 {
                 let inv = (1.0 / norm) as f32;
                 for v in row.iter_mut() {

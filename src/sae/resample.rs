@@ -99,9 +99,9 @@ pub fn resample_dead(
             continue;
         }
         let inv = (1.0 / norm) as f32;
-        for i in 0..d {
-            params.w_dec[j * d + i] = v[i] * inv;
-            params.w_enc[i * m + j] = v[i] * inv * ENCODER_SCALE * enc_norm;
+        for (i, vi) in v.iter().enumerate() {
+            params.w_dec[j * d + i] = vi * inv;
+            params.w_enc[i * m + j] = vi * inv * ENCODER_SCALE * enc_norm;
         }
         params.b_enc[j] = 0.0;
         adam.reset_entries(0, (0..d).map(|i| i * m + j));
@@ -134,8 +134,18 @@ mod tests {
         // inputs along e1 (loss 0) and one along e2 (the only one with loss)
         let x = vec![1.0, 0.0, 2.0, 0.0, 0.0, 3.0, 0.5, 0.0];
         let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let n = resample_dead(&Device::Cpu, &mut p, &mut adam, &[1], &x, 4, Sparsifier::Relu, 100, &mut rng)
-            .unwrap();
+        let n = resample_dead(
+            &Device::Cpu,
+            &mut p,
+            &mut adam,
+            &[1],
+            &x,
+            4,
+            Sparsifier::Relu,
+            100,
+            &mut rng,
+        )
+        .unwrap();
         assert_eq!(n, 1);
         assert_eq!(&p.w_dec[2..4], &[0.0, 1.0]);
         // encoder column 1 = e2 * 0.2 * |alive column 0| (= 1)

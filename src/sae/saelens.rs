@@ -223,10 +223,16 @@ pub fn load(dir: &Path) -> Result<(SaeConfig, SaeTensors)> {
             ));
         }
         let data = tensor_to_f32(v.dtype(), v.data()).ok_or_else(|| {
-            Error::input(&w_path, format!("tensor '{name}' has unsupported dtype {:?}", v.dtype()))
+            Error::input(
+                &w_path,
+                format!("tensor '{name}' has unsupported dtype {:?}", v.dtype()),
+            )
         })?;
         if let Some(pos) = data.iter().position(|x| !x.is_finite()) {
-            return Err(Error::input(&w_path, format!("tensor '{name}' has a non-finite value at {pos}")));
+            return Err(Error::input(
+                &w_path,
+                format!("tensor '{name}' has a non-finite value at {pos}"),
+            ));
         }
         Ok(Some(data))
     };

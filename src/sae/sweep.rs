@@ -54,12 +54,18 @@ fn configs(spec: &SweepSpec) -> Vec<TrainConfig> {
         Arch::Standard => spec
             .lambdas
             .iter()
-            .map(|&lambda| TrainConfig { lambda, ..spec.base.clone() })
+            .map(|&lambda| TrainConfig {
+                lambda,
+                ..spec.base.clone()
+            })
             .collect(),
         _ => spec
             .ks
             .iter()
-            .map(|&k| TrainConfig { k, ..spec.base.clone() })
+            .map(|&k| TrainConfig {
+                k,
+                ..spec.base.clone()
+            })
             .collect(),
     }
 }
@@ -77,7 +83,9 @@ pub fn run_sweep(
     }
     let cfgs = configs(spec);
     if cfgs.is_empty() {
-        return Err(Error::invalid("nothing to sweep: --lambdas (or --ks) is empty"));
+        return Err(Error::invalid(
+            "nothing to sweep: --lambdas (or --ks) is empty",
+        ));
     }
     // Validate everything before training anything.
     let store = ActivationStore::open(activations)?;
@@ -129,8 +137,16 @@ pub fn write_sweep_outputs(out: &Path, rows: &[SweepRow]) -> Result<()> {
     let mut df = DataFrame::new(
         rows.len(),
         vec![
-            Column::new("layer".into(), rows.iter().map(|r| r.layer.clone()).collect::<Vec<_>>()),
-            Column::new("arch".into(), rows.iter().map(|r| r.metrics.arch.to_string()).collect::<Vec<_>>()),
+            Column::new(
+                "layer".into(),
+                rows.iter().map(|r| r.layer.clone()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "arch".into(),
+                rows.iter()
+                    .map(|r| r.metrics.arch.to_string())
+                    .collect::<Vec<_>>(),
+            ),
             Column::new("lambda".into(), col(&|r| r.metrics.lambda)),
             Column::new("k".into(), icol(&|r| r.metrics.k.unwrap_or(0) as u64)),
             Column::new("L0".into(), col(&|r| r.metrics.metrics.l0)),
@@ -143,12 +159,20 @@ pub fn write_sweep_outputs(out: &Path, rows: &[SweepRow]) -> Result<()> {
                 col(&|r| 100.0 * r.metrics.metrics.alive as f64 / r.metrics.d_sae.max(1) as f64),
             ),
             Column::new("d_sae".into(), icol(&|r| r.metrics.d_sae as u64)),
-            Column::new("n_inputs".into(), icol(&|r| r.metrics.metrics.n_inputs as u64)),
+            Column::new(
+                "n_inputs".into(),
+                icol(&|r| r.metrics.metrics.n_inputs as u64),
+            ),
             Column::new("epochs".into(), icol(&|r| r.metrics.epochs as u64)),
             Column::new(
                 "run".into(),
                 rows.iter()
-                    .map(|r| r.dir.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default())
+                    .map(|r| {
+                        r.dir
+                            .file_name()
+                            .map(|s| s.to_string_lossy().to_string())
+                            .unwrap_or_default()
+                    })
                     .collect::<Vec<_>>(),
             ),
         ],
@@ -164,12 +188,32 @@ struct L0VsR2<'a> {
 }
 
 impl Figure for L0VsR2<'_> {
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String> {
-        let l0: Vec<f64> = self.rows.iter().map(|r| r.metrics.metrics.l0.max(0.1)).collect();
-        let r2: Vec<f64> = self.rows.iter().map(|r| r.metrics.metrics.r2).filter(|v| v.is_finite()).collect();
-        let (xmin, xmax) = l0.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
-        let (ymin, ymax) = r2.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
-        let (xmin, xmax) = if xmin < xmax { (xmin / 1.5, xmax * 1.5) } else { (xmin / 2.0, xmin * 2.0 + 1.0) };
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> std::result::Result<(), String> {
+        let l0: Vec<f64> = self
+            .rows
+            .iter()
+            .map(|r| r.metrics.metrics.l0.max(0.1))
+            .collect();
+        let r2: Vec<f64> = self
+            .rows
+            .iter()
+            .map(|r| r.metrics.metrics.r2)
+            .filter(|v| v.is_finite())
+            .collect();
+        let (xmin, xmax) = l0
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+        let (ymin, ymax) = r2
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+        let (xmin, xmax) = if xmin < xmax {
+            (xmin / 1.5, xmax * 1.5)
+        } else {
+            (xmin / 2.0, xmin * 2.0 + 1.0)
+        };
         let (ymin, ymax) = if ymin < ymax {
             let pad = 0.1 * (ymax - ymin);
             (ymin - pad, (ymax + pad).min(1.05))
@@ -214,16 +258,28 @@ impl Figure for L0VsR2<'_> {
                 .collect();
             pts.sort_by(|a, b| a.0.total_cmp(&b.0));
             chart
-                .draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.1)), color.stroke_width(2)))
+                .draw_series(LineSeries::new(
+                    pts.iter().map(|p| (p.0, p.1)),
+                    color.stroke_width(2),
+                ))
                 .map_err(|e| e.to_string())?
                 .label(format!("layer {layer}"))
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
             chart
-                .draw_series(pts.iter().map(|p| Circle::new((p.0, p.1), 5, color.filled())))
+                .draw_series(
+                    pts.iter()
+                        .map(|p| Circle::new((p.0, p.1), 5, color.filled())),
+                )
                 .map_err(|e| e.to_string())?;
             chart
                 .draw_series(pts.iter().map(|p| {
-                    Text::new(p.2.clone(), (p.0, p.1), (FONT, 13).into_font().color(&BLACK))
+                    Text::new(
+                        p.2.clone(),
+                        (p.0, p.1),
+                        (FONT, 13).into_font().color(&BLACK),
+                    )
                 }))
                 .map_err(|e| e.to_string())?;
         }

@@ -22,7 +22,9 @@ use crate::sae::model::Sae;
 use crate::sae::optim::{clip_grad_norm, learning_rate, warmed_lambda, Adam};
 use crate::sae::params::Params;
 use crate::sae::resample::resample_dead;
-use crate::sae::saelens::{hook_for_layer, SaeConfig, SaeTensors, ScsaeInfo, CFG_FILE, FORMAT, WEIGHTS_FILE};
+use crate::sae::saelens::{
+    hook_for_layer, SaeConfig, SaeTensors, ScsaeInfo, CFG_FILE, FORMAT, WEIGHTS_FILE,
+};
 use crate::sae::zscore;
 
 /// File with the run's metrics.
@@ -90,7 +92,9 @@ pub struct TrainedRun {
 
 /// Whether `dir` holds a finished run.
 pub fn is_finished(dir: &Path) -> bool {
-    dir.join(CFG_FILE).exists() && dir.join(WEIGHTS_FILE).exists() && dir.join(METRICS_FILE).exists()
+    dir.join(CFG_FILE).exists()
+        && dir.join(WEIGHTS_FILE).exists()
+        && dir.join(METRICS_FILE).exists()
 }
 
 fn read_metrics(dir: &Path) -> Result<RunMetrics> {
@@ -214,7 +218,12 @@ pub fn initial_state(cfg: &TrainConfig, d_in: usize, fingerprint: String) -> Tra
         params.tie_encoder_to_decoder();
     }
     TrainState {
-        adam: Adam::new(&[d_in * m, m * d_in, m, d_in], cfg.beta1, cfg.beta2, cfg.eps),
+        adam: Adam::new(
+            &[d_in * m, m * d_in, m, d_in],
+            cfg.beta1,
+            cfg.beta2,
+            cfg.eps,
+        ),
         params,
         window_fired: vec![0; m],
         window_inputs: 0,
@@ -325,14 +334,7 @@ pub fn train_partial(
             for (r, &i) in idx.iter().enumerate() {
                 batch[r * d..(r + 1) * d].copy_from_slice(&xz[i * d..(i + 1) * d]);
             }
-            let stats = train_step(
-                dev,
-                &mut state,
-                &batch[..nb * d],
-                nb,
-                cfg,
-                total_steps,
-            )?;
+            let stats = train_step(dev, &mut state, &batch[..nb * d], nb, cfg, total_steps)?;
             let lr = learning_rate(cfg.lr, state.meta.step, total_steps, cfg.cosine);
             state.window_inputs += nb as u64;
             state.meta.step += 1;
@@ -395,7 +397,14 @@ pub fn train_partial(
         (None, Arch::Topk) => Sparsifier::TopK(cfg.k),
         _ => Sparsifier::Relu,
     };
-    let metrics = evaluate(dev, &state.params.view(), eval_sparsifier, &xz, n, EVAL_CHUNK)?;
+    let metrics = evaluate(
+        dev,
+        &state.params.view(),
+        eval_sparsifier,
+        &xz,
+        n,
+        EVAL_CHUNK,
+    )?;
     let layer = inputs.source.layer.clone();
     let (hook_name, hook_layer) = hook_for_layer(layer.as_deref());
     let model_name = inputs
@@ -409,7 +418,12 @@ pub fn train_partial(
         d_in: d,
         d_sae: m,
         architecture: cfg.arch.to_string(),
-        activation_fn_str: if cfg.arch == Arch::Topk { "topk" } else { "relu" }.into(),
+        activation_fn_str: if cfg.arch == Arch::Topk {
+            "topk"
+        } else {
+            "relu"
+        }
+        .into(),
         activation_fn_kwargs: if cfg.arch == Arch::Standard {
             serde_json::json!({})
         } else {
@@ -472,6 +486,10 @@ pub fn train_partial(
         metrics: run,
         skipped: false,
         seconds,
-        inputs_per_second: if seconds > 0.0 { trained_epochs * n as f64 / seconds } else { 0.0 },
+        inputs_per_second: if seconds > 0.0 {
+            trained_epochs * n as f64 / seconds
+        } else {
+            0.0
+        },
     }))
 }

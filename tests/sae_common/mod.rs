@@ -18,7 +18,14 @@ pub fn normal(rng: &mut ChaCha8Rng) -> f64 {
 
 /// `n_atoms` random unit atoms in `d` dims, and `n` samples that are each a sum of `per_sample`
 /// distinct atoms with coefficients in [1, 2), plus Gaussian noise of sd `noise` and an offset.
-pub fn planted(d: usize, n_atoms: usize, n: usize, per_sample: usize, noise: f64, seed: u64) -> (Vec<Vec<f64>>, DenseMatrix) {
+pub fn planted(
+    d: usize,
+    n_atoms: usize,
+    n: usize,
+    per_sample: usize,
+    noise: f64,
+    seed: u64,
+) -> (Vec<Vec<f64>>, DenseMatrix) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let atoms: Vec<Vec<f64>> = (0..n_atoms)
         .map(|_| {
@@ -130,14 +137,19 @@ pub fn write_store(
                 }
                 cell.extend(mean);
             }
-            cell_mats.push((format!("layer_{l}"), DenseMatrix::new(hi - lo, d, cell).unwrap()));
+            cell_mats.push((
+                format!("layer_{l}"),
+                DenseMatrix::new(hi - lo, d, cell).unwrap(),
+            ));
             tok_mats.push((
                 format!("layer_{l}"),
                 DenseMatrix::new((hi - lo) * tok_per_cell, d, tok).unwrap(),
             ));
         }
-        let cref: Vec<(String, &DenseMatrix)> = cell_mats.iter().map(|(n, m)| (n.clone(), m)).collect();
-        let tref: Vec<(String, &DenseMatrix)> = tok_mats.iter().map(|(n, m)| (n.clone(), m)).collect();
+        let cref: Vec<(String, &DenseMatrix)> =
+            cell_mats.iter().map(|(n, m)| (n.clone(), m)).collect();
+        let tref: Vec<(String, &DenseMatrix)> =
+            tok_mats.iter().map(|(n, m)| (n.clone(), m)).collect();
         w.write_chunk(&cells, &cref, Some((&index, &tref))).unwrap();
     }
     w.finish().unwrap();
@@ -188,7 +200,10 @@ impl RawSae {
                     .map(|i| ((row[i] - mean[i]) / std[i]) as f64 - b_dec[i] as f64)
                     .collect();
                 let mut pre: Vec<f64> = (0..m)
-                    .map(|j| b_enc[j] as f64 + (0..d).map(|i| xc[i] * w_enc[i * m + j] as f64).sum::<f64>())
+                    .map(|j| {
+                        b_enc[j] as f64
+                            + (0..d).map(|i| xc[i] * w_enc[i * m + j] as f64).sum::<f64>()
+                    })
                     .collect();
                 if let Some(k) = topk {
                     let mut s = pre.clone();
