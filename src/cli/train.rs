@@ -46,6 +46,9 @@ pub struct SaeOptions {
     /// Steps of linear L1 warm-up from 0 (0 = off).
     #[arg(long, default_value_t = 0)]
     pub l1_warmup: usize,
+    /// Initialise W_enc as W_dec transposed (SAELens; recommended for topk / batchtopk).
+    #[arg(long)]
+    pub tied_init: bool,
     /// Project out the gradient component parallel to each decoder row (SAELens).
     #[arg(long)]
     pub project_decoder_grad: bool,
@@ -87,6 +90,7 @@ impl SaeOptions {
             grad_clip: self.grad_clip,
             cosine: !self.constant_lr,
             l1_warmup_steps: self.l1_warmup,
+            tied_init: self.tied_init,
             project_decoder_grad: self.project_decoder_grad,
             resample_every: self.resample_every,
             resample_inputs: self.resample_inputs,
