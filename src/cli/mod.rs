@@ -5,3 +5,6 @@
 
 pub mod common;
 pub mod inspect;
+pub mod encode;
+pub mod sweep;
+pub mod train;
