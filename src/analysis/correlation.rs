@@ -111,6 +111,8 @@ pub struct GeneAttribution {
     pub top_negative: Vec<Vec<(usize, f64)>>,
     /// Per feature: genes with `r > cutoff`, by decreasing r.
     pub hits: Vec<Vec<(usize, f64)>>,
+    /// Per feature: genes with `r < -cutoff`, by increasing r (used for components of either sign).
+    pub negative_hits: Vec<Vec<(usize, f64)>>,
     /// Per feature: whether it varies across cells (a constant feature has no correlations).
     pub feature_varies: Vec<bool>,
     /// Per gene: whether it varies across cells (constant genes are not "measured").
@@ -239,6 +241,7 @@ pub fn attribute_genes(
     let mut top_pos: Vec<Vec<(usize, f64)>> = vec![Vec::new(); nf];
     let mut top_neg: Vec<Vec<(usize, f64)>> = vec![Vec::new(); nf];
     let mut hits: Vec<Vec<(usize, f64)>> = vec![Vec::new(); nf];
+    let mut neg_hits: Vec<Vec<(usize, f64)>> = vec![Vec::new(); nf];
     let block = opts.block.max(1);
     let mut start = 0;
     while start < expr.n_cols {
@@ -264,8 +267,9 @@ pub fn attribute_genes(
             .par_iter_mut()
             .zip(top_neg.par_iter_mut())
             .zip(hits.par_iter_mut())
+            .zip(neg_hits.par_iter_mut())
             .enumerate()
-            .for_each(|(f, ((tp, tn), h))| {
+            .for_each(|(f, (((tp, tn), h), nh))| {
                 if !feature_varies[f] {
                     return;
                 }
@@ -277,6 +281,8 @@ pub fn attribute_genes(
                     let g = start + j;
                     if r > opts.cutoff {
                         h.push((g, r));
+                    } else if r < -opts.cutoff {
+                        nh.push((g, r));
                     }
                     if r > 0.0 {
                         tp.push((g, r));
@@ -290,10 +296,14 @@ pub fn attribute_genes(
         start = end;
     }
     hits.par_iter_mut().for_each(|h| keep_top(h, usize::MAX, true));
+    neg_hits
+        .par_iter_mut()
+        .for_each(|h| keep_top(h, usize::MAX, false));
     Ok(GeneAttribution {
         top_positive: top_pos,
         top_negative: top_neg,
         hits,
+        negative_hits: neg_hits,
         feature_varies,
         gene_varies,
     })

@@ -150,8 +150,11 @@ impl EnrichmentSummary {
     pub fn of(fa: &FeatureAnalysis, set_names: &[String], fdr: f64, max_sets: usize) -> Self {
         let mut counts = vec![0usize; set_names.len()];
         if let Some(e) = &fa.enrichment {
+            // count features, not (feature, sign) pairs
+            let n_rows = fa.auroc.features.len();
+            let mut seen = std::collections::HashSet::new();
             for t in &e.tests {
-                if t.q < fdr {
+                if t.q < fdr && seen.insert((t.feature % n_rows.max(1), t.set)) {
                     counts[t.set] += 1;
                 }
             }

@@ -158,7 +158,8 @@ pub struct FeatureAnalysis {
     pub auroc: AurocTable,
     /// Gene attribution of the alive features (rows as in `auroc.features`).
     pub attribution: Option<GeneAttribution>,
-    /// Enrichment of the alive features (feature index = row in `auroc.features`).
+    /// Enrichment of the alive features (feature index = row in `auroc.features`; with
+    /// [`Direction::Both`], indices `n_alive + row` test the row's negatively correlated genes).
     pub enrichment: Option<Enrichment>,
     /// Per alive feature: enriched at the configured FDR.
     pub enriched: Vec<bool>,
@@ -217,11 +218,20 @@ pub fn analyze_features(
             let enr = if ctx.sets.is_empty() {
                 None
             } else {
-                let hits: Vec<Vec<usize>> = attr
+                // features of either sign (PCs) are tested at both ends: rows F.. are the
+                // negatively correlated genes of feature row - F
+                let mut hits: Vec<Vec<usize>> = attr
                     .hits
                     .iter()
                     .map(|h| h.iter().map(|&(g, _)| g).collect())
                     .collect();
+                if direction == Direction::Both {
+                    hits.extend(
+                        attr.negative_hits
+                            .iter()
+                            .map(|h| h.iter().map(|&(g, _)| g).collect::<Vec<usize>>()),
+                    );
+                }
                 Some(enrich(
                     &hits,
                     &ctx.sets,
@@ -234,10 +244,15 @@ pub fn analyze_features(
         }
         None => (None, None),
     };
-    let enriched = enrichment
-        .as_ref()
-        .map(|e| e.enriched(alive_idx.len(), cfg.fdr))
-        .unwrap_or_else(|| vec![false; alive_idx.len()]);
+    let n_alive = alive_idx.len();
+    let enriched: Vec<bool> = match &enrichment {
+        Some(e) if direction == Direction::Both => {
+            let both = e.enriched(2 * n_alive, cfg.fdr);
+            (0..n_alive).map(|r| both[r] || both[n_alive + r]).collect()
+        }
+        Some(e) => e.enriched(n_alive, cfg.fdr),
+        None => vec![false; n_alive],
+    };
 
     let best = auroc.best_per_type();
     let best_vals: Vec<f64> = best.iter().filter_map(|b| b.map(|(_, v)| v)).collect();
@@ -252,7 +267,6 @@ pub fn analyze_features(
         .iter()
         .filter(|b| b.is_some_and(|(_, v)| v > cfg.auroc_threshold))
         .count();
-    let n_alive = alive_idx.len();
     let pct = |k: usize| {
         if n_alive == 0 {
             0.0

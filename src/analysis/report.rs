@@ -101,11 +101,13 @@ pub fn write_analysis_tables(
     let mut best_q = Vec::with_capacity(nf);
     let mut enriched = Vec::with_capacity(nf);
     // significant tests per alive row
-    let mut sig: Vec<Vec<(usize, f64)>> = vec![Vec::new(); t.features.len()];
+    let n_rows = t.features.len();
+    let signed = t.direction == crate::analysis::Direction::Both;
+    let mut sig: Vec<Vec<(usize, f64, bool)>> = vec![Vec::new(); n_rows];
     if let Some(e) = &fa.enrichment {
         for test in &e.tests {
             if test.q < cfg.fdr {
-                sig[test.feature].push((test.set, test.q));
+                sig[test.feature % n_rows].push((test.set, test.q, test.feature >= n_rows));
             }
         }
     }
@@ -140,12 +142,15 @@ pub fn write_analysis_tables(
                 sets_str.push(
                     sig[r]
                         .iter()
-                        .map(|&(s, q)| format!("{} (q={q:.2e})", ctx.sets[s].name))
+                        .map(|&(s, q, neg)| {
+                            let end = if !signed { "" } else if neg { " [-]" } else { " [+]" };
+                            format!("{}{end} (q={q:.2e})", ctx.sets[s].name)
+                        })
                         .collect::<Vec<_>>()
                         .join("; "),
                 );
-                best_set.push(sig[r].first().map(|&(s, _)| ctx.sets[s].name.clone()));
-                best_q.push(sig[r].first().map(|&(_, q)| q));
+                best_set.push(sig[r].first().map(|&(s, _, _)| ctx.sets[s].name.clone()));
+                best_q.push(sig[r].first().map(|&(_, q, _)| q));
                 enriched.push(fa.enriched[r]);
             }
             None => {
@@ -247,8 +252,10 @@ pub fn write_analysis_tables(
         let (mut ov, mut nh, mut ss, mut bg) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut or, mut p, mut lp, mut q, mut sig, mut g) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut side = Vec::with_capacity(m);
         for test in &e.tests {
-            cols.0.push(fa.feature_names[t.features[test.feature]].clone());
+            cols.0.push(fa.feature_names[t.features[test.feature % n_rows]].clone());
+            side.push(if test.feature >= n_rows { "negative" } else { "positive" }.to_string());
             cols.1.push(ctx.sets[test.set].name.clone());
             cols.2.push(ctx.sets[test.set].source.clone());
             ov.push(test.overlap as u64);
@@ -270,6 +277,7 @@ pub fn write_analysis_tables(
         }
         Table::new(m)
             .str("feature", cols.0)
+            .str("correlation_sign", side)
             .str("gene_set", cols.1)
             .str("gmt_file", cols.2)
             .u64("overlap", ov)

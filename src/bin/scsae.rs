@@ -18,6 +18,8 @@ struct Cli {
 enum Command {
     /// Summarise a data file: cells, genes, non-zeros, obs columns, label counts.
     Inspect(cli::inspect::InspectArgs),
+    /// Analyse features: AUROC per cell type, gene attribution, gene-set enrichment, PCA baseline.
+    Analyze(Box<cli::analyze::AnalyzeArgs>),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -25,6 +27,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(a) => {
             let _ = &cli.runtime;
             println!("{}", cli::inspect::run(&a)?);
+        }
+        Command::Analyze(a) => {
+            let rt = cli.runtime.runtime()?;
+            println!("{}", cli::analyze::run(&a, &rt)?);
         }
     }
     Ok(())

@@ -3,5 +3,6 @@
 //! Each subcommand lives in its own file with a clap `Args` struct and a `run` function; the binaries
 //! only parse and dispatch.
 
+pub mod analyze;
 pub mod common;
 pub mod inspect;
