@@ -189,7 +189,7 @@ mod tests {
         let x = DenseMatrix::new(20, 2, data).unwrap();
         for solver in [PcaSolver::Exact, PcaSolver::Randomized] {
             let p = fit_pca(&x, 2, solver, 1).unwrap();
-            assert!((p.components[0] - 0.6).abs() < 1e-5 && (p.components[1] - 0.8).abs() < 1e-5);
+            assert!((p.components[0] - 0.6).abs() < 1e-3 && (p.components[1] - 0.8).abs() < 1e-3);
             // variance of t = 0..19 centred with ddof 1 = 35
             assert!((p.explained_variance[0] - 35.0).abs() < 1e-3, "{:?}", p.explained_variance);
             let sum: f64 = p.explained_variance_ratio.iter().sum();
