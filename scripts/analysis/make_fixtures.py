@@ -61,7 +61,7 @@ for a, b, c, d in tables:
         # math.log10 is exact-to-rounding on arbitrarily large Python integers
         log10 = math.log10(num) - math.log10(math.comb(N, nn))
     odds = float(res.statistic) if hasattr(res, "statistic") else float(res[0])
-    fisher.append({"table": [a, b, c, d], "p": float(res.pvalue), "odds_ratio": odds if not math.isnan(odds) else None,
+    fisher.append({"table": [a, b, c, d], "p": float(res.pvalue), "odds_ratio": odds if math.isfinite(odds) else None,
                    "log10_p_exact": log10})
 out["fisher"] = fisher
 assert any(0 < t["p"] < 1e-300 for t in fisher), [t["p"] for t in fisher]
@@ -123,5 +123,5 @@ out["enrichment"] = {"n_genes": n_genes, "measured": [bool(m) for m in measured]
                      "background": len(bg), "tests": tests}
 
 with open("tests/fixtures/analysis/reference.json", "w") as fh:
-    json.dump(out, fh)
+    json.dump(out, fh, allow_nan=False)
 print("wrote tests/fixtures/analysis/reference.json", {k: len(str(v)) for k, v in out.items()})
