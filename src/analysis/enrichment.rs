@@ -143,7 +143,7 @@ pub fn enrich(
                     let a = genes.len() as u64;
                     let k = set_sizes[s] as u64;
                     let nn = bg_size as u64;
-                    let r = fisher_greater(a, n - a, k - a, nn - n - k + a);
+                    let r = fisher_greater(a, n - a, k - a, nn + a - n - k);
                     EnrichmentTest {
                         feature: f,
                         set: s,
