@@ -23,7 +23,9 @@ fn data(n: usize, f: usize, t: usize, seed: u64) -> (DenseMatrix, Vec<String>) {
         let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
         x.push((((z - 1.0).max(0.0) * 1000.0).round() / 1000.0) as f32);
     }
-    let labels = (0..n).map(|_| format!("type{}", rng.random_range(0..t))).collect();
+    let labels = (0..n)
+        .map(|_| format!("type{}", rng.random_range(0..t)))
+        .collect();
     (DenseMatrix::new(n, f, x).unwrap(), labels)
 }
 
@@ -37,7 +39,13 @@ fn bench(c: &mut Criterion) {
     });
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let genes: Vec<f32> = (0..1000 * 2000)
-        .map(|_| if rng.random::<f64>() < 0.2 { rng.random_range(0..20) as f32 } else { 0.0 })
+        .map(|_| {
+            if rng.random::<f64>() < 0.2 {
+                rng.random_range(0..20) as f32
+            } else {
+                0.0
+            }
+        })
         .collect();
     let expr = CsrMatrix::from_dense(1000, 2000, &genes);
     let mut g = c.benchmark_group("attribution");

@@ -15,7 +15,11 @@ fn root() -> PathBuf {
 
 /// Non-negative "SAE-like" features from expression PCA: PCk+ = max(score, 0), PCk- = max(-score, 0).
 fn split_pca_features(dir: &Path) -> PathBuf {
-    let ds = load(&root().join("data/immune1000.h5ad"), &LoadOptions::default()).unwrap();
+    let ds = load(
+        &root().join("data/immune1000.h5ad"),
+        &LoadOptions::default(),
+    )
+    .unwrap();
     let mut x = DenseMatrix::new(ds.n_cells(), ds.n_genes(), ds.matrix.to_dense()).unwrap();
     x.row_ids = Some(ds.cell_ids.clone());
     let pca = fit_pca(&x, 20, PcaSolver::Randomized, 1).unwrap();
@@ -46,9 +50,24 @@ fn analyze_end_to_end_on_immune_data() {
         .current_dir(root())
         .args(["analyze", "--features"])
         .arg(&feats)
-        .args(["--data", "data/immune1000.h5ad", "--label-key", "cell_type_annotations"])
-        .args(["--genesets", "genesets/paper_immune.gmt,genesets/hallmark_immune.gmt"])
-        .args(["--pca-source", "expression", "--pca-components", "30", "--json", "--out"])
+        .args([
+            "--data",
+            "data/immune1000.h5ad",
+            "--label-key",
+            "cell_type_annotations",
+        ])
+        .args([
+            "--genesets",
+            "genesets/paper_immune.gmt,genesets/hallmark_immune.gmt",
+        ])
+        .args([
+            "--pca-source",
+            "expression",
+            "--pca-components",
+            "30",
+            "--json",
+            "--out",
+        ])
         .arg(&out)
         .assert()
         .success()
@@ -71,7 +90,10 @@ fn analyze_end_to_end_on_immune_data() {
         "pca_variance",
     ] {
         assert!(out.join(format!("{stem}.csv")).exists(), "{stem}.csv");
-        assert!(out.join(format!("{stem}.parquet")).exists(), "{stem}.parquet");
+        assert!(
+            out.join(format!("{stem}.parquet")).exists(),
+            "{stem}.parquet"
+        );
     }
     for fig in ["auroc_heatmap", "enrichment_summary", "sae_vs_pca"] {
         assert!(out.join(format!("figures/{fig}.png")).exists());
@@ -86,7 +108,11 @@ fn analyze_end_to_end_on_immune_data() {
     assert!(auc > 0.9, "{b}");
     // the features table lists B-cell markers for an enriched B feature
     let ft = std::fs::read_to_string(out.join("features.csv")).unwrap();
-    assert!(ft.lines().any(|l| l.contains("MS4A1") && l.contains("B_cell (q=")), "no B feature with MS4A1 and B_cell enrichment");
+    assert!(
+        ft.lines()
+            .any(|l| l.contains("MS4A1") && l.contains("B_cell (q=")),
+        "no B feature with MS4A1 and B_cell enrichment"
+    );
 }
 
 fn analyze(args: &[&str], out: &Path) -> assert_cmd::assert::Assert {
@@ -109,12 +135,18 @@ fn bad_inputs_fail_with_one_line_and_no_output() {
     f.row_ids = Some(vec!["nope1".into(), "nope2".into(), "nope3".into()]);
     let bad_ids = tmp.path().join("bad_ids.safetensors");
     f.write_safetensors(&bad_ids, "x").unwrap();
-    let data = ["--data", "data/immune1000.h5ad", "--label-key", "cell_type_annotations"];
+    let data = [
+        "--data",
+        "data/immune1000.h5ad",
+        "--label-key",
+        "cell_type_annotations",
+    ];
     let mut a = vec!["--features", bad_ids.to_str().unwrap()];
     a.extend(data);
-    analyze(&a, &out)
-        .failure()
-        .stderr(predicate::str::contains("3 of 3 cell ids are not in").and(predicate::str::contains("bad_ids.safetensors")));
+    analyze(&a, &out).failure().stderr(
+        predicate::str::contains("3 of 3 cell ids are not in")
+            .and(predicate::str::contains("bad_ids.safetensors")),
+    );
     // features without ids (.npy)
     let npy = tmp.path().join("f.npy");
     let mut bytes = Vec::new();
@@ -122,7 +154,9 @@ fn bad_inputs_fail_with_one_line_and_no_output() {
     std::fs::write(&npy, bytes).unwrap();
     let mut a = vec!["--features", npy.to_str().unwrap()];
     a.extend(data);
-    analyze(&a, &out).failure().stderr(predicate::str::contains("no cell ids"));
+    analyze(&a, &out)
+        .failure()
+        .stderr(predicate::str::contains("no cell ids"));
     // malformed GMT line: error names file and line
     let gmt = tmp.path().join("bad.gmt");
     std::fs::write(&gmt, "B_cell\tdesc\tCD79A\tMS4A1\nT cell CD3E CD3D\n").unwrap();
@@ -138,9 +172,10 @@ fn bad_inputs_fail_with_one_line_and_no_output() {
     let mut a = vec!["--features", bad_ids.to_str().unwrap()];
     a.extend(data);
     a.extend(["--genesets", dup.to_str().unwrap()]);
-    analyze(&a, &out)
-        .failure()
-        .stderr(predicate::str::contains("duplicate gene-set name 'S'").and(predicate::str::contains("line 2")));
+    analyze(&a, &out).failure().stderr(
+        predicate::str::contains("duplicate gene-set name 'S'")
+            .and(predicate::str::contains("line 2")),
+    );
     // unknown label column
     let mut a = vec!["--features", bad_ids.to_str().unwrap()];
     a.extend(["--data", "data/immune1000.h5ad", "--label-key", "celltype"]);
@@ -148,8 +183,17 @@ fn bad_inputs_fail_with_one_line_and_no_output() {
         .failure()
         .stderr(predicate::str::contains("no obs column 'celltype'"));
     // --sae without activations
-    let a = vec!["--sae", "x", "--data", "data/immune1000.h5ad", "--label-key", "cell_type_annotations"];
-    analyze(&a, &out).failure().stderr(predicate::str::contains("--sae needs --activations"));
+    let a = vec![
+        "--sae",
+        "x",
+        "--data",
+        "data/immune1000.h5ad",
+        "--label-key",
+        "cell_type_annotations",
+    ];
+    analyze(&a, &out)
+        .failure()
+        .stderr(predicate::str::contains("--sae needs --activations"));
     assert!(!out.exists(), "an error left output behind");
 }
 
@@ -169,7 +213,13 @@ fn gene_sets_with_unknown_genes_and_empty_sets_warn_naming_lines() {
         .current_dir(root())
         .args(["analyze", "--features"])
         .arg(&feats)
-        .args(["--data", "data/immune1000.h5ad", "--label-key", "cell_type_annotations", "--genesets"])
+        .args([
+            "--data",
+            "data/immune1000.h5ad",
+            "--label-key",
+            "cell_type_annotations",
+            "--genesets",
+        ])
         .arg(&gmt)
         .arg("--out")
         .arg(&out)
@@ -189,7 +239,13 @@ fn gene_sets_with_unknown_genes_and_empty_sets_warn_naming_lines() {
         .current_dir(root())
         .args(["analyze", "--features"])
         .arg(&feats)
-        .args(["--data", "data/immune1000.h5ad", "--label-key", "cell_type_annotations", "--genesets"])
+        .args([
+            "--data",
+            "data/immune1000.h5ad",
+            "--label-key",
+            "cell_type_annotations",
+            "--genesets",
+        ])
         .arg(&none)
         .arg("--out")
         .arg(tmp.path().join("out2"))

@@ -50,9 +50,17 @@ fn pca_on_expression_finds_a_b_cell_component_with_markers_and_enrichment() {
             continue;
         }
         let lower = fa.auroc.flipped[r * types.len() + b];
-        let side = if lower { &attr.top_negative[r] } else { &attr.top_positive[r] };
+        let side = if lower {
+            &attr.top_negative[r]
+        } else {
+            &attr.top_positive[r]
+        };
         let top: Vec<&str> = side.iter().map(|&(g, _)| genes[g].as_str()).collect();
-        let markers: Vec<&str> = B_MARKERS.iter().copied().filter(|m| top.contains(m)).collect();
+        let markers: Vec<&str> = B_MARKERS
+            .iter()
+            .copied()
+            .filter(|m| top.contains(m))
+            .collect();
         let test_row = if lower { n_rows + r } else { r };
         let q = enr
             .tests
@@ -60,11 +68,17 @@ fn pca_on_expression_finds_a_b_cell_component_with_markers_and_enrichment() {
             .find(|t| t.feature == test_row && t.set == b_set)
             .map(|t| t.q);
         if markers.len() >= 2 && q.is_some_and(|q| q < 0.05) {
-            found = Some((fa.feature_names[fa.auroc.features[r]].clone(), fa.auroc.get(r, b), markers, q));
+            found = Some((
+                fa.feature_names[fa.auroc.features[r]].clone(),
+                fa.auroc.get(r, b),
+                markers,
+                q,
+            ));
             break;
         }
     }
-    let (pc, auc, markers, q) = found.expect("no B_memory component with markers and B_cell enrichment");
+    let (pc, auc, markers, q) =
+        found.expect("no B_memory component with markers and B_cell enrichment");
     eprintln!("{pc}: AUROC {auc:.3}, markers {markers:?}, B_cell q = {q:?}");
     assert!(auc > 0.9);
 }

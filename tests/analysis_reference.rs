@@ -23,7 +23,11 @@ fn fixture() -> Value {
 }
 
 fn f64s(v: &Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
 }
 
 fn f32s(v: &Value) -> Vec<f32> {
@@ -69,7 +73,11 @@ fn auroc_equals_sklearn_roc_auc_score() {
         let want = f64s(&a["auroc"][j]);
         for (ti, &w) in want.iter().enumerate() {
             let got = t.get(j, ti);
-            assert!(close(got, w, 1e-9), "feature {j} type {}: {got} vs sklearn {w}", types[ti]);
+            assert!(
+                close(got, w, 1e-9),
+                "feature {j} type {}: {got} vs sklearn {w}",
+                types[ti]
+            );
             assert!(close(both.get(j, ti), w.max(1.0 - w), 1e-9));
         }
     }
@@ -99,11 +107,16 @@ fn fisher_equals_scipy_and_exact_tail_below_1e_300() {
             below_300 += 1;
             // subnormal or underflowed in scipy: compare the log with the exact rational tail
             let got = r.ln_p / std::f64::consts::LN_10;
-            assert!(close(got, exact, 1e-11), "{t:?}: log10 p {got} vs exact {exact}");
+            assert!(
+                close(got, exact, 1e-11),
+                "{t:?}: log10 p {got} vs exact {exact}"
+            );
         }
         match case["odds_ratio"].as_f64() {
             Some(o) => assert!(close(r.odds_ratio, o, 1e-12), "{t:?}: OR {}", r.odds_ratio),
-            None if case["odds_ratio"].is_null() => assert!(r.odds_ratio.is_nan() || r.odds_ratio.is_infinite()),
+            None if case["odds_ratio"].is_null() => {
+                assert!(r.odds_ratio.is_nan() || r.odds_ratio.is_infinite())
+            }
             None => {}
         }
     }
@@ -154,13 +167,23 @@ fn pca_equals_sklearn() {
     let comp = f64s(&pc["components"]);
     let scores = f64s(&pc["scores"]);
     // exact SVD: every component to 1e-9; randomised SVD: the 4 planted (well-separated) components
-    for (solver, tol, kk) in [(PcaSolver::Exact, 1e-9, k), (PcaSolver::Randomized, 1e-7, 4)] {
+    for (solver, tol, kk) in [
+        (PcaSolver::Exact, 1e-9, k),
+        (PcaSolver::Randomized, 1e-7, 4),
+    ] {
         let p = fit_pca(&x, k, solver, 7).unwrap();
         for c in 0..kk {
-            assert!(close(p.explained_variance[c], ev[c], tol), "{solver:?} ev[{c}] {} vs {}", p.explained_variance[c], ev[c]);
+            assert!(
+                close(p.explained_variance[c], ev[c], tol),
+                "{solver:?} ev[{c}] {} vs {}",
+                p.explained_variance[c],
+                ev[c]
+            );
             assert!(close(p.explained_variance_ratio[c], evr[c], tol));
             // components up to sign
-            let dot: f64 = (0..d).map(|j| p.components[c * d + j] * comp[c * d + j]).sum();
+            let dot: f64 = (0..d)
+                .map(|j| p.components[c * d + j] * comp[c * d + j])
+                .sum();
             let s = dot.signum();
             for j in 0..d {
                 let diff = (p.components[c * d + j] - s * comp[c * d + j]).abs();
@@ -168,7 +191,9 @@ fn pca_equals_sklearn() {
             }
             for i in 0..n {
                 let got = p.scores.data[i * k + c] as f64;
-                assert!((got - s * scores[i * k + c]).abs() < 1e-4 * (1.0 + scores[i * k + c].abs()));
+                assert!(
+                    (got - s * scores[i * k + c]).abs() < 1e-4 * (1.0 + scores[i * k + c].abs())
+                );
             }
         }
     }
@@ -178,7 +203,12 @@ fn pca_equals_sklearn() {
 fn enrichment_equals_scipy_and_statsmodels_end_to_end() {
     let fx = fixture();
     let e = &fx["enrichment"];
-    let measured: Vec<bool> = e["measured"].as_array().unwrap().iter().map(|b| b.as_bool().unwrap()).collect();
+    let measured: Vec<bool> = e["measured"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_bool().unwrap())
+        .collect();
     let sets: Vec<ResolvedSet> = e["sets"]
         .as_array()
         .unwrap()
@@ -220,5 +250,8 @@ fn enrichment_equals_scipy_and_statsmodels_end_to_end() {
     }
     assert!(n_checked > 5);
     // the planted feature 2 / set 1 enrichment is significant
-    assert!(got.tests.iter().any(|t| t.feature == 2 && t.set == 1 && t.q < 0.05));
+    assert!(got
+        .tests
+        .iter()
+        .any(|t| t.feature == 2 && t.set == 1 && t.q < 0.05));
 }

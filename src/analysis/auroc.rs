@@ -285,7 +285,9 @@ mod tests {
     #[test]
     fn matches_pairwise_definition_with_ties_and_zeros() {
         let v = [0.0, 0.0, 1.0, 2.0, 2.0, 0.0, 5.0, 1.0, 0.0, 2.0];
-        let pos = [true, false, true, true, false, false, true, false, false, true];
+        let pos = [
+            true, false, true, true, false, false, true, false, false, true,
+        ];
         let a = auroc_binary(&v, &pos);
         assert!((a - pairwise(&v, &pos)).abs() < 1e-15, "{a}");
         // hand count: positives {0,1,2,5,2}, negatives {0,0,2,1,0}
@@ -295,7 +297,8 @@ mod tests {
 
     #[test]
     fn table_directions_and_best() {
-        let x = DenseMatrix::new(6, 2, vec![1., 9., 2., 8., 3., 7., 4., 1., 5., 2., 6., 3.]).unwrap();
+        let x =
+            DenseMatrix::new(6, 2, vec![1., 9., 2., 8., 3., 7., 4., 1., 5., 2., 6., 3.]).unwrap();
         let labels = LabelCodes::new(&["a", "a", "a", "b", "b", "b"].map(String::from));
         let t = auroc_table(&x, &labels, &[0, 1], &[0, 1], Direction::Greater).unwrap();
         assert_eq!(t.get(0, 0), 0.0);

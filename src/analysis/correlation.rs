@@ -67,7 +67,8 @@ pub fn prepare_expression(m: &mut CsrMatrix, how: ExpressionTransform) -> String
         ExpressionTransform::AsIs => "expression used as stored (--expression as-is)".to_string(),
         ExpressionTransform::Log1p => {
             normalize_log1p(m, 1e4);
-            "expression normalised to 1e4 per cell and log1p-transformed (--expression log1p)".into()
+            "expression normalised to 1e4 per cell and log1p-transformed (--expression log1p)"
+                .into()
         }
         ExpressionTransform::Auto => {
             if looks_like_counts(m) {
@@ -179,7 +180,11 @@ pub fn pearson_matrix(features: &DenseMatrix, expr: &CsrMatrix) -> Result<Vec<f6
     let mut out = vec![0f64; nf * expr.n_cols];
     for f in 0..nf {
         for g in 0..expr.n_cols {
-            out[f * expr.n_cols + g] = if fvar[f] && gvar[g] { c[(f, g)] } else { f64::NAN };
+            out[f * expr.n_cols + g] = if fvar[f] && gvar[g] {
+                c[(f, g)]
+            } else {
+                f64::NAN
+            };
         }
     }
     Ok(out)
@@ -295,7 +300,8 @@ pub fn attribute_genes(
             });
         start = end;
     }
-    hits.par_iter_mut().for_each(|h| keep_top(h, usize::MAX, true));
+    hits.par_iter_mut()
+        .for_each(|h| keep_top(h, usize::MAX, true));
     neg_hits
         .par_iter_mut()
         .for_each(|h| keep_top(h, usize::MAX, false));
@@ -320,7 +326,9 @@ mod tests {
         let e = CsrMatrix::from_dense(
             4,
             4,
-            &[2., 4., 1., 5., 4., 3., 0., 5., 6., 2., 0., 5., 8., 1., 1., 5.],
+            &[
+                2., 4., 1., 5., 4., 3., 0., 5., 6., 2., 0., 5., 8., 1., 1., 5.,
+            ],
         );
         let r = pearson_matrix(&f, &e).unwrap();
         assert!((r[0] - 1.0).abs() < 1e-15 && (r[1] + 1.0).abs() < 1e-15 && r[2].abs() < 1e-15);

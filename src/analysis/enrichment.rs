@@ -124,7 +124,11 @@ pub fn enrich(
         .par_iter()
         .enumerate()
         .map(|(f, h)| {
-            let h: Vec<usize> = h.iter().copied().filter(|&g| g < n_genes && in_bg[g]).collect();
+            let h: Vec<usize> = h
+                .iter()
+                .copied()
+                .filter(|&g| g < n_genes && in_bg[g])
+                .collect();
             if h.len() < min_hits.max(1) {
                 return (false, Vec::new());
             }

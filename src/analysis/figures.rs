@@ -57,12 +57,19 @@ pub struct AurocHeatmap {
 
 impl AurocHeatmap {
     /// The `per_type` best features of every type (deduplicated, at most `max_features`).
-    pub fn top_features(fa: &FeatureAnalysis, type_names: &[String], per_type: usize, max_features: usize) -> Self {
+    pub fn top_features(
+        fa: &FeatureAnalysis,
+        type_names: &[String],
+        per_type: usize,
+        max_features: usize,
+    ) -> Self {
         let t = &fa.auroc;
         let nt = t.types.len();
         let mut chosen: Vec<usize> = Vec::new();
         for ti in 0..nt {
-            let mut rows: Vec<usize> = (0..t.features.len()).filter(|&r| t.get(r, ti).is_finite()).collect();
+            let mut rows: Vec<usize> = (0..t.features.len())
+                .filter(|&r| t.get(r, ti).is_finite())
+                .collect();
             rows.sort_by(|&a, &b| t.get(b, ti).total_cmp(&t.get(a, ti)).then(a.cmp(&b)));
             for r in rows.into_iter().take(per_type) {
                 if !chosen.contains(&r) && chosen.len() < max_features {
@@ -79,7 +86,10 @@ impl AurocHeatmap {
         AurocHeatmap {
             title: format!("{}: AUROC of the top features per cell type", fa.label),
             types: type_names.to_vec(),
-            features: chosen.iter().map(|&r| fa.feature_names[t.features[r]].clone()).collect(),
+            features: chosen
+                .iter()
+                .map(|&r| fa.feature_names[t.features[r]].clone())
+                .collect(),
             values,
         }
     }
@@ -100,7 +110,14 @@ impl Figure for AurocHeatmap {
         let nf = self.features.len();
         for (ti, name) in self.types.iter().enumerate() {
             let y = y0 + ti as i32 * ch;
-            text(root, name, (x0 - 8, y + ch / 2), 13, HPos::Right, VPos::Center)?;
+            text(
+                root,
+                name,
+                (x0 - 8, y + ch / 2),
+                13,
+                HPos::Right,
+                VPos::Center,
+            )?;
             for fi in 0..nf {
                 let v = self.values[ti * nf + fi];
                 let x = x0 + fi as i32 * cw;
@@ -127,11 +144,31 @@ impl Figure for AurocHeatmap {
             let v = 1.0 - s as f64 / steps as f64 * 0.5;
             let y = y0 + s * hbar / steps;
             let c = ViridisRGB::get_color_normalized(v, 0.5, 1.0);
-            rect(root, (xb, y), (xb + 16, y0 + (s + 1) * hbar / steps), c, true)?;
+            rect(
+                root,
+                (xb, y),
+                (xb + 16, y0 + (s + 1) * hbar / steps),
+                c,
+                true,
+            )?;
         }
         text(root, "1.0", (xb + 20, y0), 11, HPos::Left, VPos::Center)?;
-        text(root, "0.75", (xb + 20, y0 + hbar / 2), 11, HPos::Left, VPos::Center)?;
-        text(root, "<=0.5", (xb + 20, y0 + hbar), 11, HPos::Left, VPos::Center)?;
+        text(
+            root,
+            "0.75",
+            (xb + 20, y0 + hbar / 2),
+            11,
+            HPos::Left,
+            VPos::Center,
+        )?;
+        text(
+            root,
+            "<=0.5",
+            (xb + 20, y0 + hbar),
+            11,
+            HPos::Left,
+            VPos::Center,
+        )?;
         text(root, "AUROC", (xb, y0 - 14), 11, HPos::Left, VPos::Center)?;
         Ok(())
     }
@@ -184,7 +221,14 @@ impl Figure for EnrichmentSummary {
         let (x0, y0, wmax, bh) = (330i32, 70i32, 480i32, 24i32);
         text(root, &self.title, (20, 30), 18, HPos::Left, VPos::Center)?;
         if self.bars.is_empty() {
-            return text(root, "no gene set enriched", (x0, y0 + 10), 14, HPos::Left, VPos::Center);
+            return text(
+                root,
+                "no gene set enriched",
+                (x0, y0 + 10),
+                14,
+                HPos::Left,
+                VPos::Center,
+            );
         }
         let max = self.bars.iter().map(|b| b.1).max().unwrap_or(1).max(1);
         for (i, (name, n)) in self.bars.iter().enumerate() {
@@ -194,10 +238,30 @@ impl Figure for EnrichmentSummary {
             } else {
                 name.clone()
             };
-            text(root, &label, (x0 - 8, y + bh / 2), 12, HPos::Right, VPos::Center)?;
+            text(
+                root,
+                &label,
+                (x0 - 8, y + bh / 2),
+                12,
+                HPos::Right,
+                VPos::Center,
+            )?;
             let w = (*n as i64 * wmax as i64 / max as i64) as i32;
-            rect(root, (x0, y + 3), (x0 + w.max(1), y + bh - 3), RGBColor(70, 110, 180), true)?;
-            text(root, &n.to_string(), (x0 + w + 6, y + bh / 2), 12, HPos::Left, VPos::Center)?;
+            rect(
+                root,
+                (x0, y + 3),
+                (x0 + w.max(1), y + bh - 3),
+                RGBColor(70, 110, 180),
+                true,
+            )?;
+            text(
+                root,
+                &n.to_string(),
+                (x0 + w + 6, y + bh / 2),
+                12,
+                HPos::Left,
+                VPos::Center,
+            )?;
         }
         Ok(())
     }
@@ -217,8 +281,17 @@ pub struct BestAurocComparison {
 
 impl Figure for BestAurocComparison {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
-        let colors = [RGBColor(70, 110, 180), RGBColor(230, 140, 40), RGBColor(90, 170, 90)];
-        let (x0, y0, w, h) = (200i32, 70i32, 560i32, 26i32 * self.types.len().max(1) as i32);
+        let colors = [
+            RGBColor(70, 110, 180),
+            RGBColor(230, 140, 40),
+            RGBColor(90, 170, 90),
+        ];
+        let (x0, y0, w, h) = (
+            200i32,
+            70i32,
+            560i32,
+            26i32 * self.types.len().max(1) as i32,
+        );
         text(root, &self.title, (20, 30), 18, HPos::Left, VPos::Center)?;
         let xs = |v: f64| x0 + ((v.clamp(0.5, 1.0) - 0.5) / 0.5 * w as f64) as i32;
         let ns = self.series.len().max(1) as i32;
@@ -230,22 +303,64 @@ impl Figure for BestAurocComparison {
                 let v = vals.get(ti).copied().unwrap_or(f64::NAN);
                 if v.is_finite() {
                     let yy = y + 3 + si as i32 * bh;
-                    rect(root, (x0, yy), (xs(v).max(x0 + 1), yy + bh - 1), colors[si % 3], true)?;
+                    rect(
+                        root,
+                        (x0, yy),
+                        (xs(v).max(x0 + 1), yy + bh - 1),
+                        colors[si % 3],
+                        true,
+                    )?;
                 }
             }
         }
-        rect(root, (x0, y0), (x0 + w, y0 + h), RGBColor(120, 120, 120), false)?;
+        rect(
+            root,
+            (x0, y0),
+            (x0 + w, y0 + h),
+            RGBColor(120, 120, 120),
+            false,
+        )?;
         for t in [0.5, 0.6, 0.7, 0.8, 0.9, 1.0] {
-            text(root, &format!("{t:.1}"), (xs(t), y0 + h + 14), 11, HPos::Center, VPos::Center)?;
+            text(
+                root,
+                &format!("{t:.1}"),
+                (xs(t), y0 + h + 14),
+                11,
+                HPos::Center,
+                VPos::Center,
+            )?;
         }
         let xt = xs(self.threshold);
-        root.draw(&PathElement::new(vec![(xt, y0), (xt, y0 + h)], RED.stroke_width(1)))
-            .map_err(|e| e.to_string())?;
-        text(root, "best AUROC per cell type", (x0 + w / 2, y0 + h + 34), 12, HPos::Center, VPos::Center)?;
+        root.draw(&PathElement::new(
+            vec![(xt, y0), (xt, y0 + h)],
+            RED.stroke_width(1),
+        ))
+        .map_err(|e| e.to_string())?;
+        text(
+            root,
+            "best AUROC per cell type",
+            (x0 + w / 2, y0 + h + 34),
+            12,
+            HPos::Center,
+            VPos::Center,
+        )?;
         for (si, (label, _)) in self.series.iter().enumerate() {
             let y = y0 + 10 + si as i32 * 22;
-            rect(root, (x0 + w + 20, y), (x0 + w + 36, y + 14), colors[si % 3], true)?;
-            text(root, label, (x0 + w + 42, y + 7), 13, HPos::Left, VPos::Center)?;
+            rect(
+                root,
+                (x0 + w + 20, y),
+                (x0 + w + 36, y + 14),
+                colors[si % 3],
+                true,
+            )?;
+            text(
+                root,
+                label,
+                (x0 + w + 42, y + 7),
+                13,
+                HPos::Left,
+                VPos::Center,
+            )?;
         }
         Ok(())
     }

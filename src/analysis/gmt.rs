@@ -104,8 +104,8 @@ pub fn parse_gmt(text: &str, path: &Path) -> Result<GeneSetCollection> {
 /// Read one GMT file.
 pub fn read_gmt(path: &Path) -> Result<GeneSetCollection> {
     let bytes = std::fs::read(path).at(path)?;
-    let text = String::from_utf8(bytes)
-        .map_err(|e| Error::input(path, format!("not UTF-8 text: {e}")))?;
+    let text =
+        String::from_utf8(bytes).map_err(|e| Error::input(path, format!("not UTF-8 text: {e}")))?;
     let c = parse_gmt(&text, path)?;
     if c.sets.is_empty() {
         return Err(Error::input(path, "no gene sets in this file"));
@@ -277,7 +277,11 @@ mod tests {
     #[test]
     fn parses_and_warns_per_line() {
         let p = Path::new("x.gmt");
-        let c = parse_gmt("A\tdesc\tG1\tG2\tG1\n\nEMPTY\tdesc\n# comment\nB\t\tG3\r\n", p).unwrap();
+        let c = parse_gmt(
+            "A\tdesc\tG1\tG2\tG1\n\nEMPTY\tdesc\n# comment\nB\t\tG3\r\n",
+            p,
+        )
+        .unwrap();
         assert_eq!(c.sets.len(), 2);
         assert_eq!(c.sets[0].genes, vec!["G1", "G2"]);
         assert_eq!(c.sets[1].line, 5);
@@ -289,7 +293,10 @@ mod tests {
     fn malformed_line_is_an_error_naming_it() {
         let e = parse_gmt("A\td\tG1\nB G1 G2 G3\n", Path::new("s.gmt")).unwrap_err();
         let m = e.to_string();
-        assert!(m.contains("s.gmt") && m.contains("line 2") && m.contains("tabs"), "{m}");
+        assert!(
+            m.contains("s.gmt") && m.contains("line 2") && m.contains("tabs"),
+            "{m}"
+        );
     }
 
     #[test]
@@ -301,7 +308,9 @@ mod tests {
         assert_eq!(r[0].genes, vec![1]);
         assert!(w[0].contains("s.gmt:1") && w[0].contains("ZZ"));
         assert!(w[1].contains("s.gmt:2") && w[1].contains("skipped"));
-        let e = resolve(&c, &genes, &[true, false], 1).unwrap_err().to_string();
+        let e = resolve(&c, &genes, &[true, false], 1)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("none of the 2 gene sets"), "{e}");
     }
 }

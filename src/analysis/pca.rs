@@ -154,7 +154,11 @@ pub fn fit_pca(x: &DenseMatrix, k: usize, solver: PcaSolver, seed: u64) -> Resul
     }
     let comp = Mat::from_fn(d, k, |j, c| components[c * d + j]);
     let sc = &a * &comp;
-    let mut scores = DenseMatrix::new(n, k, (0..n * k).map(|p| sc[(p / k, p % k)] as f32).collect())?;
+    let mut scores = DenseMatrix::new(
+        n,
+        k,
+        (0..n * k).map(|p| sc[(p / k, p % k)] as f32).collect(),
+    )?;
     scores.row_ids = x.row_ids.clone();
     scores.col_names = Some((1..=k).map(|i| format!("PC{i}")).collect());
     let explained_variance: Vec<f64> = s.iter().map(|s| s * s / (n as f64 - 1.0)).collect();
@@ -191,7 +195,11 @@ mod tests {
             let p = fit_pca(&x, 2, solver, 1).unwrap();
             assert!((p.components[0] - 0.6).abs() < 1e-3 && (p.components[1] - 0.8).abs() < 1e-3);
             // variance of t = 0..19 centred with ddof 1 = 35
-            assert!((p.explained_variance[0] - 35.0).abs() < 1e-3, "{:?}", p.explained_variance);
+            assert!(
+                (p.explained_variance[0] - 35.0).abs() < 1e-3,
+                "{:?}",
+                p.explained_variance
+            );
             let sum: f64 = p.explained_variance_ratio.iter().sum();
             assert!((sum - 1.0).abs() < 1e-9);
         }

@@ -261,7 +261,10 @@ pub fn analyze_features(
     } else {
         best_vals.iter().sum::<f64>() / best_vals.len() as f64
     };
-    let n_types_above = best_vals.iter().filter(|&&v| v > cfg.auroc_threshold).count();
+    let n_types_above = best_vals
+        .iter()
+        .filter(|&&v| v > cfg.auroc_threshold)
+        .count();
     let n_specific = auroc
         .best_per_feature()
         .iter()
@@ -450,16 +453,23 @@ mod tests {
         let d = std::path::Path::new("d.h5ad");
         assert_eq!(match_cells(Some(&f), p, &data, d).unwrap(), vec![2, 0]);
         let bad: Vec<String> = ["c", "zz"].map(String::from).to_vec();
-        let e = match_cells(Some(&bad), p, &data, d).unwrap_err().to_string();
+        let e = match_cells(Some(&bad), p, &data, d)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("1 of 2") && e.contains("zz"), "{e}");
-        assert!(match_cells(None, p, &data, d).unwrap_err().to_string().contains("no cell ids"));
+        assert!(match_cells(None, p, &data, d)
+            .unwrap_err()
+            .to_string()
+            .contains("no cell ids"));
     }
 
     #[test]
     fn planted_feature_analysis() {
         // 10 cells, types A (5) and B (5); f0 high in A, f1 dead, f2 high in B
         let mut data = Vec::new();
-        let labels: Vec<String> = (0..10).map(|i| if i < 5 { "A" } else { "B" }.to_string()).collect();
+        let labels: Vec<String> = (0..10)
+            .map(|i| if i < 5 { "A" } else { "B" }.to_string())
+            .collect();
         for i in 0..10 {
             let a = if i < 5 { 1.0 + i as f32 } else { 0.0 };
             let b = if i >= 5 { 1.0 } else { 0.0 };

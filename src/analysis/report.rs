@@ -76,7 +76,11 @@ pub fn write_analysis_tables(
     cfg: &AnalysisConfig,
 ) -> Result<Vec<String>> {
     let types = ctx.type_names();
-    let genes: &[String] = ctx.expression.as_ref().map(|e| e.1.as_slice()).unwrap_or(&[]);
+    let genes: &[String] = ctx
+        .expression
+        .as_ref()
+        .map(|e| e.1.as_slice())
+        .unwrap_or(&[]);
     let t = &fa.auroc;
     let nf = fa.feature_names.len();
     let mut row_of = vec![None; nf];
@@ -120,7 +124,10 @@ pub fn write_analysis_tables(
                 let b = best[r];
                 best_type.push(b.map(|(ti, _)| types[ti].clone()));
                 best_auroc.push(b.map(|(_, v)| v));
-                best_lower.push(b.map(|(ti, _)| t.flipped[r * t.types.len() + ti]).unwrap_or(false));
+                best_lower.push(
+                    b.map(|(ti, _)| t.flipped[r * t.types.len() + ti])
+                        .unwrap_or(false),
+                );
                 let k = (0..t.types.len())
                     .filter(|&ti| t.get(r, ti) > cfg.auroc_threshold)
                     .count();
@@ -143,7 +150,13 @@ pub fn write_analysis_tables(
                     sig[r]
                         .iter()
                         .map(|&(s, q, neg)| {
-                            let end = if !signed { "" } else if neg { " [-]" } else { " [+]" };
+                            let end = if !signed {
+                                ""
+                            } else if neg {
+                                " [-]"
+                            } else {
+                                " [+]"
+                            };
                             format!("{}{end} (q={q:.2e})", ctx.sets[s].name)
                         })
                         .collect::<Vec<_>>()
@@ -224,7 +237,10 @@ pub fn write_analysis_tables(
         let (mut f, mut dir, mut rank, mut gene, mut r_col) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (r, &j) in t.features.iter().enumerate() {
-            for (d, list) in [("positive", &a.top_positive[r]), ("negative", &a.top_negative[r])] {
+            for (d, list) in [
+                ("positive", &a.top_positive[r]),
+                ("negative", &a.top_negative[r]),
+            ] {
                 for (k, &(g, rv)) in list.iter().enumerate() {
                     f.push(fa.feature_names[j].clone());
                     dir.push(d.to_string());
@@ -247,15 +263,32 @@ pub fn write_analysis_tables(
     // enrichment tests with overlap
     if let Some(e) = &fa.enrichment {
         let m = e.tests.len();
-        let mut cols: (Vec<String>, Vec<String>, Vec<String>) =
-            (Vec::with_capacity(m), Vec::with_capacity(m), Vec::with_capacity(m));
+        let mut cols: (Vec<String>, Vec<String>, Vec<String>) = (
+            Vec::with_capacity(m),
+            Vec::with_capacity(m),
+            Vec::with_capacity(m),
+        );
         let (mut ov, mut nh, mut ss, mut bg) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut or, mut p, mut lp, mut q, mut sig, mut g) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut or, mut p, mut lp, mut q, mut sig, mut g) = (
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        );
         let mut side = Vec::with_capacity(m);
         for test in &e.tests {
-            cols.0.push(fa.feature_names[t.features[test.feature % n_rows]].clone());
-            side.push(if test.feature >= n_rows { "negative" } else { "positive" }.to_string());
+            cols.0
+                .push(fa.feature_names[t.features[test.feature % n_rows]].clone());
+            side.push(
+                if test.feature >= n_rows {
+                    "negative"
+                } else {
+                    "positive"
+                }
+                .to_string(),
+            );
             cols.1.push(ctx.sets[test.set].name.clone());
             cols.2.push(ctx.sets[test.set].source.clone());
             ov.push(test.overlap as u64);
@@ -316,18 +349,34 @@ pub fn write_cell_type_table(
     for ti in 0..nt {
         bf.push(best[ti].map(|(r, _)| main.feature_names[t.features[r]].clone()));
         ba.push(best[ti].map(|(_, v)| v));
-        let mut rows: Vec<usize> = (0..t.features.len()).filter(|&r| t.get(r, ti).is_finite()).collect();
+        let mut rows: Vec<usize> = (0..t.features.len())
+            .filter(|&r| t.get(r, ti).is_finite())
+            .collect();
         rows.sort_by(|&a, &b| t.get(b, ti).total_cmp(&t.get(a, ti)).then(a.cmp(&b)));
-        n_above.push(rows.iter().filter(|&&r| t.get(r, ti) > cfg.auroc_threshold).count() as u64);
+        n_above.push(
+            rows.iter()
+                .filter(|&&r| t.get(r, ti) > cfg.auroc_threshold)
+                .count() as u64,
+        );
         tops.push(
             rows.iter()
                 .take(top)
-                .map(|&r| format!("{} ({:.3})", main.feature_names[t.features[r]], t.get(r, ti)))
+                .map(|&r| {
+                    format!(
+                        "{} ({:.3})",
+                        main.feature_names[t.features[r]],
+                        t.get(r, ti)
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("; "),
         );
     }
-    let sizes: Vec<u64> = ctx.tested_types.iter().map(|&c| ctx.labels.counts[c] as u64).collect();
+    let sizes: Vec<u64> = ctx
+        .tested_types
+        .iter()
+        .map(|&c| ctx.labels.counts[c] as u64)
+        .collect();
     let mut table = Table::new(nt)
         .str("cell_type", types)
         .u64("n_cells", sizes)
@@ -371,7 +420,10 @@ pub fn write_pca_variance(out: &Path, pca: &Pca) -> Result<()> {
         .str("component", (1..=k).map(|i| format!("PC{i}")).collect())
         .f64("singular_value", pca.singular_values.clone())
         .f64("explained_variance", pca.explained_variance.clone())
-        .f64("explained_variance_ratio", pca.explained_variance_ratio.clone())
+        .f64(
+            "explained_variance_ratio",
+            pca.explained_variance_ratio.clone(),
+        )
         .write(out, "pca_variance")
 }
 
@@ -440,7 +492,10 @@ pub fn write_figures(
         series.push((b.label.clone(), best(b)));
     }
     let title = match baseline {
-        Some(b) => format!("{} vs {}: best single-feature AUROC per cell type", main.label, b.label),
+        Some(b) => format!(
+            "{} vs {}: best single-feature AUROC per cell type",
+            main.label, b.label
+        ),
         None => format!("{}: best single-feature AUROC per cell type", main.label),
     };
     let cmp = BestAurocComparison {
@@ -474,8 +529,17 @@ pub fn write_report(
     let mut md = String::new();
     let h = &main.headline;
     let _ = writeln!(md, "# scsae analyze report\n");
-    let _ = writeln!(md, "- Features: {} ({} features, {} cells)", summary.feature_source, h.n_features, h.n_cells);
-    let _ = writeln!(md, "- Cell types tested (>= {} cells): {}", summary.config.min_cells, summary.cell_types.join(", "));
+    let _ = writeln!(
+        md,
+        "- Features: {} ({} features, {} cells)",
+        summary.feature_source, h.n_features, h.n_cells
+    );
+    let _ = writeln!(
+        md,
+        "- Cell types tested (>= {} cells): {}",
+        summary.config.min_cells,
+        summary.cell_types.join(", ")
+    );
     if let Some(e) = &summary.expression {
         let _ = writeln!(md, "- Expression: {e}");
     }
@@ -484,13 +548,30 @@ pub fn write_report(
     let _ = writeln!(md, "- AUROC: one-vs-rest Mann-Whitney, ties 0.5; features: {:?}; alive = non-zero on >= {}% of cells\n",
         main.auroc.direction, summary.config.alive_fraction * 100.0);
     let _ = writeln!(md, "## Headline\n");
-    let _ = writeln!(md, "| metric | {} |{}", main.label, baseline.map(|b| format!(" {} |", b.label)).unwrap_or_default());
-    let _ = writeln!(md, "|---|---|{}", if baseline.is_some() { "---|" } else { "" });
+    let _ = writeln!(
+        md,
+        "| metric | {} |{}",
+        main.label,
+        baseline
+            .map(|b| format!(" {} |", b.label))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(
+        md,
+        "|---|---|{}",
+        if baseline.is_some() { "---|" } else { "" }
+    );
     if let Some(c) = comparison {
         for (r, m) in c.metrics.iter().enumerate() {
             let mut row = format!("| {m} |");
             for col in &c.values {
-                let digits = if r == 0 { 3 } else if r == 1 || r == 5 { 0 } else { 1 };
+                let digits = if r == 0 {
+                    3
+                } else if r == 1 || r == 5 {
+                    0
+                } else {
+                    1
+                };
                 let _ = write!(row, " {} |", fmt_opt(col[r], digits));
             }
             let _ = writeln!(md, "{row}");
@@ -498,14 +579,30 @@ pub fn write_report(
     }
     let _ = writeln!(md, "\nPaper (Table 4, layer 11, lambda 3): SAE mean best AUROC 0.772 vs PCA 0.819; SAE 5 types > 0.8; 64% of alive features enriched; L0 219; 99% alive.\n");
     let _ = writeln!(md, "## Best feature per cell type\n");
-    let _ = writeln!(md, "| cell type | cells | best {} | AUROC |{}", main.label, baseline.map(|b| format!(" best {} | AUROC |", b.label)).unwrap_or_default());
-    let _ = writeln!(md, "|---|---|---|---|{}", if baseline.is_some() { "---|---|" } else { "" });
+    let _ = writeln!(
+        md,
+        "| cell type | cells | best {} | AUROC |{}",
+        main.label,
+        baseline
+            .map(|b| format!(" best {} | AUROC |", b.label))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(
+        md,
+        "|---|---|---|---|{}",
+        if baseline.is_some() { "---|---|" } else { "" }
+    );
     let bm = main.auroc.best_per_type();
     let bb = baseline.map(|b| b.auroc.best_per_type());
     for (ti, ty) in summary.cell_types.iter().enumerate() {
         let cells = ctx.labels.counts[ctx.tested_types[ti]];
         let (f, v) = bm[ti]
-            .map(|(r, v)| (main.feature_names[main.auroc.features[r]].clone(), fmt_opt(v, 3)))
+            .map(|(r, v)| {
+                (
+                    main.feature_names[main.auroc.features[r]].clone(),
+                    fmt_opt(v, 3),
+                )
+            })
             .unwrap_or(("—".into(), "—".into()));
         let mut row = format!("| {ty} | {cells} | {f} | {v} |");
         if let (Some(b), Some(bb)) = (baseline, &bb) {

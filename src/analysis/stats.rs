@@ -35,8 +35,8 @@ pub fn hypergeom_ln_sf_ge(population: u64, successes: u64, draws: u64, x: u64) -
     };
     let (nn, k, n) = (population as f64, successes as f64, draws as f64);
     // mode = floor((n + 1)(K + 1) / (N + 2)), clamped to the support
-    let mode = ((((draws + 1) as f64) * ((successes + 1) as f64) / ((population + 2) as f64)).floor()
-        as u64)
+    let mode = ((((draws + 1) as f64) * ((successes + 1) as f64) / ((population + 2) as f64))
+        .floor() as u64)
         .clamp(lo, hi);
     let anchor = x.max(mode);
     // ratio pmf(i+1)/pmf(i)

@@ -9,11 +9,13 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use crate::activations::ActivationStore;
-use crate::analysis::pipeline::{analyze_features, match_cells, select_columns, AnalysisContext, Comparison};
+use crate::analysis::pipeline::{
+    analyze_features, match_cells, select_columns, AnalysisContext, Comparison,
+};
 use crate::analysis::report::{self, Summary};
 use crate::analysis::{
-    correlation::prepare_expression, fit_pca, read_gene_sets, AnalysisConfig, Background, Direction,
-    ExpressionTransform, PcaSolver,
+    correlation::prepare_expression, fit_pca, read_gene_sets, AnalysisConfig, Background,
+    Direction, ExpressionTransform, PcaSolver,
 };
 use crate::data::{load, LoadOptions, MatrixLayer};
 use crate::error::{Error, Result};
@@ -169,13 +171,20 @@ pub fn encode_with_sae(dir: &Path, m: &DenseMatrix, layer: Option<&str>) -> Resu
     let wpath = dir.join("sae_weights.safetensors");
     let cpath = dir.join("cfg.json");
     if !wpath.exists() || !cpath.exists() {
-        return Err(Error::input(dir, "not an SAE folder (needs sae_weights.safetensors and cfg.json)"));
+        return Err(Error::input(
+            dir,
+            "not an SAE folder (needs sae_weights.safetensors and cfg.json)",
+        ));
     }
-    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cpath).map_err(|e| Error::io(&cpath, e))?)
-        .map_err(|e| Error::input(&cpath, format!("malformed cfg.json: {e}")))?;
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cpath).map_err(|e| Error::io(&cpath, e))?)
+            .map_err(|e| Error::input(&cpath, format!("malformed cfg.json: {e}")))?;
     if let (Some(l), Some(h)) = (layer, cfg.get("hook_layer").and_then(|v| v.as_i64())) {
         if l.parse::<i64>().is_ok_and(|l| l != h) {
-            return Err(Error::input(dir, format!("SAE was trained on layer {h} but --layer is {l}")));
+            return Err(Error::input(
+                dir,
+                format!("SAE was trained on layer {h} but --layer is {l}"),
+            ));
         }
     }
     let bytes = std::fs::read(&wpath).map_err(|e| Error::io(&wpath, e))?;
@@ -185,27 +194,43 @@ pub fn encode_with_sae(dir: &Path, m: &DenseMatrix, layer: Option<&str>) -> Resu
         let v = st
             .tensor(name)
             .map_err(|_| Error::input(&wpath, format!("missing tensor '{name}'")))?;
-        let data = crate::io::matrix::tensor_to_f32(v.dtype(), v.data())
-            .ok_or_else(|| Error::input(&wpath, format!("tensor '{name}' has an unsupported dtype")))?;
+        let data = crate::io::matrix::tensor_to_f32(v.dtype(), v.data()).ok_or_else(|| {
+            Error::input(&wpath, format!("tensor '{name}' has an unsupported dtype"))
+        })?;
         Ok((v.shape().to_vec(), data))
     };
     let (ws, w_enc) = get("W_enc")?;
     let (d_in, d_sae) = match ws.as_slice() {
         [a, b] => (*a, *b),
-        s => return Err(Error::input(&wpath, format!("W_enc has shape {s:?}; expected [d_in, d_sae]"))),
+        s => {
+            return Err(Error::input(
+                &wpath,
+                format!("W_enc has shape {s:?}; expected [d_in, d_sae]"),
+            ))
+        }
     };
     if m.n_cols != d_in {
         return Err(Error::input(
             dir,
-            format!("SAE expects {d_in}-dimensional inputs but the activations have {}", m.n_cols),
+            format!(
+                "SAE expects {d_in}-dimensional inputs but the activations have {}",
+                m.n_cols
+            ),
         ));
     }
     let (_, b_enc) = get("b_enc")?;
     let (_, b_dec) = get("b_dec")?;
-    let mean = get("input_mean").map(|t| t.1).unwrap_or_else(|_| vec![0.0; d_in]);
-    let std = get("input_std").map(|t| t.1).unwrap_or_else(|_| vec![1.0; d_in]);
+    let mean = get("input_mean")
+        .map(|t| t.1)
+        .unwrap_or_else(|_| vec![0.0; d_in]);
+    let std = get("input_std")
+        .map(|t| t.1)
+        .unwrap_or_else(|_| vec![1.0; d_in]);
     if b_enc.len() != d_sae || b_dec.len() != d_in || mean.len() != d_in || std.len() != d_in {
-        return Err(Error::input(&wpath, "bias or statistics lengths disagree with W_enc"));
+        return Err(Error::input(
+            &wpath,
+            "bias or statistics lengths disagree with W_enc",
+        ));
     }
     let topk = match cfg.get("architecture").and_then(|v| v.as_str()) {
         Some("topk") | Some("batchtopk") => cfg
@@ -223,7 +248,11 @@ pub fn encode_with_sae(dir: &Path, m: &DenseMatrix, layer: Option<&str>) -> Resu
             .iter()
             .enumerate()
             .map(|(j, &v)| {
-                let s = if std[j].abs() < 1e-8 { 1.0 } else { std[j] as f64 };
+                let s = if std[j].abs() < 1e-8 {
+                    1.0
+                } else {
+                    std[j] as f64
+                };
                 (v as f64 - mean[j] as f64) / s - b_dec[j] as f64
             })
             .collect();
@@ -255,22 +284,35 @@ pub fn encode_with_sae(dir: &Path, m: &DenseMatrix, layer: Option<&str>) -> Resu
 pub fn run(args: &AnalyzeArgs, rt: &Runtime) -> Result<String> {
     let cfg = args.config()?;
     if args.features.is_some() && args.sae.is_some() {
-        return Err(Error::invalid("give either --features or --sae (with --activations), not both"));
+        return Err(Error::invalid(
+            "give either --features or --sae (with --activations), not both",
+        ));
     }
     if args.sae.is_some() && args.activations.is_none() {
-        return Err(Error::invalid("--sae needs --activations DIR --layer L to encode"));
+        return Err(Error::invalid(
+            "--sae needs --activations DIR --layer L to encode",
+        ));
     }
     if args.activations.is_some() && args.layer.is_none() {
-        return Err(Error::invalid("--activations needs --layer (e.g. --layer 11)"));
+        return Err(Error::invalid(
+            "--activations needs --layer (e.g. --layer 11)",
+        ));
     }
     if args.features.is_none() && args.activations.is_none() {
-        return Err(Error::invalid("nothing to analyse: give --features FILE or --activations DIR --layer L [--sae DIR]"));
+        return Err(Error::invalid(
+            "nothing to analyse: give --features FILE or --activations DIR --layer L [--sae DIR]",
+        ));
     }
     if args.pca_source == PcaSource::Activations && args.activations.is_none() {
-        return Err(Error::invalid("--pca-source activations needs --activations DIR --layer L"));
+        return Err(Error::invalid(
+            "--pca-source activations needs --activations DIR --layer L",
+        ));
     }
     if args.out.is_file() {
-        return Err(Error::input(&args.out, "output path is a file; --out must be a folder"));
+        return Err(Error::input(
+            &args.out,
+            "output path is a file; --out must be a folder",
+        ));
     }
 
     // ---- read and validate every input before writing anything
@@ -294,24 +336,51 @@ pub fn run(args: &AnalyzeArgs, rt: &Runtime) -> Result<String> {
         _ => None,
     };
     let (features, features_path, source) = if let Some(f) = &args.features {
-        (read_matrix(f, args.features_key.as_deref())?, f.clone(), format!("{}", f.display()))
+        (
+            read_matrix(f, args.features_key.as_deref())?,
+            f.clone(),
+            format!("{}", f.display()),
+        )
     } else if let (Some(sae), Some((dir, a))) = (&args.sae, &acts) {
         (
             encode_with_sae(sae, a, args.layer.as_deref())?,
             dir.clone(),
-            format!("SAE {} on {} layer {}", sae.display(), dir.display(), args.layer.as_deref().unwrap_or("")),
+            format!(
+                "SAE {} on {} layer {}",
+                sae.display(),
+                dir.display(),
+                args.layer.as_deref().unwrap_or("")
+            ),
         )
     } else if let Some((dir, a)) = &acts {
-        (a.clone(), dir.clone(), format!("activations {} layer {}", dir.display(), args.layer.as_deref().unwrap_or("")))
+        (
+            a.clone(),
+            dir.clone(),
+            format!(
+                "activations {} layer {}",
+                dir.display(),
+                args.layer.as_deref().unwrap_or("")
+            ),
+        )
     } else {
         return Err(Error::invalid("nothing to analyse"));
     };
-    let rows = match_cells(features.row_ids.as_deref(), &features_path, &ds.cell_ids, &args.data)?;
+    let rows = match_cells(
+        features.row_ids.as_deref(),
+        &features_path,
+        &ds.cell_ids,
+        &args.data,
+    )?;
     let sub = ds.select_cells(&rows);
     let labels: Vec<String> = rows.iter().map(|&r| all_labels[r].clone()).collect();
     let mut expr = sub.matrix.clone();
     let expression_note = prepare_expression(&mut expr, args.expression);
-    let ctx = AnalysisContext::new(&labels, Some((expr, sub.gene_symbols.clone())), Some(&sets), &cfg)?;
+    let ctx = AnalysisContext::new(
+        &labels,
+        Some((expr, sub.gene_symbols.clone())),
+        Some(&sets),
+        &cfg,
+    )?;
 
     // PCA input, in the features' cell order
     let pca_input = match (args.pca_source, &acts) {
@@ -329,7 +398,11 @@ pub fn run(args: &AnalyzeArgs, rt: &Runtime) -> Result<String> {
         (PcaSource::Auto, None) => None,
         (PcaSource::Activations, None) => None,
         (PcaSource::Expression, _) => {
-            let m = ctx.expression.as_ref().map(|(e, _)| e).ok_or_else(|| Error::invalid("no expression"))?;
+            let m = ctx
+                .expression
+                .as_ref()
+                .map(|(e, _)| e)
+                .ok_or_else(|| Error::invalid("no expression"))?;
             let mut d = DenseMatrix::new(m.n_rows, m.n_cols, m.to_dense())?;
             d.row_ids = features.row_ids.clone();
             let keep: Vec<usize> = (0..d.n_cols).filter(|&j| ctx.measured[j]).collect();
@@ -338,7 +411,11 @@ pub fn run(args: &AnalyzeArgs, rt: &Runtime) -> Result<String> {
     };
 
     let name = args.name.clone().unwrap_or_else(|| {
-        if args.sae.is_some() || args.features.is_some() { "SAE".into() } else { "activations".into() }
+        if args.sae.is_some() || args.features.is_some() {
+            "SAE".into()
+        } else {
+            "activations".into()
+        }
     });
     let main = analyze_features(&ctx, &name, &features, cfg.direction, &cfg)?;
     let baseline = match &pca_input {
@@ -357,10 +434,13 @@ pub fn run(args: &AnalyzeArgs, rt: &Runtime) -> Result<String> {
     report::write_cell_type_table(out, &main, baseline.as_ref().map(|b| &b.1), &ctx, &cfg, 5)?;
     tables.push("cell_types".into());
     let comparison = Comparison::of(
-        &[Some(&main.headline), baseline.as_ref().map(|b| &b.1.headline)]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>(),
+        &[
+            Some(&main.headline),
+            baseline.as_ref().map(|b| &b.1.headline),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>(),
         cfg.auroc_threshold,
     );
     report::write_comparison(out, &comparison)?;
@@ -398,7 +478,11 @@ pub fn run(args: &AnalyzeArgs, rt: &Runtime) -> Result<String> {
         eprintln!("warning: {w}");
     }
     if ctx.warnings.len() > 20 {
-        eprintln!("warning: ... {} more warnings in {}", ctx.warnings.len() - 20, out.join("report.md").display());
+        eprintln!(
+            "warning: ... {} more warnings in {}",
+            ctx.warnings.len() - 20,
+            out.join("report.md").display()
+        );
     }
     eprintln!("{expression_note}");
     if args.json {
@@ -416,7 +500,10 @@ pub fn run(args: &AnalyzeArgs, rt: &Runtime) -> Result<String> {
         if let Some((_, b)) = &baseline {
             s.push_str(&format!(
                 "\nPCA: {} components; mean best AUROC {:.3}; {} types > {}",
-                b.headline.n_features, b.headline.mean_best_auroc, b.headline.n_types_above, cfg.auroc_threshold
+                b.headline.n_features,
+                b.headline.mean_best_auroc,
+                b.headline.n_types_above,
+                cfg.auroc_threshold
             ));
         }
         s.push_str(&format!("\nreport: {}", out.join("report.md").display()));
