@@ -118,8 +118,8 @@ pub fn write_analysis_tables(
     for s in sig.iter_mut() {
         s.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
     }
-    for j in 0..nf {
-        match row_of[j] {
+    for row in row_of.iter().copied() {
+        match row {
             Some(r) => {
                 let b = best[r];
                 best_type.push(b.map(|(ti, _)| types[ti].clone()));
@@ -346,9 +346,9 @@ pub fn write_cell_type_table(
     let mut ba = Vec::new();
     let mut tops = Vec::new();
     let mut n_above = Vec::new();
-    for ti in 0..nt {
-        bf.push(best[ti].map(|(r, _)| main.feature_names[t.features[r]].clone()));
-        ba.push(best[ti].map(|(_, v)| v));
+    for (ti, b) in best.iter().enumerate() {
+        bf.push(b.map(|(r, _)| main.feature_names[t.features[r]].clone()));
+        ba.push(b.map(|(_, v)| v));
         let mut rows: Vec<usize> = (0..t.features.len())
             .filter(|&r| t.get(r, ti).is_finite())
             .collect();
