@@ -280,6 +280,38 @@ pub fn encode_with_sae(dir: &Path, m: &DenseMatrix, layer: Option<&str>) -> Resu
     Ok(out)
 }
 
+/// Column names taken as cell ids when a table's first column is numeric (e.g. integer barcodes).
+const ID_COLUMNS: [&str; 7] = ["cell_id", "cell", "barcode", "obs_names", "index", "", "cell_ids"];
+
+/// Read the feature matrix; a CSV/TSV/Parquet whose first column is an id-named numeric column
+/// (`cell_id`, `barcode`, `obs_names`, ...) gets that column, read back as text, as its row ids.
+pub fn read_features(path: &Path, key: Option<&str>) -> Result<DenseMatrix> {
+    let m = read_matrix(path, key)?;
+    let first = m
+        .col_names
+        .as_ref()
+        .and_then(|c| c.first())
+        .map(|c| c.to_ascii_lowercase());
+    match first {
+        Some(name) if m.row_ids.is_none() && ID_COLUMNS.contains(&name.as_str()) => {
+            let df = crate::io::table::read_dataframe(path)?;
+            let col = df
+                .columns()
+                .first()
+                .ok_or_else(|| Error::input(path, "table has no columns"))?;
+            let ids = crate::io::table::string_column(col).map_err(|e| Error::input(path, e))?;
+            let keep: Vec<usize> = (1..m.n_cols).collect();
+            let mut out = select_columns(&m, &keep);
+            out.row_ids = Some(ids);
+            if out.n_cols == 0 {
+                return Err(Error::input(path, "no feature columns besides the cell ids"));
+            }
+            Ok(out)
+        }
+        _ => Ok(m),
+    }
+}
+
 /// Run `scsae analyze`; returns the text to print (JSON headline with `--json`).
 pub fn run(args: &AnalyzeArgs, rt: &Runtime) -> Result<String> {
     let cfg = args.config()?;
@@ -337,7 +369,7 @@ pub fn run(args: &AnalyzeArgs, rt: &Runtime) -> Result<String> {
     };
     let (features, features_path, source) = if let Some(f) = &args.features {
         (
-            read_matrix(f, args.features_key.as_deref())?,
+            read_features(f, args.features_key.as_deref())?,
             f.clone(),
             format!("{}", f.display()),
         )
