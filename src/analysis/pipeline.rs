@@ -350,11 +350,11 @@ pub struct Comparison {
 
 impl Comparison {
     /// Build from headlines, one column each.
-    pub fn of(headlines: &[&Headline], threshold: f64) -> Comparison {
+    pub fn of(headlines: &[&Headline], threshold: f64, fdr: f64) -> Comparison {
         let metrics = vec![
             "Mean best AUROC across types".to_string(),
             format!("Types with best AUROC > {threshold}"),
-            "% features with enrichment (FDR < q)".to_string(),
+            format!("% alive features with enrichment (FDR < {fdr})"),
             "Mean L0 per cell".to_string(),
             "% alive features".to_string(),
             "Features".to_string(),

@@ -281,7 +281,15 @@ pub fn encode_with_sae(dir: &Path, m: &DenseMatrix, layer: Option<&str>) -> Resu
 }
 
 /// Column names taken as cell ids when a table's first column is numeric (e.g. integer barcodes).
-const ID_COLUMNS: [&str; 7] = ["cell_id", "cell", "barcode", "obs_names", "index", "", "cell_ids"];
+const ID_COLUMNS: [&str; 7] = [
+    "cell_id",
+    "cell",
+    "barcode",
+    "obs_names",
+    "index",
+    "",
+    "cell_ids",
+];
 
 /// Read the feature matrix; a CSV/TSV/Parquet whose first column is an id-named numeric column
 /// (`cell_id`, `barcode`, `obs_names`, ...) gets that column, read back as text, as its row ids.
@@ -304,7 +312,10 @@ pub fn read_features(path: &Path, key: Option<&str>) -> Result<DenseMatrix> {
             let mut out = select_columns(&m, &keep);
             out.row_ids = Some(ids);
             if out.n_cols == 0 {
-                return Err(Error::input(path, "no feature columns besides the cell ids"));
+                return Err(Error::input(
+                    path,
+                    "no feature columns besides the cell ids",
+                ));
             }
             Ok(out)
         }
@@ -474,6 +485,7 @@ pub fn run(args: &AnalyzeArgs, rt: &Runtime) -> Result<String> {
         .flatten()
         .collect::<Vec<_>>(),
         cfg.auroc_threshold,
+        cfg.fdr,
     );
     report::write_comparison(out, &comparison)?;
     tables.push("comparison".into());
