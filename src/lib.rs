@@ -9,9 +9,11 @@
 //! - [`data`]: single-cell matrices from `.h5ad` and 10x folders.
 //! - [`activations`]: the on-disk store of extracted activations.
 //! - [`sae`]: sparse autoencoders: training, sweeps, metrics, the saved SAELens-style format.
+//! - [`analysis`]: AUROC, gene attribution, enrichment, PCA baseline and reports for features.
 //! - [`io`], [`plot`]: file formats, atomic output, figures.
 
 pub mod activations;
+pub mod analysis;
 pub mod cli;
 pub mod data;
 pub mod error;

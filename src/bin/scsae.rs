@@ -28,6 +28,8 @@ enum Command {
     Sweep(cli::sweep::SweepArgs),
     /// Apply a saved SAE to activations (cells or tokens) and write the codes.
     Encode(cli::encode::EncodeArgs),
+    /// Analyse features: AUROC per cell type, gene attribution, gene-set enrichment, PCA baseline.
+    Analyze(Box<cli::analyze::AnalyzeArgs>),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -41,6 +43,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Encode(a) => {
             cli.runtime.runtime()?;
             println!("{}", cli::encode::run(&a)?);
+        }
+        Command::Analyze(a) => {
+            let rt = cli.runtime.runtime()?;
+            println!("{}", cli::analyze::run(&a, &rt)?);
         }
     }
     Ok(())
