@@ -9,15 +9,19 @@
 //! - [`data`]: single-cell matrices from `.h5ad` and 10x folders.
 //! - [`scgpt`]: scGPT checkpoints, tokenisation, forward pass and `scsae extract`.
 //! - [`activations`]: the on-disk store of extracted activations.
+//! - [`sae`]: sparse autoencoders: training, sweeps, metrics, the saved SAELens-style format.
+//! - [`analysis`]: AUROC, gene attribution, enrichment, PCA baseline and reports for features.
 //! - [`io`], [`plot`]: file formats, atomic output, figures.
 
 pub mod activations;
+pub mod analysis;
 pub mod cli;
 pub mod data;
 pub mod error;
 pub mod io;
 pub mod plot;
 pub mod runtime;
+pub mod sae;
 pub mod scgpt;
 
 pub use error::{Error, Result};

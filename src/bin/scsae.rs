@@ -24,6 +24,14 @@ enum Command {
     Inspect(cli::inspect::InspectArgs),
     /// Run scGPT on a data set and store every layer's activations (per cell, optionally per token).
     Extract(cli::extract::ExtractArgs),
+    /// Train a sparse autoencoder on one layer's activations (the paper's recipe by default).
+    Train(cli::train::TrainArgs),
+    /// Train SAEs over layers x lambdas; write a Table-2-style table and an L0-vs-R2 plot.
+    Sweep(cli::sweep::SweepArgs),
+    /// Apply a saved SAE to activations (cells or tokens) and write the codes.
+    Encode(cli::encode::EncodeArgs),
+    /// Analyse features: AUROC per cell type, gene attribution, gene-set enrichment, PCA baseline.
+    Analyze(Box<cli::analyze::AnalyzeArgs>),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -39,6 +47,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 println!("{}", cli::extract::summary(&report, &a.out));
             }
+        }
+        Command::Train(a) => println!("{}", cli::train::run(&a, &cli.runtime.runtime()?)?),
+        Command::Sweep(a) => println!("{}", cli::sweep::run(&a, &cli.runtime.runtime()?)?),
+        Command::Encode(a) => {
+            cli.runtime.runtime()?;
+            println!("{}", cli::encode::run(&a)?);
+        }
+        Command::Analyze(a) => {
+            let rt = cli.runtime.runtime()?;
+            println!("{}", cli::analyze::run(&a, &rt)?);
         }
     }
     Ok(())

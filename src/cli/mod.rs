@@ -3,6 +3,10 @@
 //! Each subcommand lives in its own file with a clap `Args` struct and a `run` function; the binaries
 //! only parse and dispatch.
 
+pub mod analyze;
 pub mod common;
+pub mod encode;
 pub mod extract;
 pub mod inspect;
+pub mod sweep;
+pub mod train;

@@ -1,0 +1,255 @@
+//! `scsae analyze` end to end on the bundled immune data, and its bad-input errors.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use scsae::analysis::fit_pca;
+use scsae::analysis::PcaSolver;
+use scsae::data::{load, LoadOptions};
+use scsae::io::matrix::DenseMatrix;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Non-negative "SAE-like" features from expression PCA: PCk+ = max(score, 0), PCk- = max(-score, 0).
+fn split_pca_features(dir: &Path) -> PathBuf {
+    let ds = load(
+        &root().join("data/immune1000.h5ad"),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let mut x = DenseMatrix::new(ds.n_cells(), ds.n_genes(), ds.matrix.to_dense()).unwrap();
+    x.row_ids = Some(ds.cell_ids.clone());
+    let pca = fit_pca(&x, 20, PcaSolver::Randomized, 1).unwrap();
+    let k = pca.scores.n_cols;
+    let mut data = Vec::with_capacity(ds.n_cells() * 2 * k);
+    for i in 0..ds.n_cells() {
+        let row = pca.scores.row(i);
+        data.extend(row.iter().map(|v| v.max(0.0)));
+        data.extend(row.iter().map(|v| (-v).max(0.0)));
+    }
+    let mut f = DenseMatrix::new(ds.n_cells(), 2 * k, data).unwrap();
+    // reverse the cell order: matching must go by id, not position
+    let rev: Vec<usize> = (0..ds.n_cells()).rev().collect();
+    f.row_ids = Some(ds.cell_ids.clone());
+    let f = f.select_rows(&rev);
+    let p = dir.join("features.safetensors");
+    f.write_safetensors(&p, "codes").unwrap();
+    p
+}
+
+#[test]
+fn analyze_end_to_end_on_immune_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let feats = split_pca_features(tmp.path());
+    let out = tmp.path().join("out");
+    let assert = Command::cargo_bin("scsae")
+        .unwrap()
+        .current_dir(root())
+        .args(["analyze", "--features"])
+        .arg(&feats)
+        .args([
+            "--data",
+            "data/immune1000.h5ad",
+            "--label-key",
+            "cell_type_annotations",
+        ])
+        .args([
+            "--genesets",
+            "genesets/paper_immune.gmt,genesets/hallmark_immune.gmt",
+        ])
+        .args([
+            "--pca-source",
+            "expression",
+            "--pca-components",
+            "30",
+            "--json",
+            "--out",
+        ])
+        .arg(&out)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("non-integer values"));
+    let json: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+    assert_eq!(json["n_cells"], 1000);
+    assert_eq!(json["features"]["n_features"], 40);
+    assert!(json["features"]["mean_best_auroc"].as_f64().unwrap() > 0.7);
+    assert!(json["pca"]["n_types_above"].as_u64().unwrap() >= 3);
+    assert!(json["features"]["n_enriched"].as_u64().unwrap() >= 1);
+    for stem in [
+        "features",
+        "auroc",
+        "gene_attribution",
+        "enrichment",
+        "cell_types",
+        "comparison",
+        "pca_features",
+        "pca_auroc",
+        "pca_variance",
+    ] {
+        assert!(out.join(format!("{stem}.csv")).exists(), "{stem}.csv");
+        assert!(
+            out.join(format!("{stem}.parquet")).exists(),
+            "{stem}.parquet"
+        );
+    }
+    for fig in ["auroc_heatmap", "enrichment_summary", "sae_vs_pca"] {
+        assert!(out.join(format!("figures/{fig}.png")).exists());
+        assert!(out.join(format!("figures/{fig}.svg")).exists());
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("figures/auroc_heatmap.png") && report.contains("comparison.parquet"));
+    // the B_memory row of the cell-type table names a feature with AUROC > 0.9
+    let types = std::fs::read_to_string(out.join("cell_types.csv")).unwrap();
+    let b = types.lines().find(|l| l.starts_with("B_memory,")).unwrap();
+    let auc: f64 = b.split(',').nth(3).unwrap().parse().unwrap();
+    assert!(auc > 0.9, "{b}");
+    // the features table lists B-cell markers for an enriched B feature
+    let ft = std::fs::read_to_string(out.join("features.csv")).unwrap();
+    assert!(
+        ft.lines()
+            .any(|l| l.contains("MS4A1") && l.contains("B_cell (q=")),
+        "no B feature with MS4A1 and B_cell enrichment"
+    );
+}
+
+fn analyze(args: &[&str], out: &Path) -> assert_cmd::assert::Assert {
+    Command::cargo_bin("scsae")
+        .unwrap()
+        .current_dir(root())
+        .arg("analyze")
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .assert()
+}
+
+#[test]
+fn bad_inputs_fail_with_one_line_and_no_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    // features whose ids are not cells of the data
+    let mut f = DenseMatrix::new(3, 2, vec![1., 0., 0., 1., 2., 2.]).unwrap();
+    f.row_ids = Some(vec!["nope1".into(), "nope2".into(), "nope3".into()]);
+    let bad_ids = tmp.path().join("bad_ids.safetensors");
+    f.write_safetensors(&bad_ids, "x").unwrap();
+    let data = [
+        "--data",
+        "data/immune1000.h5ad",
+        "--label-key",
+        "cell_type_annotations",
+    ];
+    let mut a = vec!["--features", bad_ids.to_str().unwrap()];
+    a.extend(data);
+    analyze(&a, &out).failure().stderr(
+        predicate::str::contains("3 of 3 cell ids are not in")
+            .and(predicate::str::contains("bad_ids.safetensors")),
+    );
+    // features without ids (.npy)
+    let npy = tmp.path().join("f.npy");
+    let mut bytes = Vec::new();
+    scsae::io::npy::write_npy_f32(&mut bytes, 3, 2, &[1., 0., 0., 1., 2., 2.]).unwrap();
+    std::fs::write(&npy, bytes).unwrap();
+    let mut a = vec!["--features", npy.to_str().unwrap()];
+    a.extend(data);
+    analyze(&a, &out)
+        .failure()
+        .stderr(predicate::str::contains("no cell ids"));
+    // malformed GMT line: error names file and line
+    let gmt = tmp.path().join("bad.gmt");
+    std::fs::write(&gmt, "B_cell\tdesc\tCD79A\tMS4A1\nT cell CD3E CD3D\n").unwrap();
+    let mut a = vec!["--features", bad_ids.to_str().unwrap()];
+    a.extend(data);
+    a.extend(["--genesets", gmt.to_str().unwrap()]);
+    analyze(&a, &out)
+        .failure()
+        .stderr(predicate::str::contains("bad.gmt").and(predicate::str::contains("line 2")));
+    // duplicate set names with different genes
+    let dup = tmp.path().join("dup.gmt");
+    std::fs::write(&dup, "S\td\tCD79A\nS\td\tCD3E\n").unwrap();
+    let mut a = vec!["--features", bad_ids.to_str().unwrap()];
+    a.extend(data);
+    a.extend(["--genesets", dup.to_str().unwrap()]);
+    analyze(&a, &out).failure().stderr(
+        predicate::str::contains("duplicate gene-set name 'S'")
+            .and(predicate::str::contains("line 2")),
+    );
+    // unknown label column
+    let mut a = vec!["--features", bad_ids.to_str().unwrap()];
+    a.extend(["--data", "data/immune1000.h5ad", "--label-key", "celltype"]);
+    analyze(&a, &out)
+        .failure()
+        .stderr(predicate::str::contains("no obs column 'celltype'"));
+    // --sae without activations
+    let a = vec![
+        "--sae",
+        "x",
+        "--data",
+        "data/immune1000.h5ad",
+        "--label-key",
+        "cell_type_annotations",
+    ];
+    analyze(&a, &out)
+        .failure()
+        .stderr(predicate::str::contains("--sae needs --activations"));
+    assert!(!out.exists(), "an error left output behind");
+}
+
+#[test]
+fn gene_sets_with_unknown_genes_and_empty_sets_warn_naming_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let feats = split_pca_features(tmp.path());
+    let gmt = tmp.path().join("mixed.gmt");
+    std::fs::write(
+        &gmt,
+        "B_cell\tB\tCD79A\tMS4A1\tNOT_A_GENE\nEMPTY\tnothing\nGHOSTS\tx\tFAKE1\tFAKE2\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    Command::cargo_bin("scsae")
+        .unwrap()
+        .current_dir(root())
+        .args(["analyze", "--features"])
+        .arg(&feats)
+        .args([
+            "--data",
+            "data/immune1000.h5ad",
+            "--label-key",
+            "cell_type_annotations",
+            "--genesets",
+        ])
+        .arg(&gmt)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success()
+        .stderr(
+            predicate::str::contains("mixed.gmt:1")
+                .and(predicate::str::contains("NOT_A_GENE"))
+                .and(predicate::str::contains("mixed.gmt:2"))
+                .and(predicate::str::contains("mixed.gmt:3")),
+        );
+    // only-unknown sets everywhere: an error, not a silent empty analysis
+    let none = tmp.path().join("none.gmt");
+    std::fs::write(&none, "GHOSTS\tx\tFAKE1\tFAKE2\n").unwrap();
+    Command::cargo_bin("scsae")
+        .unwrap()
+        .current_dir(root())
+        .args(["analyze", "--features"])
+        .arg(&feats)
+        .args([
+            "--data",
+            "data/immune1000.h5ad",
+            "--label-key",
+            "cell_type_annotations",
+            "--genesets",
+        ])
+        .arg(&none)
+        .arg("--out")
+        .arg(tmp.path().join("out2"))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("none of the 1 gene sets"));
+}
