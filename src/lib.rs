@@ -9,6 +9,7 @@
 //! - [`data`]: single-cell matrices from `.h5ad` and 10x folders.
 //! - [`activations`]: the on-disk store of extracted activations.
 //! - [`io`], [`plot`]: file formats, atomic output, figures.
+//! - [`spikgpt`]: the spiking self-attention annotator (train, annotate, evaluate).
 
 pub mod activations;
 pub mod cli;
@@ -17,6 +18,7 @@ pub mod error;
 pub mod io;
 pub mod plot;
 pub mod runtime;
+pub mod spikgpt;
 
 pub use error::{Error, Result};
 pub use runtime::{Runtime, RuntimeConfig};

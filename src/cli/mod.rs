@@ -5,3 +5,6 @@
 
 pub mod common;
 pub mod inspect;
+pub mod spikgpt_annotate;
+pub mod spikgpt_evaluate;
+pub mod spikgpt_train;
