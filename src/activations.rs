@@ -216,7 +216,11 @@ impl StoreWriter {
             });
         }
         let file = format!("cells/part-{k:05}.safetensors");
-        write_part(&self.dir.join(&file), &[("cell_index", cell_index)], cell_tensors)?;
+        write_part(
+            &self.dir.join(&file),
+            &[("cell_index", cell_index)],
+            cell_tensors,
+        )?;
         self.manifest.cell_parts.push(PartInfo {
             file,
             rows: cell_index.len(),
@@ -253,11 +257,7 @@ pub struct TokenIndex {
     pub position: Vec<i64>,
 }
 
-fn write_part(
-    path: &Path,
-    ints: &[(&str, &[i64])],
-    mats: &[(String, &DenseMatrix)],
-) -> Result<()> {
+fn write_part(path: &Path, ints: &[(&str, &[i64])], mats: &[(String, &DenseMatrix)]) -> Result<()> {
     let int_bytes: Vec<Vec<u8>> = ints
         .iter()
         .map(|(_, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
@@ -314,7 +314,10 @@ fn tensor_f32(path: &Path, st: &SafeTensors<'_>, name: &str, d: usize) -> Result
     if t.shape().len() != 2 || t.shape()[1] != d {
         return Err(Error::input(
             path,
-            format!("tensor '{name}' has shape {:?}, expected [_, {d}]", t.shape()),
+            format!(
+                "tensor '{name}' has shape {:?}, expected [_, {d}]",
+                t.shape()
+            ),
         ));
     }
     tensor_to_f32(t.dtype(), t.data())
@@ -392,7 +395,10 @@ impl ActivationStore {
             let idx = tensor_i64(&path, &st, "cell_index")?;
             let vals = tensor_f32(&path, &st, &name, d)?;
             if vals.len() != idx.len() * d {
-                return Err(Error::input(&path, "cell_index and activations disagree in length"));
+                return Err(Error::input(
+                    &path,
+                    "cell_index and activations disagree in length",
+                ));
             }
             for (r, &ci) in idx.iter().enumerate() {
                 let ci = usize::try_from(ci)
@@ -504,7 +510,8 @@ mod tests {
     fn chunks_out_of_order_read_back_in_input_order_and_resume() {
         let dir = tempfile::tempdir().unwrap();
         let ids: Vec<String> = (0..3).map(|i| format!("c{i}")).collect();
-        let (mut w, done) = StoreWriter::create(dir.path(), manifest(3, true), &ids, false).unwrap();
+        let (mut w, done) =
+            StoreWriter::create(dir.path(), manifest(3, true), &ids, false).unwrap();
         assert!(done.is_empty());
         let a = DenseMatrix::new(2, 2, vec![2., 2., 0., 0.]).unwrap();
         let tok = DenseMatrix::new(1, 2, vec![9., 9.]).unwrap();
@@ -530,7 +537,10 @@ mod tests {
         w.write_chunk(
             &[1],
             &[("layer_0".into(), &b), ("layer_1".into(), &b)],
-            Some((&TokenIndex::default(), &[("layer_0".into(), &empty), ("layer_1".into(), &empty)])),
+            Some((
+                &TokenIndex::default(),
+                &[("layer_0".into(), &empty), ("layer_1".into(), &empty)],
+            )),
         )
         .unwrap();
         w.finish().unwrap();
@@ -538,7 +548,11 @@ mod tests {
         let m = s.cell_matrix("0").unwrap();
         assert_eq!(m.data, vec![0., 0., 1., 1., 2., 2.]);
         assert_eq!(m.row_ids.unwrap(), ids);
-        assert!(s.cell_matrix("5").unwrap_err().to_string().contains("available: 0, 1"));
+        assert!(s
+            .cell_matrix("5")
+            .unwrap_err()
+            .to_string()
+            .contains("available: 0, 1"));
         let t = s.token_matrix("1", None, 0).unwrap();
         assert_eq!(t.index.gene_id, vec![7]);
         assert_eq!(t.matrix.data, vec![9., 9.]);

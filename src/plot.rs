@@ -30,7 +30,10 @@ pub fn ensure_font() {
 /// A figure that can draw itself on any plotters backend.
 pub trait Figure {
     /// Draw onto `root` (already filled white).
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String>;
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> std::result::Result<(), String>;
 }
 
 /// Render `fig` to `<stem>.png` and `<stem>.svg` at `size` pixels.
@@ -78,7 +81,10 @@ mod tests {
 
     struct Line;
     impl Figure for Line {
-        fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String> {
+        fn draw<DB: DrawingBackend>(
+            &self,
+            root: &DrawingArea<DB, Shift>,
+        ) -> std::result::Result<(), String> {
             let mut chart = ChartBuilder::on(root)
                 .caption("test", (FONT, 20))
                 .margin(10)

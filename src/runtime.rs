@@ -31,9 +31,9 @@ impl FromStr for DeviceSpec {
             return Ok(DeviceSpec::Cuda(0));
         }
         if let Some(n) = s.strip_prefix("cuda:") {
-            let ordinal = n
-                .parse()
-                .map_err(|_| Error::invalid(format!("--device {s}: expected cpu, cuda or cuda:N")))?;
+            let ordinal = n.parse().map_err(|_| {
+                Error::invalid(format!("--device {s}: expected cpu, cuda or cuda:N"))
+            })?;
             return Ok(DeviceSpec::Cuda(ordinal));
         }
         Err(Error::invalid(format!(

@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 use scsae::cli::{self, common::RuntimeArgs};
 
 #[derive(Parser)]
-#[command(name = "scsae", version, about = "Sparse autoencoders on scGPT: extract, train, analyse")]
+#[command(
+    name = "scsae",
+    version,
+    about = "Sparse autoencoders on scGPT: extract, train, analyse"
+)]
 struct Cli {
     #[command(flatten)]
     runtime: RuntimeArgs,

@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 use scsae::cli::{self, common::RuntimeArgs};
 
 #[derive(Parser)]
-#[command(name = "spikgpt", version, about = "Spiking self-attention cell-type annotator on scGPT embeddings")]
+#[command(
+    name = "spikgpt",
+    version,
+    about = "Spiking self-attention cell-type annotator on scGPT embeddings"
+)]
 struct Cli {
     #[command(flatten)]
     runtime: RuntimeArgs,

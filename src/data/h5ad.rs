@@ -39,16 +39,22 @@ pub fn read_h5ad(path: &Path, opts: &LoadOptions) -> Result<Dataset> {
     }
     let file = File::open(path)
         .map_err(|e| Error::input(path, format!("corrupt or truncated HDF5 file: {e}")))?;
-    read_file(&file, opts).map_err(|msg| Error::input(path, msg)).map(|mut ds| {
-        ds.source = path.to_path_buf();
-        ds
-    })
+    read_file(&file, opts)
+        .map_err(|msg| Error::input(path, msg))
+        .map(|mut ds| {
+            ds.source = path.to_path_buf();
+            ds
+        })
 }
 
 fn read_file(file: &File, opts: &LoadOptions) -> Res<Dataset> {
     let root = file.root();
-    let groups = root.groups().map_err(|e| format!("cannot list root: {e}"))?;
-    let datasets = root.datasets().map_err(|e| format!("cannot list root: {e}"))?;
+    let groups = root
+        .groups()
+        .map_err(|e| format!("cannot list root: {e}"))?;
+    let datasets = root
+        .datasets()
+        .map_err(|e| format!("cannot list root: {e}"))?;
     let has = |name: &str| groups.iter().any(|g| g == name) || datasets.iter().any(|d| d == name);
     let legacy = datasets.iter().any(|d| d == "obs");
     if !has("obs") || !has("var") || !has("X") {
@@ -63,7 +69,9 @@ fn read_file(file: &File, opts: &LoadOptions) -> Res<Dataset> {
             } else if groups.iter().any(|g| g == "raw") {
                 ("raw/X".into(), "raw/var".into())
             } else {
-                return Err("file has no raw matrix (neither raw/X nor raw.X); use --layer X".into());
+                return Err(
+                    "file has no raw matrix (neither raw/X nor raw.X); use --layer X".into(),
+                );
             }
         }
     };
@@ -242,7 +250,8 @@ fn read_column(g: &Group, name: &str, full: &str) -> Res<ObsValues> {
                             v.into_iter()
                                 .zip(&mask)
                                 .map(|(x, &m)| {
-                                    (m == 0).then(|| if x != 0 { "True" } else { "False" }.to_string())
+                                    (m == 0)
+                                        .then(|| if x != 0 { "True" } else { "False" }.to_string())
                                 })
                                 .collect(),
                         ))
@@ -282,11 +291,15 @@ fn dataset_values(ds: &hdf5_pure::Dataset, dt: &Datatype, full: &str) -> Res<Obs
             Ok(ObsValues::Strings(s.into_iter().map(Some).collect()))
         }
         Datatype::Enumeration { .. } => {
-            let v = ds.read_u8().map_err(|e| format!("cannot read {full}: {e}"))?;
+            let v = ds
+                .read_u8()
+                .map_err(|e| format!("cannot read {full}: {e}"))?;
             Ok(ObsValues::Bool(v.into_iter().map(|x| x != 0).collect()))
         }
         Datatype::FixedPoint { .. } | Datatype::FloatingPoint { .. } => {
-            let v = ds.read_f64().map_err(|e| format!("cannot read {full}: {e}"))?;
+            let v = ds
+                .read_f64()
+                .map_err(|e| format!("cannot read {full}: {e}"))?;
             Ok(ObsValues::Numeric(v))
         }
         other => Err(format!("{full}: unsupported column type {other:?}")),
@@ -295,7 +308,8 @@ fn dataset_values(ds: &hdf5_pure::Dataset, dt: &Datatype, full: &str) -> Res<Obs
 
 /// Decode one field of a compound (structured-array) dataset.
 fn decode_field(raw: &[u8], elem: usize, offset: usize, dt: &Datatype, n: usize) -> Res<ObsValues> {
-    let field = |i: usize, size: usize| -> &[u8] { &raw[i * elem + offset..i * elem + offset + size] };
+    let field =
+        |i: usize, size: usize| -> &[u8] { &raw[i * elem + offset..i * elem + offset + size] };
     match dt {
         Datatype::String { size, .. } => {
             let size = *size as usize;
@@ -359,9 +373,15 @@ fn read_frame_compound(ds: &hdf5_pure::Dataset, path: &str, uns: Option<&Group>)
         .map_err(|e| format!("cannot read type of {path}: {e}"))?;
     let (elem, members) = match &dt {
         Datatype::Compound { size, members } => (*size as usize, members.clone()),
-        _ => return Err(format!("{path} is neither a dataframe group nor a structured array")),
+        _ => {
+            return Err(format!(
+                "{path} is neither a dataframe group nor a structured array"
+            ))
+        }
     };
-    let raw = ds.read_raw().map_err(|e| format!("cannot read {path}: {e}"))?;
+    let raw = ds
+        .read_raw()
+        .map_err(|e| format!("cannot read {path}: {e}"))?;
     if elem == 0 || raw.len() % elem != 0 {
         return Err(format!("{path}: data size does not match its record size"));
     }
@@ -472,7 +492,10 @@ fn read_matrix(file: &File, path: &str) -> Res<CsrMatrix> {
             .read_f32()
             .map_err(|e| format!("cannot read {path}: {e}"))?;
         if dense.len() != r * c {
-            return Err(format!("{path}: {} values for shape {r} x {c}", dense.len()));
+            return Err(format!(
+                "{path}: {} values for shape {r} x {c}",
+                dense.len()
+            ));
         }
         Ok(CsrMatrix::from_dense(r, c, &dense))
     }

@@ -45,7 +45,11 @@ impl ObsValues {
         match self {
             ObsValues::Categorical { codes, categories } => codes
                 .iter()
-                .map(|&c| usize::try_from(c).ok().and_then(|c| categories.get(c).cloned()))
+                .map(|&c| {
+                    usize::try_from(c)
+                        .ok()
+                        .and_then(|c| categories.get(c).cloned())
+                })
                 .collect(),
             ObsValues::Strings(v) => v.clone(),
             ObsValues::Numeric(v) => v
@@ -83,7 +87,9 @@ impl ObsValues {
                 codes: rows.iter().map(|&r| codes[r]).collect(),
                 categories: categories.clone(),
             },
-            ObsValues::Strings(v) => ObsValues::Strings(rows.iter().map(|&r| v[r].clone()).collect()),
+            ObsValues::Strings(v) => {
+                ObsValues::Strings(rows.iter().map(|&r| v[r].clone()).collect())
+            }
             ObsValues::Numeric(v) => ObsValues::Numeric(rows.iter().map(|&r| v[r]).collect()),
             ObsValues::Bool(v) => ObsValues::Bool(rows.iter().map(|&r| v[r]).collect()),
         }
@@ -141,7 +147,14 @@ impl Obs {
     }
 }
 
-const ID_COLUMNS: [&str; 6] = ["cell_id", "cell", "barcode", "barcodes", "obs_names", "index"];
+const ID_COLUMNS: [&str; 6] = [
+    "cell_id",
+    "cell",
+    "barcode",
+    "barcodes",
+    "obs_names",
+    "index",
+];
 
 /// Join the columns of a CSV/TSV/Parquet label table onto `ds.obs` by cell id.
 ///
@@ -194,7 +207,7 @@ pub fn join_labels(ds: &mut Dataset, table: &Path) -> Result<()> {
             let ca = s
                 .str()
                 .map_err(|e| Error::input(table, format!("column '{}': {e}", c.name())))?;
-            ca.into_iter().map(|v| v.map(str::to_string)).collect()
+            ca.iter().map(|v| v.map(str::to_string)).collect()
         };
         let per_cell: Vec<Option<String>> = matched
             .iter()

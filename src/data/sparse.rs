@@ -57,7 +57,9 @@ impl CsrMatrix {
             }
             let row = &indices[a..b];
             if let Some(&bad) = row.iter().find(|&&c| c as usize >= n_cols) {
-                return Err(format!("column index {bad} out of range at row {r} ({n_cols} columns)"));
+                return Err(format!(
+                    "column index {bad} out of range at row {r} ({n_cols} columns)"
+                ));
             }
             if row.windows(2).any(|w| w[0] >= w[1]) {
                 let mut pairs: Vec<(u32, f32)> = indices[a..b]
@@ -256,7 +258,6 @@ impl CsrMatrix {
         Ok(())
     }
 }
-
 
 #[cfg(test)]
 mod tests {

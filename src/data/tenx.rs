@@ -70,14 +70,23 @@ pub fn read_10x(path: &Path, opts: &LoadOptions) -> Result<Dataset> {
         path.to_path_buf()
     };
     let features = find(&dir, &["features.tsv", "genes.tsv"]).ok_or_else(|| {
-        Error::input(&dir, "10x folder has no features.tsv[.gz] or genes.tsv[.gz]")
+        Error::input(
+            &dir,
+            "10x folder has no features.tsv[.gz] or genes.tsv[.gz]",
+        )
     })?;
     let barcodes = find(&dir, &["barcodes.tsv"])
         .ok_or_else(|| Error::input(&dir, "10x folder has no barcodes.tsv[.gz]"))?;
 
-    let use_ids = matches!(opts.gene_key.as_deref(), Some("gene_ids") | Some("id") | Some("ids"));
+    let use_ids = matches!(
+        opts.gene_key.as_deref(),
+        Some("gene_ids") | Some("id") | Some("ids")
+    );
     if let Some(k) = opts.gene_key.as_deref() {
-        if !matches!(k, "gene_ids" | "id" | "ids" | "gene_symbols" | "symbol" | "symbols") {
+        if !matches!(
+            k,
+            "gene_ids" | "id" | "ids" | "gene_symbols" | "symbol" | "symbols"
+        ) {
             return Err(Error::input(
                 &features,
                 format!("--gene-key {k}: a 10x folder offers gene_ids or gene_symbols"),
@@ -94,7 +103,10 @@ pub fn read_10x(path: &Path, opts: &LoadOptions) -> Result<Dataset> {
             match (use_ids, sym) {
                 (false, Some(s)) if !s.is_empty() => Ok(s),
                 (_, _) if !id.is_empty() => Ok(id),
-                _ => Err(Error::input(&features, format!("line {} has no gene id", i + 1))),
+                _ => Err(Error::input(
+                    &features,
+                    format!("line {} has no gene id", i + 1),
+                )),
             }
         })
         .collect::<Result<_>>()?;
@@ -133,7 +145,10 @@ fn read_mtx(
         ));
     }
     if h.contains("complex") || h.contains("symmetric") || h.contains("hermitian") {
-        return Err(Error::input(path, "only real/integer general matrices are supported"));
+        return Err(Error::input(
+            path,
+            "only real/integer general matrices are supported",
+        ));
     }
     let pattern = h.contains("pattern");
     let mut size: Option<(usize, usize, usize)> = None;
@@ -153,7 +168,11 @@ fn read_mtx(
         };
         match size {
             None => {
-                let (r, c, n) = (next_num("row count")?, next_num("column count")?, next_num("entry count")?);
+                let (r, c, n) = (
+                    next_num("row count")?,
+                    next_num("column count")?,
+                    next_num("entry count")?,
+                );
                 if r != n_genes {
                     return Err(Error::input(
                         path,
@@ -200,7 +219,10 @@ fn read_mtx(
     if triplets.len() != n {
         return Err(Error::input(
             path,
-            format!("header announces {n} entries, found {} (truncated file?)", triplets.len()),
+            format!(
+                "header announces {n} entries, found {} (truncated file?)",
+                triplets.len()
+            ),
         ));
     }
     triplets.sort_unstable_by_key(|t| (t.0, t.1));
@@ -213,7 +235,8 @@ fn read_mtx(
     }
     let indices = triplets.iter().map(|t| t.1).collect();
     let data = triplets.iter().map(|t| t.2).collect();
-    CsrMatrix::from_parts(n_cells, n_genes, indptr, indices, data).map_err(|m| Error::input(path, m))
+    CsrMatrix::from_parts(n_cells, n_genes, indptr, indices, data)
+        .map_err(|m| Error::input(path, m))
 }
 
 #[cfg(test)]
@@ -255,7 +278,9 @@ mod tests {
             "E1\tA\nE2\tB\nE3\tC\n",
             "AAA-1\nCCC-1\n",
         );
-        let e = read_10x(d.path(), &LoadOptions::default()).unwrap_err().to_string();
+        let e = read_10x(d.path(), &LoadOptions::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("matrix.mtx") && e.contains("barcodes"), "{e}");
     }
 }

@@ -30,8 +30,7 @@ where
         w.flush().at(path)?;
     }
     tmp.as_file().sync_all().at(path)?;
-    tmp.persist(path)
-        .map_err(|e| Error::io(path, e.error))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(())
 }
 

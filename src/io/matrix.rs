@@ -52,7 +52,9 @@ impl DenseMatrix {
 
     /// Column `j` copied out.
     pub fn column(&self, j: usize) -> Vec<f32> {
-        (0..self.n_rows).map(|i| self.data[i * self.n_cols + j]).collect()
+        (0..self.n_rows)
+            .map(|i| self.data[i * self.n_cols + j])
+            .collect()
     }
 
     /// Error naming `path` and the first non-finite value, if any.
@@ -197,7 +199,7 @@ fn read_safetensors_matrix(path: &Path, key: Option<&str>) -> Result<DenseMatrix
         }
     };
     let view = st.tensor(&name).map_err(|_| {
-        let mut names: Vec<String> = st.names().into_iter().cloned().collect();
+        let mut names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
         names.sort();
         Error::input(
             path,
@@ -215,13 +217,18 @@ fn read_safetensors_matrix(path: &Path, key: Option<&str>) -> Result<DenseMatrix
             ))
         }
     };
-    let data = tensor_to_f32(view.dtype(), view.data())
-        .ok_or_else(|| Error::input(path, format!("tensor '{name}' has unsupported dtype {:?}", view.dtype())))?;
+    let data = tensor_to_f32(view.dtype(), view.data()).ok_or_else(|| {
+        Error::input(
+            path,
+            format!("tensor '{name}' has unsupported dtype {:?}", view.dtype()),
+        )
+    })?;
     let mut m = DenseMatrix::new(r, c, data)?;
     if let Some(meta) = header.metadata() {
         if let Some(ids) = meta.get("row_ids") {
-            let ids: Vec<String> = serde_json::from_str(ids)
-                .map_err(|e| Error::input(path, format!("metadata row_ids is not a JSON list: {e}")))?;
+            let ids: Vec<String> = serde_json::from_str(ids).map_err(|e| {
+                Error::input(path, format!("metadata row_ids is not a JSON list: {e}"))
+            })?;
             if ids.len() != r {
                 return Err(Error::input(
                     path,
@@ -279,7 +286,10 @@ mod tests {
         m.write_safetensors(&p, "x").unwrap();
         let back = read_matrix(&p, None).unwrap();
         assert_eq!(back, m);
-        assert!(read_matrix(&p, Some("nope")).unwrap_err().to_string().contains("no tensor named"));
+        assert!(read_matrix(&p, Some("nope"))
+            .unwrap_err()
+            .to_string()
+            .contains("no tensor named"));
     }
 
     #[test]

@@ -25,7 +25,11 @@ pub fn read_dataframe(path: &Path) -> Result<DataFrame> {
             ParquetReader::new(f).finish()
         }
         _ => {
-            let sep = if ext == "tsv" || ext == "tab" { b'\t' } else { b',' };
+            let sep = if ext == "tsv" || ext == "tab" {
+                b'\t'
+            } else {
+                b','
+            };
             CsvReadOptions::default()
                 .with_has_header(true)
                 .with_infer_schema_length(Some(10_000))
@@ -67,9 +71,12 @@ pub fn read_table_matrix(path: &Path, _tsv: bool) -> Result<DenseMatrix> {
         let ca = f
             .f64()
             .map_err(|e| Error::input(path, format!("column '{}': {e}", c.name())))?;
-        for (i, v) in ca.into_iter().enumerate() {
+        for (i, v) in ca.iter().enumerate() {
             let v = v.ok_or_else(|| {
-                Error::input(path, format!("missing value in column '{}', row {i}", c.name()))
+                Error::input(
+                    path,
+                    format!("missing value in column '{}', row {i}", c.name()),
+                )
             })?;
             data[i * n_cols + j] = v as f32;
         }
@@ -86,7 +93,7 @@ pub fn string_column(c: &Column) -> std::result::Result<Vec<String>, String> {
         .cast(&DataType::String)
         .map_err(|e| format!("column '{}': {e}", c.name()))?;
     let ca = s.str().map_err(|e| format!("column '{}': {e}", c.name()))?;
-    ca.into_iter()
+    ca.iter()
         .enumerate()
         .map(|(i, v)| {
             v.map(str::to_string)
