@@ -81,7 +81,7 @@ pub fn read_predictions(path: &Path) -> Result<PredictionTable> {
     let max_prob: Vec<f64> = mp
         .f64()
         .map_err(|e| Error::input(path, format!("column 'max_prob': {e}")))?
-        .into_iter()
+        .iter()
         .enumerate()
         .map(|(i, v)| match v {
             Some(x) if (0.0..=1.0).contains(&x) => Ok(x),

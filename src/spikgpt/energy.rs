@@ -13,7 +13,7 @@
 //! BatchNorm (foldable into the Linear at inference), neuron updates and pooling are not counted.
 //! `dense_equivalent_pj` prices the same Linears and products as an ANN would (all MACs at 4.6 pJ).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::stats::ForwardStats;
 
@@ -23,7 +23,7 @@ pub const E_AC_PJ: f64 = 0.9;
 pub const E_MAC_PJ: f64 = 4.6;
 
 /// Operation counts of one layer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayerEnergy {
     /// Layer name.
     pub name: String,
@@ -36,7 +36,7 @@ pub struct LayerEnergy {
 }
 
 /// The spiking statistics of an inference run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnergyReport {
     /// Cells the statistics were gathered on.
     pub cells: usize,
@@ -61,7 +61,7 @@ pub fn energy_report(stats: &ForwardStats) -> EnergyReport {
     let cells = stats.cells.max(1) as f64;
     let mut layers: Vec<LayerEnergy> = Vec::new();
     let mut dense = 0.0;
-    let mut add = |layers: &mut Vec<LayerEnergy>, name: &str, kind: &str, ops: f64| {
+    let add = |layers: &mut Vec<LayerEnergy>, name: &str, kind: &str, ops: f64| {
         let e = if kind == "SOP" { E_AC_PJ } else { E_MAC_PJ };
         match layers.iter_mut().find(|l| l.name == name) {
             Some(l) => {

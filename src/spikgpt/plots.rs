@@ -128,11 +128,11 @@ impl Figure for ConfusionPlot<'_> {
         .map_err(e)?;
         let font_size = if nc > 20 { 8 } else { 11 };
         ch.draw_series(cells.iter().filter(|c| c.3 > 0).map(|&(x, y, f, cnt, _)| {
-            let color = if f > 0.6 { WHITE } else { BLACK };
+            let color: &'static RGBColor = if f > 0.6 { &WHITE } else { &BLACK };
             Text::new(
                 cnt.to_string(),
                 (x + 0.3, y + 0.65),
-                TextStyle::from((FONT, font_size).into_font()).color(&color),
+                TextStyle::from((FONT, font_size).into_font()).color(color),
             )
         }))
         .map_err(e)?;
