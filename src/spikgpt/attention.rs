@@ -75,7 +75,11 @@ impl SpikingSelfAttention {
         let h = self.heads;
         let dh = d / h;
         let split = |s: Tensor| -> Result<Tensor> {
-            Ok(s.reshape((t, b, n, h, dh))?.permute((0, 1, 3, 2, 4))?.contiguous()?)
+            // [T*B*H, N, dh]: candle's CPU matmul takes at most two batch axes.
+            Ok(s.reshape((t, b, n, h, dh))?
+                .permute((0, 1, 3, 2, 4))?
+                .contiguous()?
+                .reshape((t * b * h, n, dh))?)
         };
         let q = self.q.forward(x, pass)?;
         let k = self.k.forward(x, pass)?;
@@ -91,15 +95,19 @@ impl SpikingSelfAttention {
             });
         }
         let (q, k, v) = (split(q)?, split(k)?, split(v)?);
-        // [T, B, H, N, dh]; each of the N computed tokens stands for `multiplicity` identical ones.
-        let kt = k.transpose(3, 4)?.contiguous()?;
+        // Each of the N computed tokens stands for `multiplicity` identical ones.
+        let kt = k.transpose(1, 2)?.contiguous()?;
         let y = if n <= dh {
             q.matmul(&kt)?.matmul(&v)?
         } else {
             q.matmul(&kt.matmul(&v)?)?
         };
         let y = y.affine(self.scale * pass.multiplicity as f64, 0.0)?;
-        let y = y.permute((0, 1, 3, 2, 4))?.reshape((t, b, n, d))?;
+        let y = y
+            .reshape((t, b, h, n, dh))?
+            .permute((0, 1, 3, 2, 4))?
+            .contiguous()?
+            .reshape((t, b, n, d))?;
         let s = lif_multistep(&y, &self.attn_lif, pass.fire)?;
         if let Some(stats) = pass.stats.as_deref_mut() {
             stats.record_spikes(&format!("{}.attn_lif", self.name), &s)?;
