@@ -114,6 +114,7 @@ fn training_is_reproducible_and_learns_planted_classes() {
         train: TrainConfig {
             epochs: 8,
             batch_size: 32,
+            lr: 0.05,
             seed: 11,
             ..TrainConfig::default()
         },
