@@ -21,8 +21,11 @@ use scsae::spikgpt::model::SpikGpt;
 use scsae::spikgpt::optim::Sgd;
 
 fn bench(c: &mut Criterion) {
-    let m = read_matrix(Path::new("tests/fixtures/spikgpt/immune1000_pca50.safetensors"), None)
-        .expect("fixture");
+    let m = read_matrix(
+        Path::new("tests/fixtures/spikgpt/immune1000_pca50.safetensors"),
+        None,
+    )
+    .expect("fixture");
     let k = m.n_cols;
     let mut group = c.benchmark_group("spikgpt");
     group.sample_size(10);
@@ -36,8 +39,12 @@ fn bench(c: &mut Criterion) {
         };
         let model = SpikGpt::new(&cfg, 14, &Device::Cpu, 1).expect("model");
         let xb = Tensor::from_slice(&m.data[..128 * k], (128, k), &Device::Cpu).expect("batch");
-        let yb = Tensor::from_vec((0..128u32).map(|i| i % 14).collect::<Vec<u32>>(), 128, &Device::Cpu)
-            .expect("labels");
+        let yb = Tensor::from_vec(
+            (0..128u32).map(|i| i % 14).collect::<Vec<u32>>(),
+            128,
+            &Device::Cpu,
+        )
+        .expect("labels");
         let mut opt = Sgd::new(0.9, 1e-4);
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         group.bench_function(format!("train_step_b128_m{tokens}"), |b| {
@@ -52,7 +59,8 @@ fn bench(c: &mut Criterion) {
                 let logits = model.forward(&xb, &mut pass).expect("forward");
                 let loss = candle_nn::loss::cross_entropy(&logits, &yb).expect("loss");
                 let grads = loss.backward().expect("backward");
-                opt.step(&model.params.trainable, &grads, 0.01).expect("step");
+                opt.step(&model.params.trainable, &grads, 0.01)
+                    .expect("step");
             })
         });
         group.bench_function(format!("annotate_1000_m{tokens}_collapsed"), |b| {

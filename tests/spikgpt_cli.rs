@@ -24,8 +24,22 @@ fn small_model_args() -> Vec<&'static str> {
     // Small and quick: m = 8 tokens, width 64; without dropout the m identical token copies are
     // computed once (exact), and 700 cells need more than the paper's 10 epochs at lr 0.01.
     vec![
-        "--tokens", "8", "--width", "64", "--heads", "4", "--epochs", "30", "--lr", "0.05",
-        "--batch-size", "64", "--dropout", "0", "--seed", "7",
+        "--tokens",
+        "8",
+        "--width",
+        "64",
+        "--heads",
+        "4",
+        "--epochs",
+        "30",
+        "--lr",
+        "0.05",
+        "--batch-size",
+        "64",
+        "--dropout",
+        "0",
+        "--seed",
+        "7",
     ]
 }
 
@@ -35,10 +49,20 @@ fn json(p: &Path) -> Value {
 
 fn train_immune(out: &Path) {
     let mut cmd = spikgpt();
-    cmd.args(["train", "--embeddings", EMB, "--data", DATA, "--label-key", KEY, "--hold-out", "NK"])
-        .arg("--out")
-        .arg(out)
-        .args(small_model_args());
+    cmd.args([
+        "train",
+        "--embeddings",
+        EMB,
+        "--data",
+        DATA,
+        "--label-key",
+        KEY,
+        "--hold-out",
+        "NK",
+    ])
+    .arg("--out")
+    .arg(out)
+    .args(small_model_args());
     let o = cmd.assert().success();
     let text = String::from_utf8_lossy(&o.get_output().stdout).to_string();
     assert!(text.contains("held-out rejected"), "{text}");
@@ -71,7 +95,10 @@ fn immune_end_to_end_with_nk_held_out() {
     let acc = curve[best - 1]["val_accuracy"].as_f64().unwrap();
     // majority class CD8_T: 324 of the 963 non-NK cells
     let majority = 324.0 / 963.0;
-    assert!(acc > majority + 0.3, "validation accuracy {acc} vs majority {majority}");
+    assert!(
+        acc > majority + 0.3,
+        "validation accuracy {acc} vs majority {majority}"
+    );
     // Rejection of the held-out NK cells at 0.95, and the known cells kept.
     let rep = json(&model.join("validation_report.json"));
     let rej = &rep["rejection"][0];
@@ -98,7 +125,9 @@ fn immune_end_to_end_with_nk_held_out() {
     let m = read_matrix(Path::new(EMB), None).unwrap();
     let rev: Vec<usize> = (0..m.n_rows).rev().collect();
     let rev_path = dir.path().join("rev.safetensors");
-    m.select_rows(&rev).write_safetensors(&rev_path, "embeddings").unwrap();
+    m.select_rows(&rev)
+        .write_safetensors(&rev_path, "embeddings")
+        .unwrap();
     let pred_rev = dir.path().join("pred/reversed.csv");
     spikgpt()
         .args(["annotate", "--batch-size", "100"])
@@ -128,16 +157,36 @@ fn immune_end_to_end_with_nk_held_out() {
 
     // Evaluate.
     let o = spikgpt()
-        .args(["evaluate", "--data", DATA, "--label-key", KEY, "--held-out", "NK"])
+        .args([
+            "evaluate",
+            "--data",
+            DATA,
+            "--label-key",
+            KEY,
+            "--held-out",
+            "NK",
+        ])
         .arg("--predictions")
         .arg(&pred)
         .assert()
         .success();
     let text = String::from_utf8_lossy(&o.get_output().stdout).to_string();
-    for want in ["accuracy", "macro F1", "held-out rejected", "logistic_regression", "firing rate", "nJ"] {
+    for want in [
+        "accuracy",
+        "macro F1",
+        "held-out rejected",
+        "logistic_regression",
+        "firing rate",
+        "nJ",
+    ] {
         assert!(text.contains(want), "missing '{want}' in:\n{text}");
     }
-    for f in ["evaluation.json", "evaluation_per_class.csv", "evaluation_confusion.png", "evaluation_threshold_sweep.csv"] {
+    for f in [
+        "evaluation.json",
+        "evaluation_per_class.csv",
+        "evaluation_confusion.png",
+        "evaluation_threshold_sweep.csv",
+    ] {
         assert!(dir.path().join("pred").join(f).exists(), "missing {f}");
     }
 
@@ -163,14 +212,31 @@ fn immune_end_to_end_with_nk_held_out() {
         .assert()
         .failure();
     let err = String::from_utf8_lossy(&o.get_output().stderr).to_string();
-    assert!(err.contains("narrow.safetensors") && err.contains("49 dimensions"), "{err}");
+    assert!(
+        err.contains("narrow.safetensors") && err.contains("49 dimensions"),
+        "{err}"
+    );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(!dir.path().join("bad").exists());
 }
 
 fn expect_train_error(emb: &Path, out: &Path, extra: &[&str], want: &[&str]) {
     let o = spikgpt()
-        .args(["train", "--data", DATA, "--label-key", KEY, "--epochs", "1", "--tokens", "2", "--width", "16", "--heads", "2"])
+        .args([
+            "train",
+            "--data",
+            DATA,
+            "--label-key",
+            KEY,
+            "--epochs",
+            "1",
+            "--tokens",
+            "2",
+            "--width",
+            "16",
+            "--heads",
+            "2",
+        ])
         .arg("--embeddings")
         .arg(emb)
         .arg("--out")
@@ -197,13 +263,23 @@ fn bad_training_inputs_fail_cleanly() {
     }
     let p = dir.path().join("unlabelled.safetensors");
     unknown.write_safetensors(&p, "e").unwrap();
-    expect_train_error(&p, &dir.path().join("o1"), &[], &["unlabelled.safetensors", "no label", "not-a-cell"]);
+    expect_train_error(
+        &p,
+        &dir.path().join("o1"),
+        &[],
+        &["unlabelled.safetensors", "no label", "not-a-cell"],
+    );
     // NaN embeddings.
     let mut nan = m.select_rows(&[0, 1, 2, 3]);
     nan.data[1 * 50 + 7] = f32::NAN;
     let p = dir.path().join("nan.safetensors");
     nan.write_safetensors(&p, "e").unwrap();
-    expect_train_error(&p, &dir.path().join("o2"), &[], &["nan.safetensors", "row 1, column 7"]);
+    expect_train_error(
+        &p,
+        &dir.path().join("o2"),
+        &[],
+        &["nan.safetensors", "row 1, column 7"],
+    );
     // A single-class training set: only CD8_T cells.
     let ds = scsae::data::load(Path::new(DATA), &Default::default()).unwrap();
     let labels = ds.labels(KEY).unwrap();
@@ -217,12 +293,22 @@ fn bad_training_inputs_fail_cleanly() {
     m.select_rows(&rows).write_safetensors(&p, "e").unwrap();
     expect_train_error(&p, &dir.path().join("o3"), &[], &["single-class"]);
     // Holding out a type that does not exist.
-    expect_train_error(Path::new(EMB), &dir.path().join("o4"), &["--hold-out", "Martian"], &["Martian", "no cell has this label"]);
+    expect_train_error(
+        Path::new(EMB),
+        &dir.path().join("o4"),
+        &["--hold-out", "Martian"],
+        &["Martian", "no cell has this label"],
+    );
     // A matrix without ids and a different cell count cannot be matched.
     let no_ids = DenseMatrix::new(5, 50, vec![0.1; 250]).unwrap();
     let p = dir.path().join("noids.npy");
     let mut f = std::fs::File::create(&p).unwrap();
     scsae::io::npy::write_npy_f32(&mut f, 5, 50, &no_ids.data).unwrap();
     drop(f);
-    expect_train_error(&p, &dir.path().join("o5"), &[], &["noids.npy", "no cell ids"]);
+    expect_train_error(
+        &p,
+        &dir.path().join("o5"),
+        &[],
+        &["noids.npy", "no cell ids"],
+    );
 }

@@ -35,10 +35,22 @@ fn spike_trains_match_hand_computation() {
     // no decay_input, hard: H = 1.2 (fire), .95, 1.375 (fire), .1, 3.05 (fire), 1.5 (fire) -> 1 0 1 0 1 1
     // no decay_input, soft: H = 1.2 (V .2), 1.05 (V .05), .925, .5625, 3.28125, 2.640625 -> 1 1 0 0 1 1
     let x = [1.2, 0.95, 0.9, 0.1, 3.0, 1.5];
-    assert_eq!(run_lif(&x, &cfg(true, false, true)), vec![0., 0., 0., 0., 1., 0.]);
-    assert_eq!(run_lif(&x, &cfg(true, true, true)), vec![0., 0., 0., 0., 1., 1.]);
-    assert_eq!(run_lif(&x, &cfg(false, false, true)), vec![1., 0., 1., 0., 1., 1.]);
-    assert_eq!(run_lif(&x, &cfg(false, true, true)), vec![1., 1., 0., 0., 1., 1.]);
+    assert_eq!(
+        run_lif(&x, &cfg(true, false, true)),
+        vec![0., 0., 0., 0., 1., 0.]
+    );
+    assert_eq!(
+        run_lif(&x, &cfg(true, true, true)),
+        vec![0., 0., 0., 0., 1., 1.]
+    );
+    assert_eq!(
+        run_lif(&x, &cfg(false, false, true)),
+        vec![1., 0., 1., 0., 1., 1.]
+    );
+    assert_eq!(
+        run_lif(&x, &cfg(false, true, true)),
+        vec![1., 1., 0., 0., 1., 1.]
+    );
     // heaviside(0) = 1: decay_input from rest with X = 2 V_th gives H = V_th exactly.
     assert_eq!(run_lif(&[2.0], &cfg(true, false, true)), vec![1.0]);
     // the attention neuron (threshold 0.5) fires on X = 1 at the first step
@@ -112,12 +124,21 @@ fn candle_grad(x: &[f64], w: &[f64], c: &LifConfig, mode: FireMode) -> (f64, Vec
         .unwrap()
         .to_vec1::<f64>()
         .unwrap();
-    (loss.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap(), g)
+    (
+        loss.to_dtype(DType::F64)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap(),
+        g,
+    )
 }
 
 fn cases() -> Vec<(Vec<f64>, Vec<f64>)> {
     vec![
-        (vec![1.2, 0.95, 0.9, 0.1, 3.0, 1.5], vec![1.0, -0.5, 2.0, 0.3, 1.0, -1.0]),
+        (
+            vec![1.2, 0.95, 0.9, 0.1, 3.0, 1.5],
+            vec![1.0, -0.5, 2.0, 0.3, 1.0, -1.0],
+        ),
         (vec![0.3, 2.2, -0.4, 1.7], vec![0.7, 1.1, -0.2, 0.9]),
         (vec![0.8, 0.8, 0.8, 0.8], vec![1.0, 1.0, 1.0, 1.0]),
     ]
@@ -136,8 +157,13 @@ fn hand_derived_bptt_matches_finite_differences_of_smooth_neuron() {
                     let (mut xp, mut xm) = (x.clone(), x.clone());
                     xp[t] += h;
                     xm[t] -= h;
-                    let fd = (reference(&xp, &w, &c, true).0 - reference(&xm, &w, &c, true).0) / (2.0 * h);
-                    assert!((fd - g[t]).abs() < 1e-7, "decay {decay} soft {soft} t {t}: {fd} vs {}", g[t]);
+                    let fd = (reference(&xp, &w, &c, true).0 - reference(&xm, &w, &c, true).0)
+                        / (2.0 * h);
+                    assert!(
+                        (fd - g[t]).abs() < 1e-7,
+                        "decay {decay} soft {soft} t {t}: {fd} vs {}",
+                        g[t]
+                    );
                 }
             }
         }
@@ -157,8 +183,13 @@ fn candle_autograd_of_smooth_neuron_matches_finite_differences() {
                     let (mut xp, mut xm) = (x.clone(), x.clone());
                     xp[t] += h;
                     xm[t] -= h;
-                    let fd = (reference(&xp, &w, &c, true).0 - reference(&xm, &w, &c, true).0) / (2.0 * h);
-                    assert!((fd - g[t]).abs() < 1e-7, "decay {decay} soft {soft} t {t}: {fd} vs {}", g[t]);
+                    let fd = (reference(&xp, &w, &c, true).0 - reference(&xm, &w, &c, true).0)
+                        / (2.0 * h);
+                    assert!(
+                        (fd - g[t]).abs() < 1e-7,
+                        "decay {decay} soft {soft} t {t}: {fd} vs {}",
+                        g[t]
+                    );
                 }
             }
         }
@@ -167,7 +198,10 @@ fn candle_autograd_of_smooth_neuron_matches_finite_differences() {
 
 #[test]
 fn surrogate_gradient_through_time_matches_hand_derived_bptt() {
-    for surrogate in [Surrogate::Sigmoid { alpha: 4.0 }, Surrogate::Atan { alpha: 2.0 }] {
+    for surrogate in [
+        Surrogate::Sigmoid { alpha: 4.0 },
+        Surrogate::Atan { alpha: 2.0 },
+    ] {
         for decay in [true, false] {
             for soft in [false, true] {
                 for detach in [true, false] {

@@ -51,7 +51,11 @@ fn collapsed_tokens_equal_full_token_computation() {
     full.collapse_identical_tokens = false;
     let mut b_stats = ForwardStats::default();
     let b = predict_proba(&full, &x, 64, Some(&mut b_stats)).unwrap();
-    let worst = a.iter().zip(&b).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0.0f32, f32::max);
     assert!(worst < 1e-5, "collapsed vs full tokens differ by {worst}");
     // the same firing rates in every layer
     for ((n1, r1), (n2, r2)) in a_stats.firing_rates().iter().zip(b_stats.firing_rates()) {
@@ -72,7 +76,10 @@ fn annotation_ignores_order_and_batch_size() {
     let mut perm: Vec<usize> = (0..n).collect();
     perm.reverse();
     perm.swap(3, 17);
-    let xp: Vec<f32> = perm.iter().flat_map(|&i| x[i * k..(i + 1) * k].to_vec()).collect();
+    let xp: Vec<f32> = perm
+        .iter()
+        .flat_map(|&i| x[i * k..(i + 1) * k].to_vec())
+        .collect();
     for bs in [1, 7, 256] {
         let p = predict_proba(&model, &xp, bs, None).unwrap();
         for (row, &i) in perm.iter().enumerate() {

@@ -11,11 +11,19 @@ fn fixture() -> Value {
 }
 
 fn f64s(v: &Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
 }
 
 fn strings(v: &Value) -> Vec<String> {
-    v.as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -32,15 +40,34 @@ fn logistic_regression_matches_sklearn_probabilities() {
     let m = LogReg::fit(&x, &y, k, 3, &cfg).unwrap();
     let p = m.predict_proba(&x).unwrap();
     let want = f64s(&lr["proba"]);
-    let worst = p.iter().zip(&want).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
-    assert!(worst < 1e-4, "training probabilities differ from sklearn by {worst}");
+    let worst = p
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (*a as f64 - b).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        worst < 1e-4,
+        "training probabilities differ from sklearn by {worst}"
+    );
     let xq: Vec<f32> = f64s(&lr["query_x"]).into_iter().map(|v| v as f32).collect();
     let pq = m.predict_proba(&xq).unwrap();
     let want = f64s(&lr["query_proba"]);
-    let worst = pq.iter().zip(&want).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
-    assert!(worst < 1e-4, "query probabilities differ from sklearn by {worst}");
+    let worst = pq
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (*a as f64 - b).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        worst < 1e-4,
+        "query probabilities differ from sklearn by {worst}"
+    );
     let coef = f64s(&lr["coef"]);
-    let worst = m.weight.iter().zip(&coef).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let worst = m
+        .weight
+        .iter()
+        .zip(&coef)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
     assert!(worst < 1e-3, "coefficients differ from sklearn by {worst}");
     // save / load round trip keeps the probabilities (to f32 precision)
     let dir = tempfile::tempdir().unwrap();
@@ -54,7 +81,11 @@ fn logistic_regression_matches_sklearn_probabilities() {
 fn metrics_match_sklearn() {
     let f = fixture();
     let m = &f["metrics"];
-    let got = classification_metrics(&strings(&m["truth"]), &strings(&m["pred"]), &strings(&m["classes"]));
+    let got = classification_metrics(
+        &strings(&m["truth"]),
+        &strings(&m["pred"]),
+        &strings(&m["classes"]),
+    );
     let close = |a: f64, b: &Value| (a - b.as_f64().unwrap()).abs() < 1e-12;
     assert!(close(got.accuracy, &m["accuracy"]));
     assert!(close(got.macro_precision, &m["macro_precision"]));

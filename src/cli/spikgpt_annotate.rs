@@ -64,7 +64,12 @@ pub fn run(args: &AnnotateArgs, runtime: &RuntimeArgs) -> Result<String> {
     let ids = cell_ids(&emb.matrix);
     let classes = &loaded.file.labels;
     let mut stats = ForwardStats::default();
-    let probs = predict_proba(&loaded.model, &emb.matrix.data, args.batch_size, Some(&mut stats))?;
+    let probs = predict_proba(
+        &loaded.model,
+        &emb.matrix.data,
+        args.batch_size,
+        Some(&mut stats),
+    )?;
     let (dir, stem) = split_stem(&args.out);
     write_predictions(&args.out, &ids, &probs, classes, args.threshold)?;
     if let Some(b) = &loaded.baseline {
@@ -88,7 +93,11 @@ pub fn run(args: &AnnotateArgs, runtime: &RuntimeArgs) -> Result<String> {
         }
     }
     counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    let unknown = counts.iter().find(|(n, _)| n == UNKNOWN).map(|c| c.1).unwrap_or(0);
+    let unknown = counts
+        .iter()
+        .find(|(n, _)| n == UNKNOWN)
+        .map(|c| c.1)
+        .unwrap_or(0);
     let mut s = format!(
         "annotated {} cells: {} Unknown (max probability < {}); wrote {}\n",
         ids.len(),

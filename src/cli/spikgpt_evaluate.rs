@@ -193,10 +193,18 @@ pub fn run(args: &EvaluateArgs) -> Result<String> {
         let mut border = Vec::with_capacity(truth.len());
         for id in &table.cell_ids {
             border.push(*pos.get(id.as_str()).ok_or_else(|| {
-                Error::input(&bpath, format!("cell '{id}' is missing from the baseline table"))
+                Error::input(
+                    &bpath,
+                    format!("cell '{id}' is missing from the baseline table"),
+                )
             })?);
         }
-        Some(predictions_for(&b, "logistic_regression", args.threshold, &border))
+        Some(predictions_for(
+            &b,
+            "logistic_regression",
+            args.threshold,
+            &border,
+        ))
     } else if args.baseline.is_some() {
         return Err(Error::input(&bpath, "file not found"));
     } else {

@@ -221,7 +221,11 @@ pub fn run(args: &TrainArgs, runtime: &RuntimeArgs) -> Result<String> {
         resume: args.resume,
     };
     let outcome = train(&rt, &data, &opts, &args.out)?;
-    save_figure(&args.out.join("training_curve"), (1000, 420), &CurvePlot(&outcome.curve))?;
+    save_figure(
+        &args.out.join("training_curve"),
+        (1000, 420),
+        &CurvePlot(&outcome.curve),
+    )?;
 
     // Validation report on the validation cells plus every held-out cell.
     let p = &outcome.prepared;

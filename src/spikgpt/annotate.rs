@@ -69,7 +69,10 @@ pub struct LoadedModel {
 /// Load `dir` (`config.json`, `model.safetensors`, optional `baseline.safetensors`).
 pub fn load_model_dir(dir: &Path, rt: &Runtime) -> Result<LoadedModel> {
     if !dir.is_dir() {
-        return Err(Error::input(dir, "not a model folder (expected a directory written by `spikgpt train`)"));
+        return Err(Error::input(
+            dir,
+            "not a model folder (expected a directory written by `spikgpt train`)",
+        ));
     }
     let cfg_path = dir.join("config.json");
     let text = std::fs::read_to_string(&cfg_path).at(&cfg_path)?;
@@ -157,7 +160,13 @@ pub fn calls(probs: &[f32], classes: &[String], threshold: f64) -> Calls {
         let (bi, bp) = row
             .iter()
             .enumerate()
-            .fold((0, f32::NEG_INFINITY), |(bi, bp), (j, &p)| if p > bp { (j, p) } else { (bi, bp) });
+            .fold((0, f32::NEG_INFINITY), |(bi, bp), (j, &p)| {
+                if p > bp {
+                    (j, p)
+                } else {
+                    (bi, bp)
+                }
+            });
         let best = classes[bi].clone();
         out.label.push(if (bp as f64) < threshold {
             UNKNOWN.to_string()
@@ -188,7 +197,9 @@ pub fn write_predictions(
     ];
     let nc = classes.len();
     for (j, name) in classes.iter().enumerate() {
-        let v: Vec<f64> = (0..cell_ids.len()).map(|i| probs[i * nc + j] as f64).collect();
+        let v: Vec<f64> = (0..cell_ids.len())
+            .map(|i| probs[i * nc + j] as f64)
+            .collect();
         cols.push(Column::new(format!("prob_{name}").into(), v));
     }
     let mut df = DataFrame::new_infer_height(cols)

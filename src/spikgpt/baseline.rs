@@ -102,9 +102,17 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 
 impl LogReg {
     /// Fit on row-major `x` (`n x k`) with labels `y` in `0..n_classes`.
-    pub fn fit(x: &[f32], y: &[usize], k: usize, n_classes: usize, cfg: &LogRegConfig) -> Result<Self> {
+    pub fn fit(
+        x: &[f32],
+        y: &[usize],
+        k: usize,
+        n_classes: usize,
+        cfg: &LogRegConfig,
+    ) -> Result<Self> {
         if y.is_empty() || x.len() != y.len() * k {
-            return Err(Error::invalid("logistic regression: empty or misshaped input"));
+            return Err(Error::invalid(
+                "logistic regression: empty or misshaped input",
+            ));
         }
         if cfg.c <= 0.0 {
             return Err(Error::invalid("logistic regression: C must be positive"));
@@ -142,7 +150,9 @@ impl LogReg {
             q.iter_mut().for_each(|v| *v *= gamma);
             for ((s, yv), (a, rho)) in s_hist.iter().zip(&y_hist).zip(alphas.into_iter().rev()) {
                 let bcoef = rho * dot(yv, &q);
-                q.iter_mut().zip(s).for_each(|(qi, si)| *qi += (a - bcoef) * si);
+                q.iter_mut()
+                    .zip(s)
+                    .for_each(|(qi, si)| *qi += (a - bcoef) * si);
             }
             let mut d: Vec<f64> = q.iter().map(|v| -v).collect();
             let mut slope = dot(&g, &d);
@@ -259,9 +269,13 @@ impl LogReg {
             let v = st
                 .tensor(name)
                 .map_err(|_| Error::input(path, format!("missing tensor '{name}'")))?;
-            let data = crate::io::matrix::tensor_to_f32(v.dtype(), v.data())
-                .ok_or_else(|| Error::input(path, format!("tensor '{name}' has unsupported dtype")))?;
-            Ok((v.shape().to_vec(), data.into_iter().map(|x| x as f64).collect()))
+            let data = crate::io::matrix::tensor_to_f32(v.dtype(), v.data()).ok_or_else(|| {
+                Error::input(path, format!("tensor '{name}' has unsupported dtype"))
+            })?;
+            Ok((
+                v.shape().to_vec(),
+                data.into_iter().map(|x| x as f64).collect(),
+            ))
         };
         let (ws, weight) = get("weight")?;
         let (bs, bias) = get("bias")?;

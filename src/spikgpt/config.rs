@@ -297,7 +297,10 @@ mod tests {
 
     #[test]
     fn surrogate_derivatives_match_primitives() {
-        for s in [Surrogate::Sigmoid { alpha: 4.0 }, Surrogate::Atan { alpha: 2.0 }] {
+        for s in [
+            Surrogate::Sigmoid { alpha: 4.0 },
+            Surrogate::Atan { alpha: 2.0 },
+        ] {
             for x in [-1.3, -0.2, 0.0, 0.4, 2.0] {
                 let h = 1e-5;
                 let fd = (s.primitive(x + h) - s.primitive(x - h)) / (2.0 * h);
@@ -305,7 +308,10 @@ mod tests {
             }
         }
         assert!((Surrogate::Sigmoid { alpha: 4.0 }.derivative(0.0) - 1.0).abs() < 1e-12);
-        assert_eq!(Surrogate::parse("atan:3").unwrap(), Surrogate::Atan { alpha: 3.0 });
+        assert_eq!(
+            Surrogate::parse("atan:3").unwrap(),
+            Surrogate::Atan { alpha: 3.0 }
+        );
         assert!(Surrogate::parse("relu").is_err());
     }
 }

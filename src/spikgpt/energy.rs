@@ -101,14 +101,26 @@ pub fn energy_report(stats: &ForwardStats) -> EnergyReport {
             full * a.v_rate,
         );
     }
-    let sops: f64 = layers.iter().filter(|l| l.kind == "SOP").map(|l| l.ops_per_cell).sum();
-    let macs: f64 = layers.iter().filter(|l| l.kind == "MAC").map(|l| l.ops_per_cell).sum();
+    let sops: f64 = layers
+        .iter()
+        .filter(|l| l.kind == "SOP")
+        .map(|l| l.ops_per_cell)
+        .sum();
+    let macs: f64 = layers
+        .iter()
+        .filter(|l| l.kind == "MAC")
+        .map(|l| l.ops_per_cell)
+        .sum();
     let spikes: f64 = stats.layers.iter().map(|r| r.spikes).sum();
     let elements: f64 = stats.layers.iter().map(|r| r.elements).sum();
     EnergyReport {
         cells: stats.cells,
         firing_rates: stats.firing_rates(),
-        mean_firing_rate: if elements > 0.0 { spikes / elements } else { 0.0 },
+        mean_firing_rate: if elements > 0.0 {
+            spikes / elements
+        } else {
+            0.0
+        },
         energy_pj_per_cell: sops * E_AC_PJ + macs * E_MAC_PJ,
         layers,
         sops_per_cell: sops,

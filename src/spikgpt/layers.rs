@@ -104,7 +104,13 @@ pub struct BatchNorm {
 
 impl BatchNorm {
     /// Create with PyTorch's defaults for the parameters and buffers.
-    pub fn new(store: &mut ParamStore, name: &str, c: usize, eps: f64, momentum: f64) -> Result<Self> {
+    pub fn new(
+        store: &mut ParamStore,
+        name: &str,
+        c: usize,
+        eps: f64,
+        momentum: f64,
+    ) -> Result<Self> {
         Ok(BatchNorm {
             weight: store.constant(&format!("{name}.weight"), &[c], 1.0)?,
             bias: store.constant(&format!("{name}.bias"), &[c], 0.0)?,

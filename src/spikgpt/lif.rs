@@ -37,7 +37,10 @@ pub fn surrogate_derivative(x: &Tensor, s: Surrogate) -> Result<Tensor> {
         }
         Surrogate::Atan { alpha } => {
             let u = x.affine(std::f64::consts::FRAC_PI_2 * alpha, 0.0)?;
-            u.sqr()?.affine(1.0, 1.0)?.recip()?.affine(alpha / 2.0, 0.0)?
+            u.sqr()?
+                .affine(1.0, 1.0)?
+                .recip()?
+                .affine(alpha / 2.0, 0.0)?
         }
     })
 }
@@ -94,7 +97,11 @@ pub fn lif_multistep(x: &Tensor, cfg: &LifConfig, mode: FireMode) -> Result<Tens
             ((&v - leak)? + xt)?
         };
         let s = spike(&h.affine(1.0, -cfg.v_threshold)?, cfg.surrogate, mode)?;
-        let s_reset = if cfg.detach_reset { s.detach() } else { s.clone() };
+        let s_reset = if cfg.detach_reset {
+            s.detach()
+        } else {
+            s.clone()
+        };
         v = match cfg.v_reset {
             Some(vr) => {
                 // V = (1 - S) H + S Vr

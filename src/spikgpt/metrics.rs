@@ -209,7 +209,10 @@ mod tests {
 
     #[test]
     fn auroc_hand_cases() {
-        assert_eq!(auroc(&[0.9, 0.8, 0.1, 0.2], &[true, true, false, false]), Some(1.0));
+        assert_eq!(
+            auroc(&[0.9, 0.8, 0.1, 0.2], &[true, true, false, false]),
+            Some(1.0)
+        );
         assert_eq!(auroc(&[0.5, 0.5], &[true, false]), Some(0.5));
         // pos {0.3, 0.7}, neg {0.5}: pairs (0.3<0.5) 0, (0.7>0.5) 1 -> 0.5
         assert_eq!(auroc(&[0.3, 0.7, 0.5], &[true, true, false]), Some(0.5));

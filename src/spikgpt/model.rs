@@ -172,7 +172,10 @@ impl SpikGpt {
                 last.rows *= t as f64;
             }
         }
-        let cur = self.embed.bn.forward(&cur, pass.train, t * b * cfg.tokens)?;
+        let cur = self
+            .embed
+            .bn
+            .forward(&cur, pass.train, t * b * cfg.tokens)?;
         let d = cur.dim(1)?;
         let cur = cur
             .reshape((1, b, 1, d))?

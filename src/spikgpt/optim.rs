@@ -40,7 +40,11 @@ impl Sgd {
                 continue;
             };
             let g = g.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-            let mut p = var.as_tensor().to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            let mut p = var
+                .as_tensor()
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
             match self.buffers.get_mut(name) {
                 Some(buf) => {
                     for ((pi, bi), gi) in p.iter_mut().zip(buf.iter_mut()).zip(&g) {

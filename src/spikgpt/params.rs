@@ -123,7 +123,10 @@ impl ParamStore {
             .map_err(|e| Error::input(path, format!("not a valid safetensors file: {e}")))?;
         for (name, var) in self.all() {
             let view = st.tensor(name).map_err(|_| {
-                Error::input(path, format!("missing tensor '{name}' (model config mismatch?)"))
+                Error::input(
+                    path,
+                    format!("missing tensor '{name}' (model config mismatch?)"),
+                )
             })?;
             if view.shape() != var.dims() {
                 return Err(Error::input(
@@ -135,9 +138,10 @@ impl ParamStore {
                     ),
                 ));
             }
-            let data = crate::io::matrix::tensor_to_f32(view.dtype(), view.data()).ok_or_else(
-                || Error::input(path, format!("tensor '{name}' has unsupported dtype")),
-            )?;
+            let data =
+                crate::io::matrix::tensor_to_f32(view.dtype(), view.data()).ok_or_else(|| {
+                    Error::input(path, format!("tensor '{name}' has unsupported dtype"))
+                })?;
             if let Some(i) = data.iter().position(|x| !x.is_finite()) {
                 return Err(Error::input(
                     path,

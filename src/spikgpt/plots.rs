@@ -43,10 +43,13 @@ impl Figure for CurvePlot<'_> {
                 .map(|r| (r.epoch as f64, f(r)))
                 .collect()
         };
-        ch.draw_series(LineSeries::new(series(|r| r.train_loss), BLUE.stroke_width(2)))
-            .map_err(e)?
-            .label("train")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLUE));
+        ch.draw_series(LineSeries::new(
+            series(|r| r.train_loss),
+            BLUE.stroke_width(2),
+        ))
+        .map_err(e)?
+        .label("train")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLUE));
         ch.draw_series(LineSeries::new(series(|r| r.val_loss), RED.stroke_width(2)))
             .map_err(e)?
             .label("validation")
@@ -65,10 +68,16 @@ impl Figure for CurvePlot<'_> {
             .build_cartesian_2d(0.5f64..n + 0.5, 0f64..1.0)
             .map_err(e)?;
         ch.configure_mesh().x_desc("epoch").draw().map_err(e)?;
-        ch.draw_series(LineSeries::new(series(|r| r.train_accuracy), BLUE.stroke_width(2)))
-            .map_err(e)?;
-        ch.draw_series(LineSeries::new(series(|r| r.val_accuracy), RED.stroke_width(2)))
-            .map_err(e)?;
+        ch.draw_series(LineSeries::new(
+            series(|r| r.train_accuracy),
+            BLUE.stroke_width(2),
+        ))
+        .map_err(e)?;
+        ch.draw_series(LineSeries::new(
+            series(|r| r.val_accuracy),
+            RED.stroke_width(2),
+        ))
+        .map_err(e)?;
         Ok(())
     }
 }
@@ -83,7 +92,10 @@ impl Figure for ConfusionPlot<'_> {
         let nr = m.confusion_rows.len();
         let nc = m.confusion_cols.len();
         let mut ch = ChartBuilder::on(root)
-            .caption("confusion matrix (rows: true, columns: predicted)", (FONT, 18))
+            .caption(
+                "confusion matrix (rows: true, columns: predicted)",
+                (FONT, 18),
+            )
             .margin(10)
             .x_label_area_size(90)
             .y_label_area_size(110)
@@ -102,7 +114,9 @@ impl Figure for ConfusionPlot<'_> {
             .y_label_formatter(&|v| {
                 let i = v.floor() as usize;
                 // row 0 at the top
-                rows.get(nr.saturating_sub(1).saturating_sub(i)).cloned().unwrap_or_default()
+                rows.get(nr.saturating_sub(1).saturating_sub(i))
+                    .cloned()
+                    .unwrap_or_default()
             })
             .x_label_style(
                 TextStyle::from((FONT, 11).into_font()).transform(FontTransform::Rotate90),
@@ -116,15 +130,21 @@ impl Figure for ConfusionPlot<'_> {
         for (i, row) in m.confusion.iter().enumerate() {
             let total: usize = row.iter().sum();
             for (j, &cnt) in row.iter().enumerate() {
-                let f = if total == 0 { 0.0 } else { cnt as f64 / total as f64 };
+                let f = if total == 0 {
+                    0.0
+                } else {
+                    cnt as f64 / total as f64
+                };
                 let y = (nr - 1 - i) as f64;
                 let shade = (255.0 * (1.0 - f)) as u8;
                 cells.push((j as f64, y, f, cnt, RGBColor(shade, shade, 255)));
             }
         }
-        ch.draw_series(cells.iter().map(|&(x, y, _, _, col)| {
-            Rectangle::new([(x, y), (x + 1.0, y + 1.0)], col.filled())
-        }))
+        ch.draw_series(
+            cells.iter().map(|&(x, y, _, _, col)| {
+                Rectangle::new([(x, y), (x + 1.0, y + 1.0)], col.filled())
+            }),
+        )
         .map_err(e)?;
         let font_size = if nc > 20 { 8 } else { 11 };
         ch.draw_series(cells.iter().filter(|c| c.3 > 0).map(|&(x, y, f, cnt, _)| {
@@ -160,12 +180,22 @@ impl Figure for SweepPlot<'_> {
         let palette = [RED, BLUE, GREEN, MAGENTA];
         for (k, r) in self.0.iter().enumerate() {
             let col = palette[k % palette.len()];
-            let ho: Vec<(f64, f64)> = r.sweep.iter().map(|s| (s.threshold, s.held_out_rejected)).collect();
-            let kn: Vec<(f64, f64)> = r.sweep.iter().map(|s| (s.threshold, s.known_rejected)).collect();
+            let ho: Vec<(f64, f64)> = r
+                .sweep
+                .iter()
+                .map(|s| (s.threshold, s.held_out_rejected))
+                .collect();
+            let kn: Vec<(f64, f64)> = r
+                .sweep
+                .iter()
+                .map(|s| (s.threshold, s.known_rejected))
+                .collect();
             ch.draw_series(LineSeries::new(ho, col.stroke_width(2)))
                 .map_err(e)?
                 .label(format!("{}: held-out", r.model))
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], col.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 15, y)], col.stroke_width(2))
+                });
             ch.draw_series(DashedLineSeries::new(kn, 6, 4, col.stroke_width(1)))
                 .map_err(e)?
                 .label(format!("{}: known (false)", r.model))

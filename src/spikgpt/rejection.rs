@@ -136,14 +136,24 @@ mod tests {
 
     #[test]
     fn hand_computed_rejection() {
-        let t: Vec<String> = ["x", "x", "a", "a", "b"].iter().map(|s| s.to_string()).collect();
-        let best: Vec<String> = ["a", "b", "a", "b", "b"].iter().map(|s| s.to_string()).collect();
+        let t: Vec<String> = ["x", "x", "a", "a", "b"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let best: Vec<String> = ["a", "b", "a", "b", "b"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let p = [0.5, 0.97, 0.99, 0.6, 0.96];
         let r = rejection_report("m", &t, &best, &p, &["x".to_string()], 0.95);
         assert_eq!(r.held_out_rejected, 0.5);
         assert!((r.known_rejected - 1.0 / 3.0).abs() < 1e-12);
         // known accepted: (a, a) correct, (b, b) correct -> 1.0
-        let row = r.sweep.iter().find(|s| (s.threshold - 0.95).abs() < 1e-9).unwrap();
+        let row = r
+            .sweep
+            .iter()
+            .find(|s| (s.threshold - 0.95).abs() < 1e-9)
+            .unwrap();
         assert_eq!(row.known_accuracy_accepted, 1.0);
         // scores 1-p: ho {0.5, 0.03}, known {0.01, 0.4, 0.04}: pairs won 3 + 0 + ... = 0.5 > all (3),
         // 0.03 > 0.01 (1) -> 4/6

@@ -71,9 +71,23 @@ pub fn build_report(
         baseline.map(|b| classification_metrics(&sub(truth), &sub(&b.label), &present));
     let mut rejection = Vec::new();
     if truth.iter().any(|t| held_out.contains(t)) {
-        rejection.push(rejection_report(&main.model, truth, &main.best, &main.max_prob, held_out, threshold));
+        rejection.push(rejection_report(
+            &main.model,
+            truth,
+            &main.best,
+            &main.max_prob,
+            held_out,
+            threshold,
+        ));
         if let Some(b) = baseline {
-            rejection.push(rejection_report(&b.model, truth, &b.best, &b.max_prob, held_out, threshold));
+            rejection.push(rejection_report(
+                &b.model,
+                truth,
+                &b.best,
+                &b.max_prob,
+                held_out,
+                threshold,
+            ));
         }
     }
     EvaluationReport {
@@ -122,13 +136,31 @@ impl EvaluationReport {
         write_bytes_atomic(&dir.join(format!("{stem}.txt")), self.to_text().as_bytes())?;
         let pc = &self.metrics.per_class;
         let mut df = DataFrame::new_infer_height(vec![
-            Column::new("class".into(), pc.iter().map(|c| c.label.clone()).collect::<Vec<_>>()),
-            Column::new("support".into(), pc.iter().map(|c| c.support as u64).collect::<Vec<_>>()),
-            Column::new("predicted".into(), pc.iter().map(|c| c.predicted as u64).collect::<Vec<_>>()),
-            Column::new("precision".into(), pc.iter().map(|c| c.precision).collect::<Vec<_>>()),
-            Column::new("recall".into(), pc.iter().map(|c| c.recall).collect::<Vec<_>>()),
+            Column::new(
+                "class".into(),
+                pc.iter().map(|c| c.label.clone()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "support".into(),
+                pc.iter().map(|c| c.support as u64).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "predicted".into(),
+                pc.iter().map(|c| c.predicted as u64).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "precision".into(),
+                pc.iter().map(|c| c.precision).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "recall".into(),
+                pc.iter().map(|c| c.recall).collect::<Vec<_>>(),
+            ),
             Column::new("f1".into(), pc.iter().map(|c| c.f1).collect::<Vec<_>>()),
-            Column::new("unknown_fraction".into(), pc.iter().map(|c| c.unknown_fraction).collect::<Vec<_>>()),
+            Column::new(
+                "unknown_fraction".into(),
+                pc.iter().map(|c| c.unknown_fraction).collect::<Vec<_>>(),
+            ),
         ])
         .map_err(|e| Error::invalid(format!("cannot build per-class table: {e}")))?;
         write_table(&mut df, dir, &format!("{stem}_per_class"))?;

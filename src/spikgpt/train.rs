@@ -105,7 +105,9 @@ pub fn prepare(data: &TrainData, opts: &TrainOptions) -> Result<Prepared> {
     opts.train.validate()?;
     let n = data.labels.len();
     if data.dim == 0 || data.x.len() != n * data.dim || data.cell_ids.len() != n {
-        return Err(Error::invalid("training data: embeddings, labels and ids disagree in size"));
+        return Err(Error::invalid(
+            "training data: embeddings, labels and ids disagree in size",
+        ));
     }
     for h in &opts.hold_out {
         if !data.labels.iter().any(|l| l == h) {
@@ -117,7 +119,10 @@ pub fn prepare(data: &TrainData, opts: &TrainOptions) -> Result<Prepared> {
                 format!(
                     "--hold-out {h}: no cell has this label in '{}' (labels: {})",
                     data.label_key,
-                    all.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                    all.iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ));
         }
@@ -141,8 +146,11 @@ pub fn prepare(data: &TrainData, opts: &TrainOptions) -> Result<Prepared> {
             ),
         ));
     }
-    let class_idx: HashMap<&str, usize> =
-        classes.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
+    let class_idx: HashMap<&str, usize> = classes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.as_str(), i))
+        .collect();
     let target: Vec<usize> = data
         .labels
         .iter()
@@ -214,11 +222,20 @@ pub fn loss_accuracy(probs: &[f32], targets: &[usize], c: usize) -> (f64, f64) {
         let best = row
             .iter()
             .enumerate()
-            .fold((0, f32::NEG_INFINITY), |(bi, bp), (j, &p)| if p > bp { (j, p) } else { (bi, bp) })
+            .fold((0, f32::NEG_INFINITY), |(bi, bp), (j, &p)| {
+                if p > bp {
+                    (j, p)
+                } else {
+                    (bi, bp)
+                }
+            })
             .0;
         ok += (best == t) as usize;
     }
-    (loss / targets.len() as f64, ok as f64 / targets.len() as f64)
+    (
+        loss / targets.len() as f64,
+        ok as f64 / targets.len() as f64,
+    )
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -248,7 +265,12 @@ pub struct TrainOutcome {
     pub file: ModelFile,
 }
 
-fn fingerprint(model: &ModelConfig, train: &TrainConfig, prepared: &Prepared, data: &TrainData) -> String {
+fn fingerprint(
+    model: &ModelConfig,
+    train: &TrainConfig,
+    prepared: &Prepared,
+    data: &TrainData,
+) -> String {
     // Enough to refuse resuming a different run: configs, split sizes and a checksum of the inputs.
     let mut h: u64 = 0xcbf29ce484222325;
     let mut eat = |b: &[u8]| {
@@ -276,7 +298,12 @@ fn fingerprint(model: &ModelConfig, train: &TrainConfig, prepared: &Prepared, da
 /// Train a model on `data` and write the model folder `out`:
 /// `model.safetensors`, `config.json`, `labels.json`, `baseline.safetensors`,
 /// `training_curve.{csv,parquet,json}` (plots and reports are added by the caller).
-pub fn train(rt: &Runtime, data: &TrainData, opts: &TrainOptions, out: &Path) -> Result<TrainOutcome> {
+pub fn train(
+    rt: &Runtime,
+    data: &TrainData,
+    opts: &TrainOptions,
+    out: &Path,
+) -> Result<TrainOutcome> {
     let prepared = prepare(data, opts)?;
     let mut mcfg = opts.model.clone();
     mcfg.input_dim = data.dim;
@@ -327,8 +354,10 @@ pub fn train(rt: &Runtime, data: &TrainData, opts: &TrainOptions, out: &Path) ->
     let bar = if opts.progress {
         let b = ProgressBar::new((tcfg.epochs * batches_per_epoch) as u64);
         b.set_style(
-            ProgressStyle::with_template("{bar:30} {pos}/{len} batches  epoch {msg}  [{elapsed} < {eta}]")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} batches  epoch {msg}  [{elapsed} < {eta}]",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         b.set_position((state.epochs_done * batches_per_epoch) as u64);
         b
@@ -371,7 +400,12 @@ pub fn train(rt: &Runtime, data: &TrainData, opts: &TrainOptions, out: &Path) ->
             let pred = logits.argmax(1)?.to_vec1::<u32>()?;
             ok += pred.iter().zip(&yb).filter(|(a, b)| a == b).count();
             seen += chunk.len();
-            bar.set_message(format!("{}/{}  loss {:.4}", epoch + 1, tcfg.epochs, loss_sum / seen as f64));
+            bar.set_message(format!(
+                "{}/{}  loss {:.4}",
+                epoch + 1,
+                tcfg.epochs,
+                loss_sum / seen as f64
+            ));
             bar.inc(1);
         }
         let seconds = started.elapsed().as_secs_f64();
@@ -458,7 +492,10 @@ fn write_curve(out: &Path, curve: &[EpochRecord]) -> Result<()> {
         Column::new(name.into(), curve.iter().map(f).collect::<Vec<f64>>())
     };
     let mut df = DataFrame::new_infer_height(vec![
-        Column::new("epoch".into(), curve.iter().map(|r| r.epoch as u32).collect::<Vec<u32>>()),
+        Column::new(
+            "epoch".into(),
+            curve.iter().map(|r| r.epoch as u32).collect::<Vec<u32>>(),
+        ),
         col("lr", &|r| r.lr),
         col("train_loss", &|r| r.train_loss),
         col("train_accuracy", &|r| r.train_accuracy),
