@@ -271,7 +271,7 @@ fn bad_training_inputs_fail_cleanly() {
     );
     // NaN embeddings.
     let mut nan = m.select_rows(&[0, 1, 2, 3]);
-    nan.data[1 * 50 + 7] = f32::NAN;
+    nan.data[50 + 7] = f32::NAN; // row 1, column 7
     let p = dir.path().join("nan.safetensors");
     nan.write_safetensors(&p, "e").unwrap();
     expect_train_error(

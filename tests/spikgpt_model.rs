@@ -32,8 +32,8 @@ fn planted(n_per: usize, c: usize, k: usize, seed: u64) -> (Vec<f32>, Vec<String
     let (mut x, mut y) = (Vec::new(), Vec::new());
     for i in 0..n_per * c {
         let cls = i % c;
-        for j in 0..k {
-            x.push(centres[cls][j] + (rng.random::<f32>() - 0.5) * 1.5);
+        for c in &centres[cls] {
+            x.push(c + (rng.random::<f32>() - 0.5) * 1.5);
         }
         y.push(format!("type{cls}"));
     }

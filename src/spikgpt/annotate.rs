@@ -109,7 +109,7 @@ pub fn predict_proba(
     mut stats: Option<&mut ForwardStats>,
 ) -> Result<Vec<f32>> {
     let k = model.config.input_dim;
-    if k == 0 || x.len() % k != 0 {
+    if k == 0 || !x.len().is_multiple_of(k) {
         return Err(Error::invalid(format!("embeddings must have {k} columns")));
     }
     let n = x.len() / k;
@@ -149,7 +149,7 @@ pub struct Calls {
 /// Arg-max labels with rejection below `threshold`.
 pub fn calls(probs: &[f32], classes: &[String], threshold: f64) -> Calls {
     let c = classes.len();
-    let n = if c == 0 { 0 } else { probs.len() / c };
+    let n = probs.len().checked_div(c).unwrap_or(0);
     let mut out = Calls {
         label: Vec::with_capacity(n),
         best: Vec::with_capacity(n),

@@ -214,7 +214,7 @@ impl LogReg {
     /// Class probabilities for row-major `x` (`n x k`), row-major `n x C`.
     pub fn predict_proba(&self, x: &[f32]) -> Result<Vec<f32>> {
         let k = self.n_features;
-        if x.len() % k != 0 {
+        if k == 0 || !x.len().is_multiple_of(k) {
             return Err(Error::invalid(format!(
                 "baseline expects {k}-dimensional embeddings"
             )));

@@ -180,7 +180,7 @@ impl ModelConfig {
                 return Err(Error::invalid(format!("{name} must be at least 1")));
             }
         }
-        if self.width % self.heads != 0 {
+        if !self.width.is_multiple_of(self.heads) {
             return Err(Error::invalid(format!(
                 "--width {} is not divisible by --heads {}",
                 self.width, self.heads
