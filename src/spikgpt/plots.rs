@@ -3,6 +3,7 @@
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::metrics::Metrics;
 use super::rejection::RejectionReport;
@@ -89,70 +90,70 @@ pub struct ConfusionPlot<'a>(pub &'a Metrics);
 impl Figure for ConfusionPlot<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
         let m = self.0;
-        let nr = m.confusion_rows.len();
-        let nc = m.confusion_cols.len();
+        let nr = m.confusion_rows.len() as i32;
+        let nc = m.confusion_cols.len() as i32;
         let mut ch = ChartBuilder::on(root)
-            .caption(
-                "confusion matrix (rows: true, columns: predicted)",
-                (FONT, 18),
-            )
+            .caption("confusion matrix (rows: true, columns: predicted)", (FONT, 18))
             .margin(10)
             .x_label_area_size(90)
             .y_label_area_size(110)
-            .build_cartesian_2d(0f64..nc as f64, 0f64..nr as f64)
+            .build_cartesian_2d((0..nc).into_segmented(), (0..nr).into_segmented())
             .map_err(e)?;
         let cols = m.confusion_cols.clone();
         let rows = m.confusion_rows.clone();
+        let name = |v: &SegmentValue<i32>, names: &[String], flip: bool| -> String {
+            match v {
+                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
+                    let i = if flip { names.len() as i32 - 1 - *i } else { *i };
+                    usize::try_from(i)
+                        .ok()
+                        .and_then(|i| names.get(i).cloned())
+                        .unwrap_or_default()
+                }
+                SegmentValue::Last => String::new(),
+            }
+        };
         ch.configure_mesh()
             .disable_mesh()
-            .x_labels(nc)
-            .y_labels(nr)
-            .x_label_formatter(&|v| {
-                let i = v.floor() as usize;
-                cols.get(i).cloned().unwrap_or_default()
-            })
-            .y_label_formatter(&|v| {
-                let i = v.floor() as usize;
-                // row 0 at the top
-                rows.get(nr.saturating_sub(1).saturating_sub(i))
-                    .cloned()
-                    .unwrap_or_default()
-            })
+            .x_labels(nc as usize)
+            .y_labels(nr as usize)
+            .x_label_formatter(&|v| name(v, &cols, false))
+            .y_label_formatter(&|v| name(v, &rows, true))
             .x_label_style(
                 TextStyle::from((FONT, 11).into_font()).transform(FontTransform::Rotate90),
             )
             .y_label_style((FONT, 11))
-            .x_label_offset(12)
-            .y_label_offset(-8)
             .draw()
             .map_err(e)?;
         let mut cells = Vec::new();
         for (i, row) in m.confusion.iter().enumerate() {
             let total: usize = row.iter().sum();
             for (j, &cnt) in row.iter().enumerate() {
-                let f = if total == 0 {
-                    0.0
-                } else {
-                    cnt as f64 / total as f64
-                };
-                let y = (nr - 1 - i) as f64;
+                let f = if total == 0 { 0.0 } else { cnt as f64 / total as f64 };
+                let y = nr - 1 - i as i32;
                 let shade = (255.0 * (1.0 - f)) as u8;
-                cells.push((j as f64, y, f, cnt, RGBColor(shade, shade, 255)));
+                cells.push((j as i32, y, f, cnt, RGBColor(shade, shade, 255)));
             }
         }
-        ch.draw_series(
-            cells.iter().map(|&(x, y, _, _, col)| {
-                Rectangle::new([(x, y), (x + 1.0, y + 1.0)], col.filled())
-            }),
-        )
+        ch.draw_series(cells.iter().map(|&(x, y, _, _, col)| {
+            Rectangle::new(
+                [
+                    (SegmentValue::Exact(x), SegmentValue::Exact(y)),
+                    (SegmentValue::Exact(x + 1), SegmentValue::Exact(y + 1)),
+                ],
+                col.filled(),
+            )
+        }))
         .map_err(e)?;
         let font_size = if nc > 20 { 8 } else { 11 };
         ch.draw_series(cells.iter().filter(|c| c.3 > 0).map(|&(x, y, f, cnt, _)| {
             let color: &'static RGBColor = if f > 0.6 { &WHITE } else { &BLACK };
             Text::new(
                 cnt.to_string(),
-                (x + 0.3, y + 0.65),
-                TextStyle::from((FONT, font_size).into_font()).color(color),
+                (SegmentValue::CenterOf(x), SegmentValue::CenterOf(y)),
+                TextStyle::from((FONT, font_size).into_font())
+                    .color(color)
+                    .pos(Pos::new(HPos::Center, VPos::Center)),
             )
         }))
         .map_err(e)?;
