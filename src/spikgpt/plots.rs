@@ -120,7 +120,9 @@ impl Figure for ConfusionPlot<'_> {
             .x_label_formatter(&|v| name(v, &cols, false))
             .y_label_formatter(&|v| name(v, &rows, true))
             .x_label_style(
-                TextStyle::from((FONT, 11).into_font()).transform(FontTransform::Rotate90),
+                TextStyle::from((FONT, 11).into_font())
+                    .transform(FontTransform::Rotate90)
+                    .pos(Pos::new(HPos::Left, VPos::Center)),
             )
             .y_label_style((FONT, 11))
             .draw()
