@@ -8,6 +8,7 @@
 //! - [`runtime`]: the shared candle device / dtype / threads / seed.
 //! - [`data`]: single-cell matrices from `.h5ad` and 10x folders.
 //! - [`activations`]: the on-disk store of extracted activations.
+//! - [`sae`]: sparse autoencoders: training, sweeps, metrics, the saved SAELens-style format.
 //! - [`io`], [`plot`]: file formats, atomic output, figures.
 //! - [`spikgpt`]: the spiking self-attention annotator (train, annotate, evaluate).
 
@@ -19,6 +20,7 @@ pub mod io;
 pub mod plot;
 pub mod runtime;
 pub mod spikgpt;
+pub mod sae;
 
 pub use error::{Error, Result};
 pub use runtime::{Runtime, RuntimeConfig};

@@ -8,3 +8,6 @@ pub mod inspect;
 pub mod spikgpt_annotate;
 pub mod spikgpt_evaluate;
 pub mod spikgpt_train;
+pub mod encode;
+pub mod sweep;
+pub mod train;

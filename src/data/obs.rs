@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::io::table::{read_dataframe, string_column};
+use crate::io::table::{read_dataframe, string_column, ID_COLUMN_NAMES};
 
 /// Values of one obs column.
 #[derive(Debug, Clone, PartialEq)]
@@ -147,19 +147,10 @@ impl Obs {
     }
 }
 
-const ID_COLUMNS: [&str; 6] = [
-    "cell_id",
-    "cell",
-    "barcode",
-    "barcodes",
-    "obs_names",
-    "index",
-];
-
 /// Join the columns of a CSV/TSV/Parquet label table onto `ds.obs` by cell id.
 ///
-/// The id column is the first one named `cell_id`, `cell`, `barcode`, `barcodes`, `obs_names` or
-/// `index`, or else the first column. Cells absent from the table get missing values; a table that
+/// The id column is the first one named like an id column ([`ID_COLUMN_NAMES`]: `cell_id`,
+/// `barcode`, `obs_names`, `index`, ...), or else the first column. Cells absent from the table get missing values; a table that
 /// matches no cell at all is an error (almost always the wrong file or id column).
 pub fn join_labels(ds: &mut Dataset, table: &Path) -> Result<()> {
     let df = read_dataframe(table)?;
@@ -172,7 +163,7 @@ pub fn join_labels(ds: &mut Dataset, table: &Path) -> Result<()> {
     }
     let id_pos = cols
         .iter()
-        .position(|c| ID_COLUMNS.contains(&c.name().to_lowercase().as_str()))
+        .position(|c| ID_COLUMN_NAMES.contains(&c.name().to_lowercase().as_str()))
         .unwrap_or(0);
     let ids = string_column(&cols[id_pos]).map_err(|m| Error::input(table, m))?;
     let mut row_of = std::collections::HashMap::with_capacity(ids.len());

@@ -41,15 +41,30 @@ pub fn read_dataframe(path: &Path) -> Result<DataFrame> {
     df.map_err(|e| Error::input(path, format!("cannot read table: {e}")))
 }
 
-/// Read a numeric table as a matrix: a first column of text becomes row ids, all other columns must
-/// be numeric (integers or floats).
+/// First-column names that mark row ids even when the ids are numbers.
+pub const ID_COLUMN_NAMES: [&str; 8] = [
+    "cell_id",
+    "cell",
+    "cell_ids",
+    "barcode",
+    "barcodes",
+    "obs_names",
+    "index",
+    "",
+];
+
+/// Read a numeric table as a matrix: a first column of text, or one named like an id column
+/// ([`ID_COLUMN_NAMES`], or pandas' `Unnamed: 0`), becomes row ids; all other columns must be
+/// numeric (integers or floats).
 pub fn read_table_matrix(path: &Path, _tsv: bool) -> Result<DenseMatrix> {
     let df = read_dataframe(path)?;
     let cols = df.columns();
     if cols.is_empty() {
         return Err(Error::input(path, "table has no columns"));
     }
-    let (row_ids, numeric) = if cols[0].dtype().is_string() {
+    let first = cols[0].name().to_lowercase();
+    let id_named = ID_COLUMN_NAMES.contains(&first.as_str()) || first.starts_with("unnamed");
+    let (row_ids, numeric) = if cols[0].dtype().is_string() || id_named {
         let ids = string_column(&cols[0]).map_err(|m| Error::input(path, m))?;
         (Some(ids), &cols[1..])
     } else {
@@ -133,6 +148,11 @@ mod tests {
         assert_eq!((m.n_rows, m.n_cols), (2, 2));
         assert_eq!(m.data, vec![1.0, 2.5, 3.0, 4.0]);
         assert_eq!(m.row_ids.unwrap(), vec!["c1", "c2"]);
+        // numeric ids in an id-named column are ids, not data
+        std::fs::write(&p, "cell_id,a\n101,1.5\n102,2.5\n").unwrap();
+        let m = read_table_matrix(&p, false).unwrap();
+        assert_eq!((m.n_rows, m.n_cols), (2, 1));
+        assert_eq!(m.row_ids.unwrap(), vec!["101", "102"]);
     }
 
     #[test]

@@ -1,0 +1,106 @@
+"""Reference SAE training steps in plain PyTorch (the paper's recipe), for tests/sae_reference.rs.
+
+Run from the repository root:
+    /work/main/.venv/bin/python scripts/sae/reference_step.py
+Writes tests/fixtures/sae/reference_steps.json.
+
+For each case (standard L1 with the mean loss, standard L1 with the sum loss, TopK) it starts from
+fixed parameters, runs two optimiser steps on two fixed (already z-scored) batches exactly as the
+paper's code does: loss -> backward -> clip_grad_norm_(1.0) -> Adam (torch defaults) with a cosine
+schedule (CosineAnnealingLR stepped per batch) -> decoder rows renormalised to unit norm; and records
+the loss, the raw gradients, the gradient norm and the parameters after each step.
+"""
+import json
+import math
+import os
+
+import numpy as np
+import torch
+
+torch.set_default_dtype(torch.float32)
+rng = np.random.default_rng(7)
+D, M, B = 8, 16, 12
+
+
+def make_params():
+    w_enc = rng.normal(0, 0.4, (D, M)).astype(np.float32)
+    w_dec = rng.normal(0, 1.0, (M, D)).astype(np.float32)
+    w_dec /= np.linalg.norm(w_dec, axis=1, keepdims=True)
+    b_enc = rng.normal(0, 0.1, M).astype(np.float32)
+    b_dec = rng.normal(0, 0.1, D).astype(np.float32)
+    return w_enc, w_dec, b_enc, b_dec
+
+
+def run_case(name, arch, loss_kind, lam, k, lr, total_steps, batches, init):
+    params = [torch.tensor(p.copy(), requires_grad=True) for p in init]
+    w_enc, w_dec, b_enc, b_dec = params
+    opt = torch.optim.Adam(params, lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps, eta_min=0.0)
+    steps = []
+    for xb in batches:
+        x = torch.tensor(xb)
+        pre = (x - b_dec) @ w_enc + b_enc
+        if arch == "topk":
+            vals, idx = torch.topk(pre, k, dim=-1)
+            z = torch.zeros_like(pre).scatter(-1, idx, torch.relu(vals))
+        else:
+            z = torch.relu(pre)
+        xhat = z @ w_dec + b_dec
+        if arch == "topk":
+            loss = ((xhat - x) ** 2).mean()
+        elif loss_kind == "mean":
+            loss = ((xhat - x) ** 2).mean() + lam * z.abs().mean()
+        else:
+            loss = ((xhat - x) ** 2).sum(-1).mean() + lam * z.abs().sum(-1).mean()
+        opt.zero_grad()
+        loss.backward()
+        grads = [p.grad.detach().clone().numpy() for p in params]
+        norm = torch.nn.utils.clip_grad_norm_(params, 1.0).item()
+        lr_used = opt.param_groups[0]["lr"]
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            w_dec /= w_dec.norm(dim=1, keepdim=True)
+        steps.append(
+            {
+                "loss": loss.item(),
+                "lr": lr_used,
+                "grad_norm": norm,
+                "grads": [g.ravel().tolist() for g in grads],
+                "params_after": [p.detach().numpy().ravel().tolist() for p in params],
+            }
+        )
+    return {
+        "name": name,
+        "arch": arch,
+        "loss": loss_kind,
+        "lambda": lam,
+        "k": k,
+        "lr": lr,
+        "total_steps": total_steps,
+        "d_in": D,
+        "d_sae": M,
+        "batches": [b.ravel().tolist() for b in batches],
+        "batch_rows": [b.shape[0] for b in batches],
+        "init": [p.ravel().tolist() for p in init],
+        "steps": steps,
+    }
+
+
+def main():
+    cases = []
+    batches = [rng.normal(0, 1, (B, D)).astype(np.float32) for _ in range(2)]
+    # a shorter last batch, as at the end of an epoch
+    batches[1] = batches[1][:9]
+    init = make_params()
+    cases.append(run_case("standard_mean", "standard", "mean", 3.0, 0, 1e-2, 4, batches, init))
+    cases.append(run_case("standard_sum", "standard", "sum", 0.5, 0, 1e-2, 4, batches, init))
+    cases.append(run_case("topk", "topk", "mean", 0.0, 3, 1e-2, 4, batches, init))
+    out = os.path.join("tests", "fixtures", "sae", "reference_steps.json")
+    with open(out, "w") as f:
+        json.dump({"source": "scripts/sae/reference_step.py (torch %s)" % torch.__version__, "cases": cases}, f)
+    print("wrote", out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,231 @@
+//! Training options for sparse autoencoders, with the paper's defaults.
+//!
+//! Every field defaults (in code, in `cfg.json` via `#[serde(default)]`, and on the command line) to the
+//! recipe of the scGPT SAE paper: L1 SAE, M = 2048, Adam lr 3e-4, batch 512, gradient-norm clip 1.0,
+//! cosine schedule, 40 epochs, 50,000 inputs subsampled with seed 42, lambda 3, mean loss convention.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// SAE architecture (the encoder's sparsifying non-linearity).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    /// ReLU encoder with an L1 penalty (the paper's SAE).
+    #[default]
+    Standard,
+    /// Keep the `k` largest pre-activations per input (Gao et al. 2024); no L1 penalty.
+    Topk,
+    /// Keep the `batch * k` largest activations over the whole batch while training (Bussmann et al.
+    /// 2024); at inference a JumpReLU with the learned threshold.
+    Batchtopk,
+}
+
+impl FromStr for Arch {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "standard" | "l1" | "relu" => Ok(Arch::Standard),
+            "topk" => Ok(Arch::Topk),
+            "batchtopk" | "batch-topk" => Ok(Arch::Batchtopk),
+            other => Err(Error::invalid(format!(
+                "--arch {other}: expected standard, topk or batchtopk"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Arch::Standard => "standard",
+            Arch::Topk => "topk",
+            Arch::Batchtopk => "batchtopk",
+        })
+    }
+}
+
+/// How the loss is normalised; this sets the scale of lambda.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LossConvention {
+    /// The paper's code: `mean((h - h_hat)^2)` over batch and dims `+ lambda * mean(|z|)` over batch and
+    /// latents. Lambda values are comparable to the paper's Table 2 with this convention.
+    #[default]
+    Mean,
+    /// The paper's text (eq. 4): `||h - h_hat||_2^2 + lambda ||z||_1` per input, averaged over the batch.
+    /// Equivalent to `mean` with lambda scaled by `d_sae / d_in` and the loss by `d_in`.
+    Sum,
+}
+
+impl FromStr for LossConvention {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "mean" => Ok(LossConvention::Mean),
+            "sum" => Ok(LossConvention::Sum),
+            other => Err(Error::invalid(format!(
+                "--loss {other}: expected mean or sum"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for LossConvention {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LossConvention::Mean => "mean",
+            LossConvention::Sum => "sum",
+        })
+    }
+}
+
+/// Which activations of an extraction folder to train on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum InputLevel {
+    /// Per-token residual-stream vectors (the paper).
+    #[default]
+    Tokens,
+    /// Mean-pooled per-cell vectors.
+    Cells,
+}
+
+impl FromStr for InputLevel {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "tokens" | "token" => Ok(InputLevel::Tokens),
+            "cells" | "cell" => Ok(InputLevel::Cells),
+            other => Err(Error::invalid(format!(
+                "--level {other}: expected tokens or cells"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for InputLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            InputLevel::Tokens => "tokens",
+            InputLevel::Cells => "cells",
+        })
+    }
+}
+
+/// Everything that determines a training run (saved in `cfg.json` under `scsae.train`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainConfig {
+    /// Dictionary size M (paper: 2048, a 4x expansion of scGPT's 512 dims).
+    pub d_sae: usize,
+    /// Architecture.
+    pub arch: Arch,
+    /// Active latents per input for `topk` / `batchtopk`.
+    pub k: usize,
+    /// L1 coefficient (paper sweep: 1, 3, 10). Ignored by `topk` / `batchtopk`.
+    pub lambda: f64,
+    /// Loss normalisation (sets the scale of lambda).
+    pub loss: LossConvention,
+    /// Passes over the training inputs.
+    pub epochs: usize,
+    /// Mini-batch size.
+    pub batch_size: usize,
+    /// Adam learning rate (peak of the cosine schedule).
+    pub lr: f64,
+    /// Adam beta1.
+    pub beta1: f64,
+    /// Adam beta2.
+    pub beta2: f64,
+    /// Adam epsilon.
+    pub eps: f64,
+    /// Clip the global gradient L2 norm to this value (0 = no clipping).
+    pub grad_clip: f64,
+    /// Cosine decay of the learning rate from `lr` to 0 over all steps.
+    pub cosine: bool,
+    /// Steps over which lambda rises linearly from 0 to its value (0 = off; SAELens `l1_warm_up_steps`).
+    pub l1_warmup_steps: usize,
+    /// Initialise the encoder as the decoder's transpose (SAELens `init_encoder_as_decoder_transpose`)
+    /// instead of independently (the paper's `nn.Linear` init).
+    pub tied_init: bool,
+    /// Remove the gradient component parallel to each decoder row before the step (SAELens); off in
+    /// the paper, which only renormalises after each step.
+    pub project_decoder_grad: bool,
+    /// Resample dead features every this many steps (0 = off): Anthropic's scheme (Towards
+    /// Monosemanticity, 2023) without ghost grads.
+    pub resample_every: usize,
+    /// Inputs scored for the resampling probabilities (loss squared).
+    pub resample_inputs: usize,
+    /// Most inputs to train on (seeded uniform subsample; 0 = all). Paper: 50,000.
+    pub max_inputs: usize,
+    /// Seed of the input subsample (paper: 42).
+    pub sample_seed: u64,
+    /// Seed of initialisation, shuffling and resampling.
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            d_sae: 2048,
+            arch: Arch::Standard,
+            k: 32,
+            lambda: 3.0,
+            loss: LossConvention::Mean,
+            epochs: 40,
+            batch_size: 512,
+            lr: 3e-4,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            grad_clip: 1.0,
+            cosine: true,
+            l1_warmup_steps: 0,
+            tied_init: false,
+            project_decoder_grad: false,
+            resample_every: 0,
+            resample_inputs: 8192,
+            max_inputs: 50_000,
+            sample_seed: 42,
+            seed: 42,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Check the options against each other and the input width.
+    pub fn validate(&self, d_in: usize, n_inputs: usize) -> Result<()> {
+        if self.d_sae == 0 {
+            return Err(Error::invalid("--features must be at least 1"));
+        }
+        if self.epochs == 0 {
+            return Err(Error::invalid("--epochs must be at least 1"));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::invalid("--batch-size must be at least 1"));
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(Error::invalid("--lr must be a positive number"));
+        }
+        if !(self.lambda >= 0.0 && self.lambda.is_finite()) {
+            return Err(Error::invalid("--lambda must be a non-negative number"));
+        }
+        if self.grad_clip < 0.0 || !self.grad_clip.is_finite() {
+            return Err(Error::invalid("--grad-clip must be non-negative"));
+        }
+        if self.arch != Arch::Standard && (self.k == 0 || self.k > self.d_sae) {
+            return Err(Error::invalid(format!(
+                "--k {} must be between 1 and --features {}",
+                self.k, self.d_sae
+            )));
+        }
+        if d_in == 0 || n_inputs == 0 {
+            return Err(Error::invalid("no training inputs"));
+        }
+        Ok(())
+    }
+}

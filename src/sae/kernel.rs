@@ -1,0 +1,329 @@
+//! The SAE's arithmetic on row-major buffers: encoder, sparsifying activation, decoder, and the
+//! hand-derived backward pass of the training loss.
+//!
+//! Shapes (SAELens layout): `W_enc` `[d_in, d_sae]`, `W_dec` `[d_sae, d_in]`, `b_enc` `[d_sae]`,
+//! `b_dec` `[d_in]`; a batch `x` is `[n, d_in]` (already z-scored).
+//!
+//! Forward: `pre = (x - b_dec) W_enc + b_enc`, `z = act(pre)`, `x_hat = z W_dec + b_dec`.
+//! Loss: `c_r * sum (x_hat - x)^2 + lambda * c_s * sum |z|` with `(c_r, c_s) = (1/(n d_in), 1/(n d_sae))`
+//! for the mean convention and `(1/n, 1/n)` for the sum convention.
+//! Backward: `g_out = 2 c_r (x_hat - x)`; `dW_dec = z^T g_out`; `g_pre = (g_out W_dec^T + lambda c_s)`
+//! masked to active latents; `dW_enc = (x - b_dec)^T g_pre`; `db_enc = colsum g_pre`;
+//! `db_dec = colsum g_out - W_enc colsum g_pre`.
+
+use candle_core::Device;
+
+use crate::error::Result;
+use crate::sae::config::LossConvention;
+use crate::sae::linalg::{matmul, Operand};
+
+/// Borrowed SAE parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct ParamsView<'a> {
+    /// Input width.
+    pub d_in: usize,
+    /// Dictionary size.
+    pub d_sae: usize,
+    /// `[d_in, d_sae]`.
+    pub w_enc: &'a [f32],
+    /// `[d_sae, d_in]`.
+    pub w_dec: &'a [f32],
+    /// `[d_sae]`.
+    pub b_enc: &'a [f32],
+    /// `[d_in]`.
+    pub b_dec: &'a [f32],
+}
+
+/// The encoder's sparsifying non-linearity.
+#[derive(Debug, Clone, Copy)]
+pub enum Sparsifier<'a> {
+    /// `ReLU(pre)`.
+    Relu,
+    /// Per row, the `k` largest pre-activations, ReLU'd; others 0.
+    TopK(usize),
+    /// Over the whole batch, the `n * k` largest ReLU'd pre-activations (training-time BatchTopK).
+    BatchTopK(usize),
+    /// JumpReLU: `pre` where `pre > threshold[j]` (and `pre > 0`), else 0 (BatchTopK at inference).
+    Threshold(&'a [f32]),
+}
+
+/// `(x - b_dec, (x - b_dec) W_enc + b_enc)` for `n` rows.
+pub fn pre_activations(
+    dev: &Device,
+    p: &ParamsView<'_>,
+    x: &[f32],
+    n: usize,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let d = p.d_in;
+    let mut xc = x.to_vec();
+    for row in xc.chunks_exact_mut(d) {
+        for (v, b) in row.iter_mut().zip(p.b_dec) {
+            *v -= b;
+        }
+    }
+    let mut pre = matmul(dev, Operand::n(&xc, n, d), Operand::n(p.w_enc, d, p.d_sae))?;
+    for row in pre.chunks_exact_mut(p.d_sae) {
+        for (v, b) in row.iter_mut().zip(p.b_enc) {
+            *v += b;
+        }
+    }
+    Ok((xc, pre))
+}
+
+/// Index of the `k`-th largest value (ties broken by lower index first) among `vals`, as a
+/// "keep" predicate threshold: returns `(value, count_of_equal_values_to_keep)`.
+fn kth_largest(vals: &[f32], k: usize) -> (f32, usize) {
+    let mut buf: Vec<f32> = vals.to_vec();
+    let idx = k - 1;
+    let (_, kth, _) = buf.select_nth_unstable_by(idx, |a, b| b.total_cmp(a));
+    let kth = *kth;
+    let greater = vals.iter().filter(|v| v.total_cmp(&kth).is_gt()).count();
+    (kth, k - greater)
+}
+
+/// Keep the `k` largest entries of `vals` (ties: lowest index first), zeroing the rest; then ReLU.
+fn keep_top_k(vals: &mut [f32], k: usize) {
+    if k >= vals.len() {
+        for v in vals.iter_mut() {
+            *v = v.max(0.0);
+        }
+        return;
+    }
+    let (kth, mut equal_left) = kth_largest(vals, k);
+    for v in vals.iter_mut() {
+        let keep = match v.total_cmp(&kth) {
+            std::cmp::Ordering::Greater => true,
+            std::cmp::Ordering::Equal if equal_left > 0 => {
+                equal_left -= 1;
+                true
+            }
+            _ => false,
+        };
+        *v = if keep && *v > 0.0 { *v } else { 0.0 };
+    }
+}
+
+/// Apply the sparsifier to `pre` (`[n, d_sae]`), returning the codes `z`.
+pub fn activate(pre: &[f32], d_sae: usize, s: Sparsifier<'_>) -> Vec<f32> {
+    let mut z = pre.to_vec();
+    match s {
+        Sparsifier::Relu => {
+            for v in z.iter_mut() {
+                *v = v.max(0.0);
+            }
+        }
+        Sparsifier::TopK(k) => {
+            for row in z.chunks_exact_mut(d_sae) {
+                keep_top_k(row, k);
+            }
+        }
+        Sparsifier::BatchTopK(k) => {
+            let n = z.len() / d_sae.max(1);
+            for v in z.iter_mut() {
+                *v = v.max(0.0);
+            }
+            keep_top_k(&mut z, (n * k).max(1));
+        }
+        Sparsifier::Threshold(th) => {
+            for row in z.chunks_exact_mut(d_sae) {
+                for (v, t) in row.iter_mut().zip(th) {
+                    if !(*v > *t && *v > 0.0) {
+                        *v = 0.0;
+                    }
+                }
+            }
+        }
+    }
+    z
+}
+
+/// `z W_dec + b_dec` for `n` rows.
+pub fn decode(dev: &Device, p: &ParamsView<'_>, z: &[f32], n: usize) -> Result<Vec<f32>> {
+    let mut out = matmul(
+        dev,
+        Operand::n(z, n, p.d_sae),
+        Operand::n(p.w_dec, p.d_sae, p.d_in),
+    )?;
+    for row in out.chunks_exact_mut(p.d_in) {
+        for (v, b) in row.iter_mut().zip(p.b_dec) {
+            *v += b;
+        }
+    }
+    Ok(out)
+}
+
+/// Gradients, shaped like the parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grads {
+    /// d loss / d W_enc.
+    pub w_enc: Vec<f32>,
+    /// d loss / d W_dec.
+    pub w_dec: Vec<f32>,
+    /// d loss / d b_enc.
+    pub b_enc: Vec<f32>,
+    /// d loss / d b_dec.
+    pub b_dec: Vec<f32>,
+}
+
+/// What one training batch measured.
+#[derive(Debug, Clone, Default)]
+pub struct BatchStats {
+    /// Rows in the batch.
+    pub n: usize,
+    /// Total loss.
+    pub loss: f64,
+    /// Reconstruction part of the loss.
+    pub recon_loss: f64,
+    /// Sparsity part of the loss.
+    pub l1_loss: f64,
+    /// Sum of squared reconstruction errors.
+    pub sse: f64,
+    /// Sum over dims of squared deviations from the batch's column means.
+    pub sst: f64,
+    /// Number of active latents summed over rows.
+    pub active: u64,
+    /// Per-latent count of rows where it fired.
+    pub fired: Vec<u32>,
+    /// Smallest positive kept activation (BatchTopK threshold estimate), if any.
+    pub min_active: Option<f32>,
+}
+
+/// Loss-normalisation constants `(c_r, c_s)` for a batch of `n`.
+pub fn loss_scales(conv: LossConvention, n: usize, d_in: usize, d_sae: usize) -> (f64, f64) {
+    match conv {
+        LossConvention::Mean => (1.0 / (n * d_in) as f64, 1.0 / (n * d_sae) as f64),
+        LossConvention::Sum => (1.0 / n as f64, 1.0 / n as f64),
+    }
+}
+
+/// Forward and backward pass on one batch `x` (`[n, d_in]`).
+pub fn loss_and_grads(
+    dev: &Device,
+    p: &ParamsView<'_>,
+    x: &[f32],
+    n: usize,
+    s: Sparsifier<'_>,
+    lambda: f64,
+    conv: LossConvention,
+) -> Result<(BatchStats, Grads)> {
+    let (d, m) = (p.d_in, p.d_sae);
+    let (xc, pre) = pre_activations(dev, p, x, n)?;
+    let z = activate(&pre, m, s);
+    drop(pre);
+    let xhat = decode(dev, p, &z, n)?;
+    let (c_r, c_s) = loss_scales(conv, n, d, m);
+
+    let mut stats = BatchStats {
+        n,
+        fired: vec![0; m],
+        ..BatchStats::default()
+    };
+    // reconstruction error and its gradient
+    let mut col_mean = vec![0f64; d];
+    for row in x.chunks_exact(d) {
+        for (c, v) in col_mean.iter_mut().zip(row) {
+            *c += *v as f64;
+        }
+    }
+    for c in col_mean.iter_mut() {
+        *c /= n as f64;
+    }
+    let mut g_out = vec![0f32; n * d];
+    let scale = (2.0 * c_r) as f32;
+    for ((xr, hr), gr) in x
+        .chunks_exact(d)
+        .zip(xhat.chunks_exact(d))
+        .zip(g_out.chunks_exact_mut(d))
+    {
+        for (((xv, hv), gv), mu) in xr.iter().zip(hr).zip(gr.iter_mut()).zip(&col_mean) {
+            let e = hv - xv;
+            stats.sse += (e as f64) * (e as f64);
+            let dev_ = *xv as f64 - mu;
+            stats.sst += dev_ * dev_;
+            *gv = scale * e;
+        }
+    }
+    drop(xhat);
+    let mut l1 = 0f64;
+    let mut min_active: Option<f32> = None;
+    for row in z.chunks_exact(m) {
+        for (j, &v) in row.iter().enumerate() {
+            if v > 0.0 {
+                l1 += v as f64;
+                stats.active += 1;
+                stats.fired[j] += 1;
+                min_active = Some(min_active.map_or(v, |a| a.min(v)));
+            }
+        }
+    }
+    stats.min_active = min_active;
+    stats.recon_loss = c_r * stats.sse;
+    stats.l1_loss = lambda * c_s * l1;
+    stats.loss = stats.recon_loss + stats.l1_loss;
+
+    let gw_dec = matmul(dev, Operand::t(&z, n, m), Operand::n(&g_out, n, d))?;
+    let mut b_dec_grad = vec![0f32; d];
+    for row in g_out.chunks_exact(d) {
+        for (g, v) in b_dec_grad.iter_mut().zip(row) {
+            *g += v;
+        }
+    }
+    let mut g_pre = matmul(dev, Operand::n(&g_out, n, d), Operand::t(p.w_dec, m, d))?;
+    drop(g_out);
+    let l1_grad = (lambda * c_s) as f32;
+    for (g, &zv) in g_pre.iter_mut().zip(&z) {
+        *g = if zv > 0.0 { *g + l1_grad } else { 0.0 };
+    }
+    drop(z);
+    let gw_enc = matmul(dev, Operand::t(&xc, n, d), Operand::n(&g_pre, n, m))?;
+    let mut b_enc_grad = vec![0f32; m];
+    for row in g_pre.chunks_exact(m) {
+        for (g, v) in b_enc_grad.iter_mut().zip(row) {
+            *g += v;
+        }
+    }
+    for (i, g) in b_dec_grad.iter_mut().enumerate() {
+        let w = &p.w_enc[i * m..(i + 1) * m];
+        let dot: f32 = w.iter().zip(&b_enc_grad).map(|(a, b)| a * b).sum();
+        *g -= dot;
+    }
+    Ok((
+        stats,
+        Grads {
+            w_enc: gw_enc,
+            w_dec: gw_dec,
+            b_enc: b_enc_grad,
+            b_dec: b_dec_grad,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_keeps_the_largest_and_breaks_ties_by_index() {
+        let z = activate(&[0.5, 3.0, -1.0, 2.0, 2.0, 1.0], 6, Sparsifier::TopK(3));
+        assert_eq!(z, vec![0.0, 3.0, 0.0, 2.0, 2.0, 0.0]);
+        let z = activate(&[1.0, 1.0, 1.0, -2.0], 4, Sparsifier::TopK(2));
+        assert_eq!(z, vec![1.0, 1.0, 0.0, 0.0]);
+        // negative pre-activations never fire even when among the top k
+        let z = activate(&[-1.0, -2.0, 0.5], 3, Sparsifier::TopK(2));
+        assert_eq!(z, vec![0.0, 0.0, 0.5]);
+    }
+
+    #[test]
+    fn batch_top_k_keeps_n_times_k_over_the_batch() {
+        // two rows of 3, k = 1: the 2 largest of the whole batch survive, both may sit in one row
+        let z = activate(&[5.0, 4.0, 0.0, 1.0, 0.5, 0.2], 3, Sparsifier::BatchTopK(1));
+        assert_eq!(z, vec![5.0, 4.0, 0.0, 0.0, 0.0, 0.0]);
+        let th = [1.0, 0.0, 0.3];
+        let z = activate(
+            &[1.0, 0.1, 0.4, 2.0, -0.1, 0.2],
+            3,
+            Sparsifier::Threshold(&th),
+        );
+        assert_eq!(z, vec![0.0, 0.1, 0.4, 2.0, 0.0, 0.0]);
+    }
+}

@@ -1,0 +1,125 @@
+//! Evaluation metrics of a trained SAE over a set of (z-scored) inputs: L0, R^2, MSE, alive/dead.
+
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::sae::kernel::{activate, decode, pre_activations, ParamsView, Sparsifier};
+
+/// A feature is dead when it fires on fewer than this fraction of inputs (the paper: 1%).
+pub const DEAD_FRACTION: f64 = 0.01;
+
+/// Metrics of an SAE on a set of inputs (in the z-scored space the SAE reconstructs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Metrics {
+    /// Inputs evaluated.
+    pub n_inputs: usize,
+    /// Mean number of latents with `z > 0` per input.
+    pub l0: f64,
+    /// `1 - sum (h - h_hat)^2 / sum (h - mean h)^2` over all inputs and dims (`mean h` per dimension).
+    pub r2: f64,
+    /// Mean squared error over inputs and dims.
+    pub mse: f64,
+    /// Features firing on at least [`DEAD_FRACTION`] of inputs.
+    pub alive: usize,
+    /// Features firing on fewer than [`DEAD_FRACTION`] of inputs.
+    pub dead: usize,
+    /// Features that never fire.
+    pub never_fired: usize,
+    /// Fraction of inputs each feature fires on (`[d_sae]`).
+    pub feature_frequency: Vec<f64>,
+}
+
+/// `x` rounded to 15 significant digits, so that its JSON form reads back to the same bits
+/// (results reloaded by `--resume` then equal freshly computed ones exactly).
+pub fn round_sig(x: f64) -> f64 {
+    if !x.is_finite() || x == 0.0 {
+        return x;
+    }
+    format!("{x:.14e}").parse().unwrap_or(x)
+}
+
+impl Metrics {
+    /// Round every value with [`round_sig`].
+    pub fn rounded(mut self) -> Metrics {
+        self.l0 = round_sig(self.l0);
+        self.r2 = round_sig(self.r2);
+        self.mse = round_sig(self.mse);
+        for f in self.feature_frequency.iter_mut() {
+            *f = round_sig(*f);
+        }
+        self
+    }
+}
+
+/// Evaluate on `n` inputs `x` (`[n, d_in]`, z-scored), `chunk` rows at a time.
+pub fn evaluate(
+    dev: &Device,
+    p: &ParamsView<'_>,
+    s: Sparsifier<'_>,
+    x: &[f32],
+    n: usize,
+    chunk: usize,
+) -> Result<Metrics> {
+    let (d, m) = (p.d_in, p.d_sae);
+    let mut mean = vec![0f64; d];
+    for row in x.chunks_exact(d) {
+        for (a, v) in mean.iter_mut().zip(row) {
+            *a += *v as f64;
+        }
+    }
+    for a in mean.iter_mut() {
+        *a /= n.max(1) as f64;
+    }
+    let mut sst = 0f64;
+    for row in x.chunks_exact(d) {
+        for (a, v) in mean.iter().zip(row) {
+            let e = *v as f64 - a;
+            sst += e * e;
+        }
+    }
+    let mut sse = 0f64;
+    let mut active = 0u64;
+    let mut fired = vec![0u64; m];
+    let chunk = chunk.max(1);
+    let mut start = 0;
+    while start < n {
+        let rows = chunk.min(n - start);
+        let xb = &x[start * d..(start + rows) * d];
+        let (_, pre) = pre_activations(dev, p, xb, rows)?;
+        let z = activate(&pre, m, s);
+        drop(pre);
+        let xhat = decode(dev, p, &z, rows)?;
+        for (a, b) in xhat.iter().zip(xb) {
+            let e = (*a - *b) as f64;
+            sse += e * e;
+        }
+        for row in z.chunks_exact(m) {
+            for (j, v) in row.iter().enumerate() {
+                if *v > 0.0 {
+                    active += 1;
+                    fired[j] += 1;
+                }
+            }
+        }
+        start += rows;
+    }
+    let nf = n.max(1) as f64;
+    let feature_frequency: Vec<f64> = fired.iter().map(|&c| c as f64 / nf).collect();
+    let alive = feature_frequency
+        .iter()
+        .filter(|&&f| f >= DEAD_FRACTION)
+        .count();
+    Ok(Metrics {
+        n_inputs: n,
+        l0: active as f64 / nf,
+        r2: if sst > 0.0 { 1.0 - sse / sst } else { f64::NAN },
+        mse: sse / (nf * d as f64),
+        alive,
+        dead: m - alive,
+        never_fired: fired.iter().filter(|&&c| c == 0).count(),
+        feature_frequency,
+    }
+    .rounded())
+}

@@ -1,0 +1,33 @@
+//! Sparse autoencoders on activations: the paper's L1 SAE plus TopK / BatchTopK, training with a
+//! fused Adam, metrics, sweeps, and the SAELens-compatible saved format.
+//!
+//! - [`config`]: training options with the paper's defaults.
+//! - [`kernel`], [`linalg`], [`params`], [`optim`]: the arithmetic (forward, hand-derived backward,
+//!   Adam, clipping, schedules).
+//! - [`train`], [`checkpoint`], [`resample`]: the training loop, resumable state, dead-feature
+//!   resampling.
+//! - [`metrics`]: L0, R^2, MSE, alive/dead.
+//! - [`model`], [`saelens`]: the saved SAE ([`Sae`]: load / encode / decode).
+//! - [`input`]: reading activations; [`sweep`]: layer x lambda grids with a table and a plot.
+
+pub mod checkpoint;
+pub mod codes;
+pub mod config;
+pub mod input;
+pub mod kernel;
+pub mod linalg;
+pub mod metrics;
+pub mod model;
+pub mod optim;
+pub mod params;
+pub mod resample;
+pub mod saelens;
+pub mod sweep;
+pub mod train;
+pub mod zscore;
+
+pub use config::{Arch, InputLevel, LossConvention, TrainConfig};
+pub use metrics::Metrics;
+pub use model::Sae;
+pub use saelens::SaeConfig;
+pub use train::{train, RunMetrics, TrainOptions, TrainedRun};

@@ -1,0 +1,262 @@
+//! A trained SAE: load, encode activations into codes, decode codes back.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+
+use crate::error::{Error, Result};
+use crate::io::matrix::DenseMatrix;
+use crate::sae::kernel::{activate, decode, pre_activations, ParamsView, Sparsifier};
+use crate::sae::saelens::{self, SaeConfig, SaeTensors};
+use crate::sae::zscore;
+
+/// Rows encoded per matrix product (bounds memory; results do not depend on it).
+const CHUNK: usize = 4096;
+
+/// A trained sparse autoencoder (see [`crate::sae::saelens`] for the on-disk layout).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sae {
+    /// The `cfg.json` contents.
+    pub cfg: SaeConfig,
+    /// `[d_in, d_sae]` row-major.
+    pub w_enc: Vec<f32>,
+    /// `[d_sae, d_in]` row-major.
+    pub w_dec: Vec<f32>,
+    /// `[d_sae]`.
+    pub b_enc: Vec<f32>,
+    /// `[d_in]`.
+    pub b_dec: Vec<f32>,
+    /// `[d_in]` z-score means.
+    pub input_mean: Vec<f32>,
+    /// `[d_in]` z-score standard deviations (1 where the training std was below 1e-8).
+    pub input_std: Vec<f32>,
+    /// `[d_sae]` JumpReLU thresholds (BatchTopK SAEs).
+    pub threshold: Option<Vec<f32>>,
+    /// Folder the SAE was loaded from (named in errors).
+    pub dir: Option<PathBuf>,
+}
+
+impl Sae {
+    /// Load a saved SAE folder.
+    pub fn load(dir: &Path) -> Result<Sae> {
+        let (cfg, t) = saelens::load(dir)?;
+        let sae = Sae::from_parts(cfg, t, Some(dir.to_path_buf()));
+        sae.sparsifier()?;
+        Ok(sae)
+    }
+
+    /// Assemble from a config and tensors.
+    pub fn from_parts(cfg: SaeConfig, t: SaeTensors, dir: Option<PathBuf>) -> Sae {
+        Sae {
+            cfg,
+            w_enc: t.w_enc,
+            w_dec: t.w_dec,
+            b_enc: t.b_enc,
+            b_dec: t.b_dec,
+            input_mean: t.input_mean,
+            input_std: t.input_std,
+            threshold: t.threshold,
+            dir,
+        }
+    }
+
+    /// Save into `dir` (`sae_weights.safetensors` + `cfg.json`).
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        saelens::save(
+            dir,
+            &self.cfg,
+            &SaeTensors {
+                w_enc: self.w_enc.clone(),
+                w_dec: self.w_dec.clone(),
+                b_enc: self.b_enc.clone(),
+                b_dec: self.b_dec.clone(),
+                input_mean: self.input_mean.clone(),
+                input_std: self.input_std.clone(),
+                threshold: self.threshold.clone(),
+            },
+        )
+    }
+
+    /// Input width.
+    pub fn d_in(&self) -> usize {
+        self.cfg.d_in
+    }
+
+    /// Dictionary size.
+    pub fn d_sae(&self) -> usize {
+        self.cfg.d_sae
+    }
+
+    /// Borrow the parameters.
+    pub fn params(&self) -> ParamsView<'_> {
+        ParamsView {
+            d_in: self.cfg.d_in,
+            d_sae: self.cfg.d_sae,
+            w_enc: &self.w_enc,
+            w_dec: &self.w_dec,
+            b_enc: &self.b_enc,
+            b_dec: &self.b_dec,
+        }
+    }
+
+    fn origin(&self) -> PathBuf {
+        self.dir.clone().unwrap_or_else(|| PathBuf::from("<sae>"))
+    }
+
+    /// The inference-time sparsifier for this architecture.
+    pub fn sparsifier(&self) -> Result<Sparsifier<'_>> {
+        let k = || -> Result<usize> {
+            self.cfg
+                .activation_fn_kwargs
+                .get("k")
+                .and_then(|v| v.as_u64())
+                .map(|k| k as usize)
+                .filter(|&k| k >= 1)
+                .ok_or_else(|| {
+                    Error::input(self.origin(), "cfg.json: activation_fn_kwargs.k is missing")
+                })
+        };
+        match self.cfg.architecture.as_str() {
+            "standard" => Ok(Sparsifier::Relu),
+            "topk" => Ok(Sparsifier::TopK(k()?)),
+            "batchtopk" | "jumprelu" => match &self.threshold {
+                Some(th) => Ok(Sparsifier::Threshold(th)),
+                None => Err(Error::input(
+                    self.origin(),
+                    format!("{} SAE without a 'threshold' tensor", self.cfg.architecture),
+                )),
+            },
+            other => Err(Error::input(
+                self.origin(),
+                format!(
+                    "unsupported architecture '{other}' (expected standard, topk or batchtopk)"
+                ),
+            )),
+        }
+    }
+
+    fn check_width(&self, n_cols: usize, what: &str) -> Result<()> {
+        if n_cols != self.cfg.d_in {
+            return Err(Error::input(
+                self.origin(),
+                format!(
+                    "SAE expects {} input dims but the {what} have {n_cols}",
+                    self.cfg.d_in
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// z-score `x` with the saved statistics.
+    pub fn zscore(&self, x: &DenseMatrix) -> Result<DenseMatrix> {
+        self.check_width(x.n_cols, "activations")?;
+        let mut out = DenseMatrix::new(
+            x.n_rows,
+            x.n_cols,
+            zscore::apply(&x.data, &self.input_mean, &self.input_std),
+        )?;
+        out.row_ids = x.row_ids.clone();
+        out.col_names = x.col_names.clone();
+        Ok(out)
+    }
+
+    /// Map z-scored vectors back to activation space: `x = x' * std + mean`.
+    pub fn unzscore(&self, x: &DenseMatrix) -> Result<DenseMatrix> {
+        self.check_width(x.n_cols, "vectors")?;
+        let mut out = DenseMatrix::new(
+            x.n_rows,
+            x.n_cols,
+            zscore::invert(&x.data, &self.input_mean, &self.input_std),
+        )?;
+        out.row_ids = x.row_ids.clone();
+        Ok(out)
+    }
+
+    /// Codes `[n, d_sae]` of raw activations `x` (`[n, d_in]`): z-score with the saved statistics,
+    /// then `z = act((x' - b_dec) W_enc + b_enc)`. Row ids are carried over.
+    pub fn encode(&self, x: &DenseMatrix) -> Result<DenseMatrix> {
+        let xz = self.zscore(x)?;
+        let s = self.sparsifier()?;
+        let (d, m) = (self.cfg.d_in, self.cfg.d_sae);
+        let mut data = Vec::with_capacity(x.n_rows * m);
+        let p = self.params();
+        for rows in xz.data.chunks(CHUNK * d) {
+            let n = rows.len() / d;
+            let (_, pre) = pre_activations(&Device::Cpu, &p, rows, n)?;
+            data.extend(activate(&pre, m, s));
+        }
+        let mut out = DenseMatrix::new(x.n_rows, m, data)?;
+        out.row_ids = x.row_ids.clone();
+        Ok(out)
+    }
+
+    /// Reconstructions in z-scored space, `x' = z W_dec + b_dec`, of codes `z` (`[n, d_sae]`).
+    pub fn decode(&self, z: &DenseMatrix) -> Result<DenseMatrix> {
+        if z.n_cols != self.cfg.d_sae {
+            return Err(Error::input(
+                self.origin(),
+                format!(
+                    "SAE has {} features but the codes have {} columns",
+                    self.cfg.d_sae, z.n_cols
+                ),
+            ));
+        }
+        let (d, m) = (self.cfg.d_in, self.cfg.d_sae);
+        let p = self.params();
+        let mut data = Vec::with_capacity(z.n_rows * d);
+        for rows in z.data.chunks(CHUNK * m) {
+            data.extend(decode(&Device::Cpu, &p, rows, rows.len() / m)?);
+        }
+        let mut out = DenseMatrix::new(z.n_rows, d, data)?;
+        out.row_ids = z.row_ids.clone();
+        Ok(out)
+    }
+
+    /// The layer the SAE was trained on (`"11"`, `"cls"`, ...), when known.
+    pub fn source_layer(&self) -> Option<String> {
+        self.cfg.scsae.source.layer.clone()
+    }
+
+    /// The extraction's model description the SAE was trained on (null for a matrix file).
+    pub fn source_model(&self) -> &serde_json::Value {
+        &self.cfg.scsae.source.model
+    }
+
+    /// The extraction's data description the SAE was trained on (null for a matrix file).
+    pub fn source_data(&self) -> &serde_json::Value {
+        &self.cfg.scsae.source.data
+    }
+
+    /// Error unless activations from `model` at `layer` match what the SAE was trained on. Unknown
+    /// values on either side (a matrix file) are accepted.
+    pub fn check_source(
+        &self,
+        model: &serde_json::Value,
+        layer: Option<&str>,
+        what: &Path,
+    ) -> Result<()> {
+        if let (Some(mine), Some(theirs)) = (self.source_layer(), layer) {
+            if mine != theirs {
+                return Err(Error::input(
+                    what,
+                    format!(
+                        "layer {theirs} requested, but the SAE in {} was trained on layer {mine}",
+                        self.origin().display()
+                    ),
+                ));
+            }
+        }
+        let mine = self.source_model();
+        if !mine.is_null() && !model.is_null() && mine != model {
+            return Err(Error::input(
+                what,
+                format!(
+                    "activations come from another model than the SAE in {} was trained on",
+                    self.origin().display()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}

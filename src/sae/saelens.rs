@@ -1,0 +1,255 @@
+//! The saved-SAE folder in the SAELens layout: `sae_weights.safetensors` + `cfg.json`.
+//!
+//! Tensors: `W_enc` F32 `[d_in, d_sae]`, `W_dec` F32 `[d_sae, d_in]`, `b_enc` `[d_sae]`, `b_dec`
+//! `[d_in]`, the z-score statistics `input_mean` / `input_std` `[d_in]`, and for BatchTopK (or an
+//! imported JumpReLU SAE) `threshold` `[d_sae]`. `cfg.json` holds SAELens's keys plus an `scsae`
+//! object with the training options, input level, activation source and final metrics.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, IoContext, Result};
+use crate::io::atomic::{write_bytes_atomic, write_json_atomic};
+use crate::io::matrix::{f32_bytes, tensor_to_f32};
+use crate::sae::config::{InputLevel, TrainConfig};
+use crate::sae::metrics::Metrics;
+
+/// File name of the weights.
+pub const WEIGHTS_FILE: &str = "sae_weights.safetensors";
+/// File name of the configuration.
+pub const CFG_FILE: &str = "cfg.json";
+/// Format tag in `cfg.json`'s `scsae.format`.
+pub const FORMAT: &str = "scsae-sae/1";
+
+/// Where the training activations came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct SourceInfo {
+    /// `"activations"` (an extraction folder) or `"matrix"` (a matrix file).
+    pub kind: String,
+    /// The folder or file given to `--activations`.
+    pub path: String,
+    /// Layer name (`"11"`, `"embeddings"`, `"cls"`), when known.
+    pub layer: Option<String>,
+    /// The extraction manifest's model description (null for a matrix file).
+    pub model: serde_json::Value,
+    /// The extraction manifest's data description (null for a matrix file).
+    pub data: serde_json::Value,
+}
+
+/// The `scsae` object inside `cfg.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct ScsaeInfo {
+    /// [`FORMAT`].
+    pub format: String,
+    /// scsae version that trained the SAE.
+    pub software_version: String,
+    /// Training options.
+    pub train: TrainConfig,
+    /// Tokens or cells.
+    pub level: InputLevel,
+    /// Activation source.
+    pub source: SourceInfo,
+    /// Number of training inputs after subsampling.
+    pub n_train_inputs: usize,
+    /// Final metrics on the training inputs.
+    pub metrics: Option<Metrics>,
+}
+
+/// `cfg.json`: SAELens keys plus [`ScsaeInfo`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SaeConfig {
+    /// Input width.
+    pub d_in: usize,
+    /// Dictionary size.
+    pub d_sae: usize,
+    /// `"standard"`, `"topk"`, `"batchtopk"` (or an imported `"jumprelu"`).
+    pub architecture: String,
+    /// `"relu"` or `"topk"`.
+    pub activation_fn_str: String,
+    /// `{"k": K}` for TopK / BatchTopK, `{}` otherwise.
+    pub activation_fn_kwargs: serde_json::Value,
+    /// Always true: `b_dec` is subtracted from the input before encoding.
+    pub apply_b_dec_to_input: bool,
+    /// `"none"`: z-scoring is done with `input_mean` / `input_std`, outside SAELens's options.
+    pub normalize_activations: String,
+    /// `"float32"`.
+    pub dtype: String,
+    /// `"cpu"`.
+    pub device: String,
+    /// e.g. `"scgpt.blocks.11.hook_resid_post"`.
+    pub hook_name: String,
+    /// Layer number (-1 when not a transformer block).
+    pub hook_layer: i64,
+    /// Always null (residual stream, not a head).
+    pub hook_head_index: Option<i64>,
+    /// Model name from the extraction manifest (`"scgpt"` by default).
+    pub model_name: String,
+    /// Training data description.
+    pub dataset_path: String,
+    /// SAELens key; false.
+    pub prepend_bos: bool,
+    /// SAELens key; tokens per scGPT context when known.
+    pub context_size: Option<usize>,
+    /// SAELens key; false.
+    pub finetuning_scaling_factor: bool,
+    /// scsae-specific training record.
+    pub scsae: ScsaeInfo,
+}
+
+impl Default for SaeConfig {
+    fn default() -> Self {
+        SaeConfig {
+            d_in: 0,
+            d_sae: 0,
+            architecture: "standard".into(),
+            activation_fn_str: "relu".into(),
+            activation_fn_kwargs: serde_json::json!({}),
+            apply_b_dec_to_input: true,
+            normalize_activations: "none".into(),
+            dtype: "float32".into(),
+            device: "cpu".into(),
+            hook_name: String::new(),
+            hook_layer: -1,
+            hook_head_index: None,
+            model_name: "scgpt".into(),
+            dataset_path: String::new(),
+            prepend_bos: false,
+            context_size: None,
+            finetuning_scaling_factor: false,
+            scsae: ScsaeInfo::default(),
+        }
+    }
+}
+
+/// SAELens hook name and layer number for a layer name.
+pub fn hook_for_layer(layer: Option<&str>) -> (String, i64) {
+    match layer {
+        Some(l) => match l.parse::<i64>() {
+            Ok(n) => (format!("scgpt.blocks.{n}.hook_resid_post"), n),
+            Err(_) if l == "embeddings" => ("scgpt.hook_embed".into(), -1),
+            Err(_) => (format!("scgpt.hook_{l}"), -1),
+        },
+        None => ("input".into(), -1),
+    }
+}
+
+/// Raw tensors of a saved SAE.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SaeTensors {
+    /// `[d_in, d_sae]`.
+    pub w_enc: Vec<f32>,
+    /// `[d_sae, d_in]`.
+    pub w_dec: Vec<f32>,
+    /// `[d_sae]`.
+    pub b_enc: Vec<f32>,
+    /// `[d_in]`.
+    pub b_dec: Vec<f32>,
+    /// `[d_in]`.
+    pub input_mean: Vec<f32>,
+    /// `[d_in]`.
+    pub input_std: Vec<f32>,
+    /// `[d_sae]` JumpReLU thresholds (BatchTopK), if any.
+    pub threshold: Option<Vec<f32>>,
+}
+
+/// Write `cfg.json` and `sae_weights.safetensors` into `dir` (each atomically; weights first).
+pub fn save(dir: &Path, cfg: &SaeConfig, t: &SaeTensors) -> Result<()> {
+    let (d, m) = (cfg.d_in, cfg.d_sae);
+    let mut entries: Vec<(&str, Vec<usize>, &Vec<f32>)> = vec![
+        ("W_enc", vec![d, m], &t.w_enc),
+        ("W_dec", vec![m, d], &t.w_dec),
+        ("b_enc", vec![m], &t.b_enc),
+        ("b_dec", vec![d], &t.b_dec),
+        ("input_mean", vec![d], &t.input_mean),
+        ("input_std", vec![d], &t.input_std),
+    ];
+    if let Some(th) = &t.threshold {
+        entries.push(("threshold", vec![m], th));
+    }
+    let path = dir.join(WEIGHTS_FILE);
+    let bytes: Vec<Vec<u8>> = entries.iter().map(|(_, _, v)| f32_bytes(v)).collect();
+    let mut views = Vec::new();
+    for ((name, shape, _), b) in entries.iter().zip(&bytes) {
+        let v = TensorView::new(Dtype::F32, shape.clone(), b)
+            .map_err(|e| Error::input(&path, format!("tensor {name}: {e}")))?;
+        views.push((name.to_string(), v));
+    }
+    let meta: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
+    let out = safetensors::serialize(views, Some(meta))
+        .map_err(|e| Error::input(&path, format!("cannot serialise: {e}")))?;
+    write_bytes_atomic(&path, &out)?;
+    write_json_atomic(&dir.join(CFG_FILE), cfg)
+}
+
+/// Read a saved SAE folder; every shape is checked against `cfg.json`.
+pub fn load(dir: &Path) -> Result<(SaeConfig, SaeTensors)> {
+    let cfg_path = dir.join(CFG_FILE);
+    let w_path = dir.join(WEIGHTS_FILE);
+    if !cfg_path.exists() || !w_path.exists() {
+        return Err(Error::input(
+            dir,
+            format!("not a saved SAE (expected {CFG_FILE} and {WEIGHTS_FILE})"),
+        ));
+    }
+    let text = std::fs::read_to_string(&cfg_path).at(&cfg_path)?;
+    let cfg: SaeConfig = serde_json::from_str(&text)
+        .map_err(|e| Error::input(&cfg_path, format!("malformed SAE config: {e}")))?;
+    let bytes = std::fs::read(&w_path).at(&w_path)?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::input(&w_path, format!("not a valid safetensors file: {e}")))?;
+    let (d, m) = (cfg.d_in, cfg.d_sae);
+    if d == 0 || m == 0 {
+        return Err(Error::input(&cfg_path, "d_in and d_sae must be positive"));
+    }
+    let get = |name: &str, shape: &[usize], required: bool| -> Result<Option<Vec<f32>>> {
+        let v = match st.tensor(name) {
+            Ok(v) => v,
+            Err(_) if !required => return Ok(None),
+            Err(_) => return Err(Error::input(&w_path, format!("missing tensor '{name}'"))),
+        };
+        if v.shape() != shape {
+            return Err(Error::input(
+                &w_path,
+                format!(
+                    "tensor '{name}' has shape {:?}, expected {shape:?} (d_in {d}, d_sae {m} in {CFG_FILE})",
+                    v.shape()
+                ),
+            ));
+        }
+        let data = tensor_to_f32(v.dtype(), v.data()).ok_or_else(|| {
+            Error::input(
+                &w_path,
+                format!("tensor '{name}' has unsupported dtype {:?}", v.dtype()),
+            )
+        })?;
+        if let Some(pos) = data.iter().position(|x| !x.is_finite()) {
+            return Err(Error::input(
+                &w_path,
+                format!("tensor '{name}' has a non-finite value at {pos}"),
+            ));
+        }
+        Ok(Some(data))
+    };
+    let req = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
+        get(name, shape, true).map(|v| v.unwrap_or_default())
+    };
+    let t = SaeTensors {
+        w_enc: req("W_enc", &[d, m])?,
+        w_dec: req("W_dec", &[m, d])?,
+        b_enc: req("b_enc", &[m])?,
+        b_dec: req("b_dec", &[d])?,
+        input_mean: get("input_mean", &[d], false)?.unwrap_or_else(|| vec![0.0; d]),
+        input_std: get("input_std", &[d], false)?.unwrap_or_else(|| vec![1.0; d]),
+        threshold: get("threshold", &[m], false)?,
+    };
+    if t.input_std.iter().any(|s| *s <= 0.0) {
+        return Err(Error::input(&w_path, "input_std must be positive"));
+    }
+    Ok((cfg, t))
+}

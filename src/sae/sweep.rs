@@ -1,0 +1,296 @@
+//! Sweeps over layers x lambdas: one run folder per pair, a Table-2-style table and an L0-vs-R^2 plot.
+
+use std::path::{Path, PathBuf};
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use polars::prelude::*;
+
+use crate::activations::ActivationStore;
+use crate::error::{Error, Result};
+use crate::io::table::write_table;
+use crate::plot::{save_figure, Figure, FONT};
+use crate::runtime::Runtime;
+use crate::sae::config::{Arch, InputLevel, TrainConfig};
+use crate::sae::input::{read_inputs, InputSpec};
+use crate::sae::train::{check_out_dir, train, RunMetrics, TrainOptions};
+
+/// What to sweep.
+#[derive(Debug, Clone)]
+pub struct SweepSpec {
+    /// Layers (paper: 0, 6, 11).
+    pub layers: Vec<String>,
+    /// L1 coefficients (paper: 1, 3, 10); for TopK / BatchTopK, the k values come from `ks`.
+    pub lambdas: Vec<f64>,
+    /// k values for TopK / BatchTopK sweeps (ignored for the standard SAE).
+    pub ks: Vec<usize>,
+    /// Options shared by every run (its `lambda` / `k` are overridden).
+    pub base: TrainConfig,
+    /// Tokens or cells.
+    pub level: InputLevel,
+}
+
+/// One finished run of a sweep.
+#[derive(Debug, Clone)]
+pub struct SweepRow {
+    /// Layer.
+    pub layer: String,
+    /// Run folder.
+    pub dir: PathBuf,
+    /// Its metrics.
+    pub metrics: RunMetrics,
+}
+
+/// Folder name of a run: `layer11_lambda3`, `layer11_topk32`.
+pub fn run_name(layer: &str, cfg: &TrainConfig) -> String {
+    match cfg.arch {
+        Arch::Standard => format!("layer{layer}_lambda{}", cfg.lambda),
+        a => format!("layer{layer}_{a}{}", cfg.k),
+    }
+}
+
+fn configs(spec: &SweepSpec) -> Vec<TrainConfig> {
+    match spec.base.arch {
+        Arch::Standard => spec
+            .lambdas
+            .iter()
+            .map(|&lambda| TrainConfig {
+                lambda,
+                ..spec.base.clone()
+            })
+            .collect(),
+        _ => spec
+            .ks
+            .iter()
+            .map(|&k| TrainConfig {
+                k,
+                ..spec.base.clone()
+            })
+            .collect(),
+    }
+}
+
+/// Run (or, with `resume`, complete) a sweep into `out`; returns the rows in sweep order.
+pub fn run_sweep(
+    rt: &Runtime,
+    activations: &Path,
+    spec: &SweepSpec,
+    out: &Path,
+    opts: &TrainOptions,
+) -> Result<Vec<SweepRow>> {
+    if spec.layers.is_empty() {
+        return Err(Error::invalid("--layers is empty"));
+    }
+    let cfgs = configs(spec);
+    if cfgs.is_empty() {
+        return Err(Error::invalid(
+            "nothing to sweep: --lambdas (or --ks) is empty",
+        ));
+    }
+    // Validate everything before training anything.
+    let store = ActivationStore::open(activations)?;
+    for l in &spec.layers {
+        if !store.manifest.layers.iter().any(|x| x == l) {
+            return Err(Error::input(
+                activations,
+                format!(
+                    "layer {l} was not extracted (available: {})",
+                    store.manifest.layers.join(", ")
+                ),
+            ));
+        }
+    }
+    for layer in &spec.layers {
+        for cfg in &cfgs {
+            cfg.validate(store.manifest.d_model, 1)?;
+            check_out_dir(&out.join(run_name(layer, cfg)), cfg, opts.resume)?;
+        }
+    }
+    let mut rows = Vec::new();
+    for layer in &spec.layers {
+        let inputs = read_inputs(&InputSpec {
+            path: activations,
+            layer: Some(layer),
+            level: spec.level,
+            key: None,
+            max_rows: spec.base.max_inputs,
+            sample_seed: spec.base.sample_seed,
+        })?;
+        for cfg in &cfgs {
+            let dir = out.join(run_name(layer, cfg));
+            let run = train(rt, &inputs, cfg, &dir, opts)?;
+            rows.push(SweepRow {
+                layer: layer.clone(),
+                dir,
+                metrics: run.metrics,
+            });
+        }
+    }
+    write_sweep_outputs(out, &rows)?;
+    Ok(rows)
+}
+
+/// Write `sweep.csv` / `sweep.parquet` and `l0_vs_r2.png` / `.svg`.
+pub fn write_sweep_outputs(out: &Path, rows: &[SweepRow]) -> Result<()> {
+    let col = |f: &dyn Fn(&SweepRow) -> f64| rows.iter().map(f).collect::<Vec<f64>>();
+    let icol = |f: &dyn Fn(&SweepRow) -> u64| rows.iter().map(f).collect::<Vec<u64>>();
+    let mut df = DataFrame::new(
+        rows.len(),
+        vec![
+            Column::new(
+                "layer".into(),
+                rows.iter().map(|r| r.layer.clone()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "arch".into(),
+                rows.iter()
+                    .map(|r| r.metrics.arch.to_string())
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new("lambda".into(), col(&|r| r.metrics.lambda)),
+            Column::new("k".into(), icol(&|r| r.metrics.k.unwrap_or(0) as u64)),
+            Column::new("L0".into(), col(&|r| r.metrics.metrics.l0)),
+            Column::new("R2".into(), col(&|r| r.metrics.metrics.r2)),
+            Column::new("MSE".into(), col(&|r| r.metrics.metrics.mse)),
+            Column::new("alive".into(), icol(&|r| r.metrics.metrics.alive as u64)),
+            Column::new("dead".into(), icol(&|r| r.metrics.metrics.dead as u64)),
+            Column::new(
+                "alive_pct".into(),
+                col(&|r| 100.0 * r.metrics.metrics.alive as f64 / r.metrics.d_sae.max(1) as f64),
+            ),
+            Column::new("d_sae".into(), icol(&|r| r.metrics.d_sae as u64)),
+            Column::new(
+                "n_inputs".into(),
+                icol(&|r| r.metrics.metrics.n_inputs as u64),
+            ),
+            Column::new("epochs".into(), icol(&|r| r.metrics.epochs as u64)),
+            Column::new(
+                "run".into(),
+                rows.iter()
+                    .map(|r| {
+                        r.dir
+                            .file_name()
+                            .map(|s| s.to_string_lossy().to_string())
+                            .unwrap_or_default()
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+        ],
+    )
+    .map_err(|e| Error::invalid(format!("cannot build sweep table: {e}")))?;
+    write_table(&mut df, out, "sweep")?;
+    save_figure(&out.join("l0_vs_r2"), (800, 560), &L0VsR2 { rows })
+}
+
+/// L0 (x, log scale) against R^2 (y), one line per layer through its runs.
+struct L0VsR2<'a> {
+    rows: &'a [SweepRow],
+}
+
+impl Figure for L0VsR2<'_> {
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> std::result::Result<(), String> {
+        let l0: Vec<f64> = self
+            .rows
+            .iter()
+            .map(|r| r.metrics.metrics.l0.max(0.1))
+            .collect();
+        let r2: Vec<f64> = self
+            .rows
+            .iter()
+            .map(|r| r.metrics.metrics.r2)
+            .filter(|v| v.is_finite())
+            .collect();
+        let (xmin, xmax) = l0
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+        let (ymin, ymax) = r2
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+        let (xmin, xmax) = if xmin < xmax {
+            (xmin / 1.5, xmax * 1.5)
+        } else {
+            (xmin / 2.0, xmin * 2.0 + 1.0)
+        };
+        let (ymin, ymax) = if ymin < ymax {
+            let pad = 0.1 * (ymax - ymin);
+            (ymin - pad, (ymax + pad).min(1.05))
+        } else if ymin.is_finite() && ymin < f64::MAX {
+            (ymin - 0.1, ymin + 0.1)
+        } else {
+            (0.0, 1.0)
+        };
+        let mut chart = ChartBuilder::on(root)
+            .caption("SAE sparsity vs reconstruction", (FONT, 22))
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(60)
+            .build_cartesian_2d((xmin..xmax).log_scale(), ymin..ymax)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("L0 (active features per input)")
+            .y_desc("R²")
+            .label_style((FONT, 14))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        let mut layers: Vec<&str> = Vec::new();
+        for r in self.rows {
+            if !layers.contains(&r.layer.as_str()) {
+                layers.push(&r.layer);
+            }
+        }
+        for (li, layer) in layers.iter().enumerate() {
+            let color = Palette99::pick(li).to_rgba();
+            let mut pts: Vec<(f64, f64, String)> = self
+                .rows
+                .iter()
+                .filter(|r| r.layer == *layer && r.metrics.metrics.r2.is_finite())
+                .map(|r| {
+                    let label = match r.metrics.k {
+                        Some(k) => format!("k={k}"),
+                        None => format!("λ={}", r.metrics.lambda),
+                    };
+                    (r.metrics.metrics.l0.max(0.1), r.metrics.metrics.r2, label)
+                })
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            chart
+                .draw_series(LineSeries::new(
+                    pts.iter().map(|p| (p.0, p.1)),
+                    color.stroke_width(2),
+                ))
+                .map_err(|e| e.to_string())?
+                .label(format!("layer {layer}"))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+            chart
+                .draw_series(
+                    pts.iter()
+                        .map(|p| Circle::new((p.0, p.1), 5, color.filled())),
+                )
+                .map_err(|e| e.to_string())?;
+            chart
+                .draw_series(pts.iter().map(|p| {
+                    Text::new(
+                        p.2.clone(),
+                        (p.0, p.1),
+                        (FONT, 13).into_font().color(&BLACK),
+                    )
+                }))
+                .map_err(|e| e.to_string())?;
+        }
+        chart
+            .configure_series_labels()
+            .label_font((FONT, 14))
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}

@@ -1,0 +1,495 @@
+//! The training loop: z-score, shuffle per epoch, forward/backward, clip, Adam, renormalise the
+//! decoder, optionally resample dead features; checkpoint after every epoch; save the SAE, its
+//! `cfg.json` and `metrics.json`.
+
+use std::path::Path;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, IoContext, Result};
+use crate::io::atomic::write_json_atomic;
+use crate::runtime::Runtime;
+use crate::sae::checkpoint::{self, EpochLog, StateMeta, TrainState, CHECKPOINT_FILE};
+use crate::sae::config::{Arch, InputLevel, TrainConfig};
+use crate::sae::input::Inputs;
+use crate::sae::kernel::{loss_and_grads, Sparsifier};
+use crate::sae::metrics::{evaluate, Metrics};
+use crate::sae::model::Sae;
+use crate::sae::optim::{clip_grad_norm, learning_rate, warmed_lambda, Adam};
+use crate::sae::params::Params;
+use crate::sae::resample::resample_dead;
+use crate::sae::saelens::{
+    hook_for_layer, SaeConfig, SaeTensors, ScsaeInfo, CFG_FILE, FORMAT, WEIGHTS_FILE,
+};
+use crate::sae::zscore;
+
+/// File with the run's metrics.
+pub const METRICS_FILE: &str = "metrics.json";
+/// Decay of the BatchTopK inference threshold's running average.
+pub const THRESHOLD_DECAY: f32 = 0.99;
+/// Rows per matrix product in the final evaluation.
+const EVAL_CHUNK: usize = 4096;
+
+/// How to run (not part of the result).
+#[derive(Debug, Clone, Default)]
+pub struct TrainOptions {
+    /// Continue from a checkpoint, or keep a finished run in place.
+    pub resume: bool,
+    /// Show a progress bar on stderr (hidden anyway when stderr is not a terminal).
+    pub progress: bool,
+    /// Stop (after checkpointing) once this many epochs have been trained in this call; continue
+    /// later with `resume` (for time-limited jobs).
+    pub stop_after_epochs: Option<usize>,
+}
+
+/// `metrics.json`: the run's identity, final metrics and per-epoch log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct RunMetrics {
+    /// Layer trained on, when known.
+    pub layer: Option<String>,
+    /// Tokens or cells.
+    pub level: InputLevel,
+    /// Architecture.
+    pub arch: Arch,
+    /// L1 coefficient.
+    pub lambda: f64,
+    /// k for TopK / BatchTopK.
+    pub k: Option<usize>,
+    /// Input width.
+    pub d_in: usize,
+    /// Dictionary size.
+    pub d_sae: usize,
+    /// Epochs trained.
+    pub epochs: usize,
+    /// Optimiser steps taken.
+    pub steps: usize,
+    /// Final metrics over all training inputs (z-scored space).
+    #[serde(flatten)]
+    pub metrics: Metrics,
+    /// Per-epoch running averages.
+    pub history: Vec<EpochLog>,
+}
+
+/// A finished run.
+#[derive(Debug, Clone)]
+pub struct TrainedRun {
+    /// The trained SAE.
+    pub sae: Sae,
+    /// Its metrics.
+    pub metrics: RunMetrics,
+    /// True when the run was already finished and was only loaded (`--resume`).
+    pub skipped: bool,
+    /// Wall-clock seconds spent training in this call.
+    pub seconds: f64,
+    /// Inputs processed per second in this call (epochs x inputs / seconds).
+    pub inputs_per_second: f64,
+}
+
+/// Whether `dir` holds a finished run.
+pub fn is_finished(dir: &Path) -> bool {
+    dir.join(CFG_FILE).exists()
+        && dir.join(WEIGHTS_FILE).exists()
+        && dir.join(METRICS_FILE).exists()
+}
+
+fn read_metrics(dir: &Path) -> Result<RunMetrics> {
+    let p = dir.join(METRICS_FILE);
+    let text = std::fs::read_to_string(&p).at(&p)?;
+    serde_json::from_str(&text).map_err(|e| Error::input(&p, format!("malformed metrics: {e}")))
+}
+
+fn train_sparsifier(cfg: &TrainConfig) -> Sparsifier<'static> {
+    match cfg.arch {
+        Arch::Standard => Sparsifier::Relu,
+        Arch::Topk => Sparsifier::TopK(cfg.k),
+        Arch::Batchtopk => Sparsifier::BatchTopK(cfg.k),
+    }
+}
+
+fn epoch_rng(seed: u64, stream: u64) -> ChaCha8Rng {
+    let mut r = ChaCha8Rng::seed_from_u64(seed);
+    r.set_stream(stream);
+    r
+}
+
+/// Decide what to do with `out` before any work: error for a finished or unfinished run without
+/// `resume`; returns the finished run's metrics when it can be kept.
+pub fn check_out_dir(out: &Path, cfg: &TrainConfig, resume: bool) -> Result<Option<RunMetrics>> {
+    if out.exists() && !out.is_dir() {
+        return Err(Error::input(out, "--out exists and is not a folder"));
+    }
+    if is_finished(out) {
+        if !resume {
+            return Err(Error::input(
+                out,
+                "already holds a trained SAE; pass --resume to keep it or choose another --out",
+            ));
+        }
+        let sae = Sae::load(out)?;
+        if sae.cfg.scsae.train != *cfg {
+            return Err(Error::input(
+                out,
+                "holds an SAE trained with other options; choose another --out",
+            ));
+        }
+        return Ok(Some(read_metrics(out)?));
+    }
+    if out.join(CHECKPOINT_FILE).exists() && !resume {
+        return Err(Error::input(
+            out,
+            "holds an unfinished training run; pass --resume to continue it or choose another --out",
+        ));
+    }
+    Ok(None)
+}
+
+/// One optimiser step on a z-scored batch (`[n, d_in]`): loss and gradients, optional decoder-gradient
+/// projection, global-norm clipping, Adam at the scheduled learning rate, decoder renormalisation,
+/// BatchTopK threshold update and the dead-feature window counts. Does not advance `meta.step`.
+pub fn train_step(
+    dev: &candle_core::Device,
+    state: &mut TrainState,
+    batch: &[f32],
+    n: usize,
+    cfg: &TrainConfig,
+    total_steps: usize,
+) -> Result<crate::sae::kernel::BatchStats> {
+    let step = state.meta.step;
+    let lambda = match cfg.arch {
+        Arch::Standard => warmed_lambda(cfg.lambda, step, cfg.l1_warmup_steps),
+        _ => 0.0,
+    };
+    let (stats, mut g) = loss_and_grads(
+        dev,
+        &state.params.view(),
+        batch,
+        n,
+        train_sparsifier(cfg),
+        lambda,
+        cfg.loss,
+    )?;
+    if !stats.loss.is_finite() {
+        return Err(Error::invalid(format!(
+            "training diverged at step {step} (loss {}); lower --lr",
+            stats.loss
+        )));
+    }
+    if cfg.project_decoder_grad {
+        state.params.project_decoder_grad(&mut g.w_dec);
+    }
+    clip_grad_norm(
+        &mut [&mut g.w_enc, &mut g.w_dec, &mut g.b_enc, &mut g.b_dec],
+        cfg.grad_clip,
+    );
+    let lr = learning_rate(cfg.lr, step, total_steps, cfg.cosine);
+    let p = &mut state.params;
+    state.adam.step(
+        &mut [&mut p.w_enc, &mut p.w_dec, &mut p.b_enc, &mut p.b_dec],
+        &[&g.w_enc, &g.w_dec, &g.b_enc, &g.b_dec],
+        lr,
+    );
+    p.normalize_decoder();
+    if cfg.arch == Arch::Batchtopk {
+        if let Some(v) = stats.min_active {
+            let t = match state.meta.threshold() {
+                None => v,
+                Some(t) => THRESHOLD_DECAY * t + (1.0 - THRESHOLD_DECAY) * v,
+            };
+            state.meta.set_threshold(t);
+        }
+    }
+    for (w, f) in state.window_fired.iter_mut().zip(&stats.fired) {
+        *w += *f as u64;
+    }
+    Ok(stats)
+}
+
+/// A fresh training state: parameters initialised from `cfg.seed`, zero Adam moments.
+pub fn initial_state(cfg: &TrainConfig, d_in: usize, fingerprint: String) -> TrainState {
+    let mut rng = epoch_rng(cfg.seed, 0);
+    let m = cfg.d_sae;
+    let mut params = Params::init(d_in, m, &mut rng);
+    if cfg.tied_init {
+        params.tie_encoder_to_decoder();
+    }
+    TrainState {
+        adam: Adam::new(
+            &[d_in * m, m * d_in, m, d_in],
+            cfg.beta1,
+            cfg.beta2,
+            cfg.eps,
+        ),
+        params,
+        window_fired: vec![0; m],
+        window_inputs: 0,
+        meta: StateMeta {
+            epoch: 0,
+            step: 0,
+            threshold_bits: None,
+            adam_hyper: [cfg.beta1, cfg.beta2, cfg.eps],
+            adam_t: 0,
+            config: cfg.clone(),
+            fingerprint,
+            history: Vec::new(),
+        },
+    }
+}
+
+/// Train an SAE on `inputs` into `out` (see [`train_partial`] for stopping early).
+pub fn train(
+    rt: &Runtime,
+    inputs: &Inputs,
+    cfg: &TrainConfig,
+    out: &Path,
+    opts: &TrainOptions,
+) -> Result<TrainedRun> {
+    let opts = TrainOptions {
+        stop_after_epochs: None,
+        ..opts.clone()
+    };
+    train_partial(rt, inputs, cfg, out, &opts)?
+        .ok_or_else(|| Error::invalid("training stopped before the last epoch"))
+}
+
+/// Train, stopping after `opts.stop_after_epochs` epochs of this call if set: returns `None` when
+/// the run was paused (its checkpoint is on disk), the finished run otherwise.
+pub fn train_partial(
+    rt: &Runtime,
+    inputs: &Inputs,
+    cfg: &TrainConfig,
+    out: &Path,
+    opts: &TrainOptions,
+) -> Result<Option<TrainedRun>> {
+    let x = &inputs.matrix;
+    let (n, d, m) = (x.n_rows, x.n_cols, cfg.d_sae);
+    cfg.validate(d, n)?;
+    if let Some(metrics) = check_out_dir(out, cfg, opts.resume)? {
+        return Ok(Some(TrainedRun {
+            sae: Sae::load(out)?,
+            metrics,
+            skipped: true,
+            seconds: 0.0,
+            inputs_per_second: 0.0,
+        }));
+    }
+    let dev = &rt.device;
+    let (mean, std) = zscore::fit(&x.data, d);
+    let xz = zscore::apply(&x.data, &mean, &std);
+    let fp = checkpoint::fingerprint(n, &mean, &std);
+
+    let mut state = match checkpoint::load(out, d, m)? {
+        Some(s) if opts.resume => {
+            if s.meta.config != *cfg {
+                return Err(Error::input(
+                    out.join(CHECKPOINT_FILE),
+                    "cannot resume: the checkpoint was written with other training options",
+                ));
+            }
+            if s.meta.fingerprint != fp {
+                return Err(Error::input(
+                    out.join(CHECKPOINT_FILE),
+                    "cannot resume: the checkpoint was trained on other activations",
+                ));
+            }
+            s
+        }
+        _ => initial_state(cfg, d, fp.clone()),
+    };
+
+    let bs = cfg.batch_size.min(n);
+    let steps_per_epoch = n.div_ceil(bs);
+    let total_steps = steps_per_epoch * cfg.epochs;
+    let bar = if opts.progress {
+        let b = ProgressBar::new(total_steps as u64);
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} epoch {prefix} [{bar:30}] {pos}/{len} steps {msg} ({elapsed} < {eta})",
+        ) {
+            b.set_style(style.progress_chars("=> "));
+        }
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_position(state.meta.step as u64);
+    let start_epoch = state.meta.epoch;
+    let t0 = std::time::Instant::now();
+    let sparsifier = train_sparsifier(cfg);
+    let mut batch = vec![0f32; bs * d];
+    for epoch in start_epoch..cfg.epochs {
+        bar.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut epoch_rng(cfg.seed, 1 + epoch as u64));
+        let mut log = EpochLog {
+            epoch: epoch + 1,
+            ..EpochLog::default()
+        };
+        let (mut sse, mut sst, mut active) = (0f64, 0f64, 0u64);
+        for idx in order.chunks(bs) {
+            let nb = idx.len();
+            for (r, &i) in idx.iter().enumerate() {
+                batch[r * d..(r + 1) * d].copy_from_slice(&xz[i * d..(i + 1) * d]);
+            }
+            let stats = train_step(dev, &mut state, &batch[..nb * d], nb, cfg, total_steps)?;
+            let lr = learning_rate(cfg.lr, state.meta.step, total_steps, cfg.cosine);
+            state.window_inputs += nb as u64;
+            state.meta.step += 1;
+            if cfg.resample_every > 0 && state.meta.step % cfg.resample_every == 0 {
+                let dead: Vec<usize> = (0..m).filter(|&j| state.window_fired[j] == 0).collect();
+                let mut rng = epoch_rng(cfg.seed, (1u64 << 32) + state.meta.step as u64);
+                log.resampled += resample_dead(
+                    dev,
+                    &mut state.params,
+                    &mut state.adam,
+                    &dead,
+                    &xz,
+                    n,
+                    sparsifier,
+                    cfg.resample_inputs,
+                    &mut rng,
+                )?;
+                state.window_fired.fill(0);
+                state.window_inputs = 0;
+            }
+            log.loss += stats.loss;
+            log.recon_loss += stats.recon_loss;
+            log.l1_loss += stats.l1_loss;
+            log.lr = lr;
+            sse += stats.sse;
+            sst += stats.sst;
+            active += stats.active;
+            bar.inc(1);
+            bar.set_message(format!(
+                "loss {:.4} L0 {:.1} R2 {:.3}",
+                stats.loss,
+                stats.active as f64 / nb as f64,
+                1.0 - stats.sse / stats.sst.max(f64::MIN_POSITIVE)
+            ));
+        }
+        let nbatches = steps_per_epoch as f64;
+        log.loss /= nbatches;
+        log.recon_loss /= nbatches;
+        log.l1_loss /= nbatches;
+        log.l0 = active as f64 / n as f64;
+        log.r2 = if sst > 0.0 { 1.0 - sse / sst } else { f64::NAN };
+        state.meta.history.push(log.rounded());
+        state.meta.epoch = epoch + 1;
+        state.meta.adam_t = state.adam.t;
+        std::fs::create_dir_all(out).at(out)?;
+        checkpoint::save(out, &state)?;
+        if opts.stop_after_epochs == Some(epoch + 1 - start_epoch) && epoch + 1 < cfg.epochs {
+            bar.finish_and_clear();
+            return Ok(None);
+        }
+    }
+    bar.finish_and_clear();
+    let seconds = t0.elapsed().as_secs_f64();
+    let trained_epochs = (cfg.epochs - start_epoch) as f64;
+
+    let threshold = (cfg.arch == Arch::Batchtopk)
+        .then(|| vec![state.meta.threshold().unwrap_or(0.0).max(0.0); m]);
+    let eval_sparsifier = match (&threshold, cfg.arch) {
+        (Some(th), _) => Sparsifier::Threshold(th),
+        (None, Arch::Topk) => Sparsifier::TopK(cfg.k),
+        _ => Sparsifier::Relu,
+    };
+    let metrics = evaluate(
+        dev,
+        &state.params.view(),
+        eval_sparsifier,
+        &xz,
+        n,
+        EVAL_CHUNK,
+    )?;
+    let layer = inputs.source.layer.clone();
+    let (hook_name, hook_layer) = hook_for_layer(layer.as_deref());
+    let model_name = inputs
+        .source
+        .model
+        .get("name")
+        .and_then(|v| v.as_str())
+        .unwrap_or("scgpt")
+        .to_string();
+    let sae_cfg = SaeConfig {
+        d_in: d,
+        d_sae: m,
+        architecture: cfg.arch.to_string(),
+        activation_fn_str: if cfg.arch == Arch::Topk {
+            "topk"
+        } else {
+            "relu"
+        }
+        .into(),
+        activation_fn_kwargs: if cfg.arch == Arch::Standard {
+            serde_json::json!({})
+        } else {
+            serde_json::json!({ "k": cfg.k })
+        },
+        hook_name,
+        hook_layer,
+        model_name,
+        dataset_path: inputs.source.path.clone(),
+        scsae: ScsaeInfo {
+            format: FORMAT.into(),
+            software_version: env!("CARGO_PKG_VERSION").into(),
+            train: cfg.clone(),
+            level: inputs.level,
+            source: inputs.source.clone(),
+            n_train_inputs: n,
+            metrics: Some(Metrics {
+                feature_frequency: Vec::new(),
+                ..metrics.clone()
+            }),
+        },
+        ..SaeConfig::default()
+    };
+    let p = state.params;
+    let sae = Sae::from_parts(
+        sae_cfg,
+        SaeTensors {
+            w_enc: p.w_enc,
+            w_dec: p.w_dec,
+            b_enc: p.b_enc,
+            b_dec: p.b_dec,
+            input_mean: mean,
+            input_std: std,
+            threshold,
+        },
+        Some(out.to_path_buf()),
+    );
+    std::fs::create_dir_all(out).at(out)?;
+    sae.save(out)?;
+    let run = RunMetrics {
+        layer,
+        level: inputs.level,
+        arch: cfg.arch,
+        lambda: cfg.lambda,
+        k: (cfg.arch != Arch::Standard).then_some(cfg.k),
+        d_in: d,
+        d_sae: m,
+        epochs: cfg.epochs,
+        steps: state.meta.step,
+        metrics,
+        history: state.meta.history,
+    };
+    write_json_atomic(&out.join(METRICS_FILE), &run)?;
+    let ck = out.join(CHECKPOINT_FILE);
+    if ck.exists() {
+        std::fs::remove_file(&ck).at(&ck)?;
+    }
+    Ok(Some(TrainedRun {
+        sae,
+        metrics: run,
+        skipped: false,
+        seconds,
+        inputs_per_second: if seconds > 0.0 {
+            trained_epochs * n as f64 / seconds
+        } else {
+            0.0
+        },
+    }))
+}
