@@ -93,7 +93,10 @@ impl Figure for ConfusionPlot<'_> {
         let nr = m.confusion_rows.len() as i32;
         let nc = m.confusion_cols.len() as i32;
         let mut ch = ChartBuilder::on(root)
-            .caption("confusion matrix (rows: true, columns: predicted)", (FONT, 18))
+            .caption(
+                "confusion matrix (rows: true, columns: predicted)",
+                (FONT, 18),
+            )
             .margin(10)
             .x_label_area_size(90)
             .y_label_area_size(110)
@@ -104,7 +107,11 @@ impl Figure for ConfusionPlot<'_> {
         let name = |v: &SegmentValue<i32>, names: &[String], flip: bool| -> String {
             match v {
                 SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
-                    let i = if flip { names.len() as i32 - 1 - *i } else { *i };
+                    let i = if flip {
+                        names.len() as i32 - 1 - *i
+                    } else {
+                        *i
+                    };
                     usize::try_from(i)
                         .ok()
                         .and_then(|i| names.get(i).cloned())
@@ -131,7 +138,11 @@ impl Figure for ConfusionPlot<'_> {
         for (i, row) in m.confusion.iter().enumerate() {
             let total: usize = row.iter().sum();
             for (j, &cnt) in row.iter().enumerate() {
-                let f = if total == 0 { 0.0 } else { cnt as f64 / total as f64 };
+                let f = if total == 0 {
+                    0.0
+                } else {
+                    cnt as f64 / total as f64
+                };
                 let y = nr - 1 - i as i32;
                 let shade = (255.0 * (1.0 - f)) as u8;
                 cells.push((j as i32, y, f, cnt, RGBColor(shade, shade, 255)));
