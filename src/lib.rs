@@ -12,6 +12,7 @@
 //! - [`sae`]: sparse autoencoders: training, sweeps, metrics, the saved SAELens-style format.
 //! - [`analysis`]: AUROC, gene attribution, enrichment, PCA baseline and reports for features.
 //! - [`io`], [`plot`]: file formats, atomic output, figures.
+//! - [`spikgpt`]: the spiking self-attention annotator (train, annotate, evaluate).
 
 pub mod activations;
 pub mod analysis;
@@ -21,6 +22,7 @@ pub mod error;
 pub mod io;
 pub mod plot;
 pub mod runtime;
+pub mod spikgpt;
 pub mod sae;
 pub mod scgpt;
 

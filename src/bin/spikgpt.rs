@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use scsae::cli::common::RuntimeArgs;
+use scsae::cli::{self, common::RuntimeArgs};
 
 #[derive(Parser)]
 #[command(
@@ -19,11 +19,23 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Train on labelled embeddings; writes a model folder with a validation report.
+    Train(Box<cli::spikgpt_train::TrainArgs>),
+    /// Label cells with a trained model (Unknown below the confidence threshold).
+    Annotate(cli::spikgpt_annotate::AnnotateArgs),
+    /// Metrics, confusion matrix, Unknown-rejection report and spiking statistics of predictions.
+    Evaluate(cli::spikgpt_evaluate::EvaluateArgs),
+}
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let _ = &cli.runtime;
-    match cli.command {}
+    let text = match &cli.command {
+        Command::Train(a) => cli::spikgpt_train::run(a, &cli.runtime)?,
+        Command::Annotate(a) => cli::spikgpt_annotate::run(a, &cli.runtime)?,
+        Command::Evaluate(a) => cli::spikgpt_evaluate::run(a)?,
+    };
+    println!("{text}");
+    Ok(())
 }
 
 fn main() -> ExitCode {

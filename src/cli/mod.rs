@@ -8,5 +8,8 @@ pub mod common;
 pub mod encode;
 pub mod extract;
 pub mod inspect;
+pub mod spikgpt_annotate;
+pub mod spikgpt_evaluate;
+pub mod spikgpt_train;
 pub mod sweep;
 pub mod train;

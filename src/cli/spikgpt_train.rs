@@ -1,0 +1,293 @@
+//! `spikgpt train`: fit SpikGPT on labelled embeddings and write a model folder with its validation
+//! report (and the Unknown-rejection report when types are held out).
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use crate::cli::common::{DataArgs, RuntimeArgs};
+use crate::error::{Error, IoContext, Result};
+use crate::plot::save_figure;
+use crate::spikgpt::annotate::{calls, predict_proba, write_predictions, DEFAULT_THRESHOLD};
+use crate::spikgpt::config::{ModelConfig, Surrogate, TrainConfig};
+use crate::spikgpt::energy::energy_report;
+use crate::spikgpt::inputs::{cell_ids, labels_for, load_embeddings};
+use crate::spikgpt::plots::CurvePlot;
+use crate::spikgpt::report::{build_report, CellPredictions};
+use crate::spikgpt::stats::ForwardStats;
+use crate::spikgpt::train::{gather, train, TrainData, TrainOptions};
+
+/// Arguments of `spikgpt train`.
+#[derive(Debug, Clone, Args)]
+pub struct TrainArgs {
+    /// Cell embeddings: an extraction store folder (`scsae extract`) or a .safetensors/.npy/.csv/.parquet
+    /// cells x dims matrix with cell ids.
+    #[arg(long)]
+    pub embeddings: PathBuf,
+    /// Which cell matrix of an extraction store: cls or a layer number.
+    #[arg(long, default_value = "cls")]
+    pub embedding_layer: String,
+    /// Data file (.h5ad or 10x folder) with the labels.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// obs column with the cell types.
+    #[arg(long)]
+    pub label_key: String,
+    /// Output model folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Cell types to remove from training and report as unseen (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub hold_out: Vec<String>,
+    /// File of cell ids (one per line) to use as the query/validation set instead of a random split.
+    #[arg(long)]
+    pub query_cells: Option<PathBuf>,
+    /// Rejection threshold for the validation report.
+    #[arg(long, default_value_t = DEFAULT_THRESHOLD)]
+    pub threshold: f64,
+    /// Model width d [default: 512].
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// Spiking transformer blocks [default: 1].
+    #[arg(long)]
+    pub blocks: Option<usize>,
+    /// Attention heads [default: 8].
+    #[arg(long)]
+    pub heads: Option<usize>,
+    /// MLP hidden width multiple [default: 4].
+    #[arg(long)]
+    pub mlp_ratio: Option<usize>,
+    /// Token copies m per cell [default: 300].
+    #[arg(long)]
+    pub tokens: Option<usize>,
+    /// Time steps T [default: 4].
+    #[arg(long)]
+    pub time_steps: Option<usize>,
+    /// Dropout in the MLP [default: 0.1].
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    /// LIF membrane time constant [default: 2.0].
+    #[arg(long)]
+    pub tau: Option<f64>,
+    /// Surrogate gradient: sigmoid[:alpha] or atan[:alpha] [default: sigmoid:4].
+    #[arg(long)]
+    pub surrogate: Option<String>,
+    /// Soft reset (subtract the threshold) instead of a hard reset to 0.
+    #[arg(long)]
+    pub soft_reset: bool,
+    /// Epochs [default: 10].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Batch size [default: 128].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Initial learning rate [default: 0.01].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// SGD momentum [default: 0.9].
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    /// Weight decay [default: 1e-4].
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Constant learning rate instead of cosine decay.
+    #[arg(long)]
+    pub no_cosine: bool,
+    /// Training fraction of the stratified split [default: 0.7].
+    #[arg(long)]
+    pub train_fraction: Option<f64>,
+    /// Continue an interrupted run from OUT/checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    #[command(flatten)]
+    pub data_args: DataArgs,
+}
+
+impl TrainArgs {
+    /// The model and training configs: defaults, overridden by the options given.
+    pub fn configs(&self, seed: u64) -> Result<(ModelConfig, TrainConfig)> {
+        let mut m = ModelConfig::default();
+        if let Some(v) = self.width {
+            m.width = v;
+        }
+        if let Some(v) = self.blocks {
+            m.blocks = v;
+        }
+        if let Some(v) = self.heads {
+            m.heads = v;
+        }
+        if let Some(v) = self.mlp_ratio {
+            m.mlp_ratio = v;
+        }
+        if let Some(v) = self.tokens {
+            m.tokens = v;
+        }
+        if let Some(v) = self.time_steps {
+            m.time_steps = v;
+        }
+        if let Some(v) = self.dropout {
+            m.dropout = v;
+        }
+        if let Some(v) = self.tau {
+            m.lif.tau = v;
+        }
+        if let Some(s) = &self.surrogate {
+            m.lif.surrogate = Surrogate::parse(s)?;
+        }
+        if self.soft_reset {
+            m.lif.v_reset = None;
+        }
+        let mut t = TrainConfig {
+            seed,
+            ..TrainConfig::default()
+        };
+        if let Some(v) = self.epochs {
+            t.epochs = v;
+        }
+        if let Some(v) = self.batch_size {
+            t.batch_size = v;
+        }
+        if let Some(v) = self.lr {
+            t.lr = v;
+        }
+        if let Some(v) = self.momentum {
+            t.momentum = v;
+        }
+        if let Some(v) = self.weight_decay {
+            t.weight_decay = v;
+        }
+        if self.no_cosine {
+            t.cosine = false;
+        }
+        if let Some(v) = self.train_fraction {
+            t.train_fraction = v;
+        }
+        if !(0.0..=1.0).contains(&self.threshold) {
+            return Err(Error::invalid(format!(
+                "--threshold {} must be in [0, 1]",
+                self.threshold
+            )));
+        }
+        t.validate()?;
+        Ok((m, t))
+    }
+}
+
+fn read_id_list(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).at(path)?;
+    let ids: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    if ids.is_empty() {
+        return Err(Error::input(path, "no cell ids in this file"));
+    }
+    Ok(ids)
+}
+
+/// Run `spikgpt train`, returning the summary to print.
+pub fn run(args: &TrainArgs, runtime: &RuntimeArgs) -> Result<String> {
+    let rt = runtime.runtime()?;
+    let (mcfg, tcfg) = args.configs(rt.seed)?;
+    let emb = load_embeddings(&args.embeddings, &args.embedding_layer)?;
+    let labels = labels_for(
+        &emb.matrix,
+        &args.embeddings,
+        &args.data,
+        &args.label_key,
+        &args.data_args.load_options(),
+    )?;
+    let query_cells = match &args.query_cells {
+        Some(p) => Some(read_id_list(p)?),
+        None => None,
+    };
+    let data = TrainData {
+        dim: emb.matrix.n_cols,
+        cell_ids: cell_ids(&emb.matrix),
+        x: emb.matrix.data,
+        labels,
+        label_source: args.data.clone(),
+        label_key: args.label_key.clone(),
+        embedding: emb.source,
+    };
+    let opts = TrainOptions {
+        model: mcfg,
+        train: tcfg,
+        hold_out: args.hold_out.clone(),
+        query_cells,
+        progress: true,
+        resume: args.resume,
+    };
+    let outcome = train(&rt, &data, &opts, &args.out)?;
+    save_figure(
+        &args.out.join("training_curve"),
+        (1000, 420),
+        &CurvePlot(&outcome.curve),
+    )?;
+
+    // Validation report on the validation cells plus every held-out cell.
+    let p = &outcome.prepared;
+    let mut rows = p.val.clone();
+    rows.extend_from_slice(&p.held_out);
+    let x = gather(&data.x, data.dim, &rows);
+    let mut stats = ForwardStats::default();
+    let probs = predict_proba(&outcome.model, &x, 256, Some(&mut stats))?;
+    let bprobs = outcome.baseline.predict_proba(&x)?;
+    let ids: Vec<String> = rows.iter().map(|&i| data.cell_ids[i].clone()).collect();
+    let truth: Vec<String> = rows.iter().map(|&i| data.labels[i].clone()).collect();
+    let classes = &p.classes;
+    let main = calls(&probs, classes, args.threshold);
+    let base = calls(&bprobs, classes, args.threshold);
+    let report = build_report(
+        &truth,
+        classes,
+        &args.hold_out,
+        args.threshold,
+        &CellPredictions {
+            model: "spikgpt".into(),
+            label: main.label,
+            best: main.best,
+            max_prob: main.max_prob,
+        },
+        Some(&CellPredictions {
+            model: "logistic_regression".into(),
+            label: base.label,
+            best: base.best,
+            max_prob: base.max_prob,
+        }),
+        Some(energy_report(&stats)),
+    );
+    write_predictions(
+        &args.out.join("validation_predictions.csv"),
+        &ids,
+        &probs,
+        classes,
+        args.threshold,
+    )?;
+    report.write(&args.out, "validation_report")?;
+    let last = outcome.curve.last();
+    let mut s = format!(
+        "trained SpikGPT on {} cells ({} classes), validated on {} cells{}; best epoch {} of {}\n",
+        p.train.len(),
+        classes.len(),
+        p.val.len(),
+        if p.held_out.is_empty() {
+            String::new()
+        } else {
+            format!(", {} held-out cells", p.held_out.len())
+        },
+        outcome.best_epoch,
+        outcome.curve.len(),
+    );
+    if let Some(l) = last {
+        s.push_str(&format!(
+            "last epoch: train loss {:.4}, validation accuracy {:.4}, {:.2} s\n",
+            l.train_loss, l.val_accuracy, l.seconds
+        ));
+    }
+    s.push_str(&report.to_text());
+    s.push_str(&format!("model folder: {}", args.out.display()));
+    Ok(s)
+}

@@ -1,0 +1,40 @@
+//! SpikGPT: a spiking self-attention cell-type annotator on cell embeddings (scGPT CLS embeddings or
+//! any cells x dims matrix), with Unknown-cell rejection and spiking statistics.
+//!
+//! - [`config`]: model / training settings with the paper's defaults.
+//! - [`lif`]: multi-step LIF neurons with surrogate gradients; [`layers`], [`attention`], [`model`]: the network.
+//! - [`train`] (with [`split`], [`optim`]): training and the model folder; [`annotate`]: inference.
+//! - [`metrics`], [`rejection`], [`baseline`], [`energy`], [`report`], [`plots`]: evaluation.
+//!
+//! ```no_run
+//! use scsae::spikgpt::{annotate, inputs};
+//! # fn main() -> scsae::Result<()> {
+//! let rt = scsae::Runtime::cpu()?;
+//! let model = annotate::load_model_dir("model".as_ref(), &rt)?;
+//! let emb = inputs::load_embeddings("query.safetensors".as_ref(), "cls")?;
+//! let probs = annotate::predict_proba(&model.model, &emb.matrix.data, 256, None)?;
+//! let calls = annotate::calls(&probs, &model.file.labels, 0.95);
+//! # let _ = calls; Ok(()) }
+//! ```
+
+pub mod annotate;
+pub mod attention;
+pub mod baseline;
+pub mod config;
+pub mod energy;
+pub mod inputs;
+pub mod layers;
+pub mod lif;
+pub mod metrics;
+pub mod model;
+pub mod optim;
+pub mod params;
+pub mod plots;
+pub mod rejection;
+pub mod report;
+pub mod split;
+pub mod stats;
+pub mod train;
+
+pub use config::{LifConfig, ModelConfig, Surrogate, TrainConfig};
+pub use model::SpikGpt;

@@ -1,0 +1,233 @@
+//! Figures: training curve, confusion matrix (row-normalised heatmap with counts) and the rejection
+//! threshold sweep. Each is written as PNG and SVG by [`crate::plot::save_figure`].
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use super::metrics::Metrics;
+use super::rejection::RejectionReport;
+use super::train::EpochRecord;
+use crate::plot::{Figure, FONT};
+
+fn e<T: std::fmt::Display>(x: T) -> String {
+    x.to_string()
+}
+
+/// Loss and accuracy per epoch.
+pub struct CurvePlot<'a>(pub &'a [EpochRecord]);
+
+impl Figure for CurvePlot<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        let curve = self.0;
+        let n = curve.len().max(1) as f64;
+        let (left, right) = root.split_horizontally(root.dim_in_pixel().0 / 2);
+        let max_loss = curve
+            .iter()
+            .flat_map(|r| [r.train_loss, r.val_loss])
+            .filter(|v| v.is_finite())
+            .fold(0.0f64, f64::max)
+            .max(1e-3)
+            * 1.05;
+        let mut ch = ChartBuilder::on(&left)
+            .caption("cross-entropy", (FONT, 18))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(45)
+            .build_cartesian_2d(0.5f64..n + 0.5, 0f64..max_loss)
+            .map_err(e)?;
+        ch.configure_mesh().x_desc("epoch").draw().map_err(e)?;
+        let series = |f: fn(&EpochRecord) -> f64| -> Vec<(f64, f64)> {
+            curve
+                .iter()
+                .filter(|r| f(r).is_finite())
+                .map(|r| (r.epoch as f64, f(r)))
+                .collect()
+        };
+        ch.draw_series(LineSeries::new(
+            series(|r| r.train_loss),
+            BLUE.stroke_width(2),
+        ))
+        .map_err(e)?
+        .label("train")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLUE));
+        ch.draw_series(LineSeries::new(series(|r| r.val_loss), RED.stroke_width(2)))
+            .map_err(e)?
+            .label("validation")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], RED));
+        ch.configure_series_labels()
+            .label_font((FONT, 13))
+            .border_style(BLACK)
+            .background_style(WHITE)
+            .draw()
+            .map_err(e)?;
+        let mut ch = ChartBuilder::on(&right)
+            .caption("accuracy", (FONT, 18))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(45)
+            .build_cartesian_2d(0.5f64..n + 0.5, 0f64..1.0)
+            .map_err(e)?;
+        ch.configure_mesh().x_desc("epoch").draw().map_err(e)?;
+        ch.draw_series(LineSeries::new(
+            series(|r| r.train_accuracy),
+            BLUE.stroke_width(2),
+        ))
+        .map_err(e)?;
+        ch.draw_series(LineSeries::new(
+            series(|r| r.val_accuracy),
+            RED.stroke_width(2),
+        ))
+        .map_err(e)?;
+        Ok(())
+    }
+}
+
+/// Confusion matrix: rows true classes, columns predicted classes and `Unknown`, colour = row
+/// fraction, text = count.
+pub struct ConfusionPlot<'a>(pub &'a Metrics);
+
+impl Figure for ConfusionPlot<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        let m = self.0;
+        let nr = m.confusion_rows.len() as i32;
+        let nc = m.confusion_cols.len() as i32;
+        let mut ch = ChartBuilder::on(root)
+            .caption(
+                "confusion matrix (rows: true, columns: predicted)",
+                (FONT, 18),
+            )
+            .margin(10)
+            .x_label_area_size(90)
+            .y_label_area_size(110)
+            .build_cartesian_2d((0..nc).into_segmented(), (0..nr).into_segmented())
+            .map_err(e)?;
+        let cols = m.confusion_cols.clone();
+        let rows = m.confusion_rows.clone();
+        let name = |v: &SegmentValue<i32>, names: &[String], flip: bool| -> String {
+            match v {
+                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
+                    let i = if flip {
+                        names.len() as i32 - 1 - *i
+                    } else {
+                        *i
+                    };
+                    usize::try_from(i)
+                        .ok()
+                        .and_then(|i| names.get(i).cloned())
+                        .unwrap_or_default()
+                }
+                SegmentValue::Last => String::new(),
+            }
+        };
+        ch.configure_mesh()
+            .disable_mesh()
+            .x_labels(nc as usize)
+            .y_labels(nr as usize)
+            .x_label_formatter(&|v| name(v, &cols, false))
+            .y_label_formatter(&|v| name(v, &rows, true))
+            .x_label_style(
+                TextStyle::from((FONT, 11).into_font())
+                    .transform(FontTransform::Rotate90)
+                    .pos(Pos::new(HPos::Left, VPos::Center)),
+            )
+            .y_label_style((FONT, 11))
+            .draw()
+            .map_err(e)?;
+        let mut cells = Vec::new();
+        for (i, row) in m.confusion.iter().enumerate() {
+            let total: usize = row.iter().sum();
+            for (j, &cnt) in row.iter().enumerate() {
+                let f = if total == 0 {
+                    0.0
+                } else {
+                    cnt as f64 / total as f64
+                };
+                let y = nr - 1 - i as i32;
+                let shade = (255.0 * (1.0 - f)) as u8;
+                cells.push((j as i32, y, f, cnt, RGBColor(shade, shade, 255)));
+            }
+        }
+        ch.draw_series(cells.iter().map(|&(x, y, _, _, col)| {
+            Rectangle::new(
+                [
+                    (SegmentValue::Exact(x), SegmentValue::Exact(y)),
+                    (SegmentValue::Exact(x + 1), SegmentValue::Exact(y + 1)),
+                ],
+                col.filled(),
+            )
+        }))
+        .map_err(e)?;
+        let font_size = if nc > 20 { 8 } else { 11 };
+        ch.draw_series(cells.iter().filter(|c| c.3 > 0).map(|&(x, y, f, cnt, _)| {
+            let color: &'static RGBColor = if f > 0.6 { &WHITE } else { &BLACK };
+            Text::new(
+                cnt.to_string(),
+                (SegmentValue::CenterOf(x), SegmentValue::CenterOf(y)),
+                TextStyle::from((FONT, font_size).into_font())
+                    .color(color)
+                    .pos(Pos::new(HPos::Center, VPos::Center)),
+            )
+        }))
+        .map_err(e)?;
+        Ok(())
+    }
+}
+
+/// Held-out rejection and known false rejection against the threshold, one line pair per model.
+pub struct SweepPlot<'a>(pub &'a [RejectionReport]);
+
+impl Figure for SweepPlot<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        let mut ch = ChartBuilder::on(root)
+            .caption("Unknown rejection vs threshold", (FONT, 18))
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(45)
+            .build_cartesian_2d(0f64..1f64, 0f64..1.02f64)
+            .map_err(e)?;
+        ch.configure_mesh()
+            .x_desc("threshold on max probability")
+            .y_desc("fraction rejected")
+            .draw()
+            .map_err(e)?;
+        let palette = [RED, BLUE, GREEN, MAGENTA];
+        for (k, r) in self.0.iter().enumerate() {
+            let col = palette[k % palette.len()];
+            let ho: Vec<(f64, f64)> = r
+                .sweep
+                .iter()
+                .map(|s| (s.threshold, s.held_out_rejected))
+                .collect();
+            let kn: Vec<(f64, f64)> = r
+                .sweep
+                .iter()
+                .map(|s| (s.threshold, s.known_rejected))
+                .collect();
+            ch.draw_series(LineSeries::new(ho, col.stroke_width(2)))
+                .map_err(e)?
+                .label(format!("{}: held-out", r.model))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 15, y)], col.stroke_width(2))
+                });
+            ch.draw_series(DashedLineSeries::new(kn, 6, 4, col.stroke_width(1)))
+                .map_err(e)?
+                .label(format!("{}: known (false)", r.model))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], col));
+            let t = r.threshold;
+            ch.draw_series(std::iter::once(PathElement::new(
+                vec![(t, 0.0), (t, 1.02)],
+                BLACK.mix(0.3),
+            )))
+            .map_err(e)?;
+        }
+        ch.configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .label_font((FONT, 12))
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.9))
+            .draw()
+            .map_err(e)?;
+        Ok(())
+    }
+}

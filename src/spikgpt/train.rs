@@ -1,0 +1,540 @@
+//! Training: validated inputs, stratified seeded split (or an explicit query set), cross-entropy,
+//! momentum SGD with cosine decay, best-epoch selection on validation accuracy, per-epoch checkpoints
+//! (resumable), and the model folder.
+//!
+//! Randomness: the split, the initial weights, each epoch's shuffle and each dropout mask come from
+//! ChaCha8 generators seeded from `TrainConfig::seed` (epoch `e` uses stream `e`), so a run is
+//! reproducible byte for byte and a resumed run continues exactly as an uninterrupted one.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Tensor};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::annotate::{predict_proba, ModelFile, MODEL_FORMAT};
+use super::baseline::{LogReg, LogRegConfig};
+use super::config::{ModelConfig, TrainConfig};
+use super::inputs::EmbeddingSource;
+use super::layers::Pass;
+use super::lif::FireMode;
+use super::model::SpikGpt;
+use super::optim::{cosine_lr, Sgd};
+use super::split::stratified_split;
+use crate::error::{Error, IoContext, Result};
+use crate::io::atomic::{write_bytes_atomic, write_json_atomic};
+use crate::runtime::Runtime;
+
+/// Labelled embeddings to train on.
+#[derive(Debug, Clone)]
+pub struct TrainData {
+    /// Row-major `n x k` embeddings.
+    pub x: Vec<f32>,
+    /// Embedding dimension k.
+    pub dim: usize,
+    /// One label per row.
+    pub labels: Vec<String>,
+    /// One id per row.
+    pub cell_ids: Vec<String>,
+    /// The labels' source file (named in errors).
+    pub label_source: PathBuf,
+    /// Label column.
+    pub label_key: String,
+    /// Provenance of the embeddings.
+    pub embedding: EmbeddingSource,
+}
+
+/// What to train and how.
+#[derive(Debug, Clone, Default)]
+pub struct TrainOptions {
+    /// Architecture (its `input_dim` is replaced by the data's dimension).
+    pub model: ModelConfig,
+    /// Optimisation.
+    pub train: TrainConfig,
+    /// Cell types removed from the training reference (kept for the rejection report).
+    pub hold_out: Vec<String>,
+    /// Explicit validation/query cells (ids); `None` = stratified split.
+    pub query_cells: Option<Vec<String>>,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+    /// Continue from `out/checkpoint` when present.
+    pub resume: bool,
+}
+
+/// One epoch of the training curve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Mean training cross-entropy.
+    pub train_loss: f64,
+    /// Training accuracy (in training mode, during the epoch).
+    pub train_accuracy: f64,
+    /// Validation cross-entropy (inference mode).
+    pub val_loss: f64,
+    /// Validation accuracy (arg-max, no rejection).
+    pub val_accuracy: f64,
+    /// Wall-clock seconds of the epoch (training only).
+    pub seconds: f64,
+}
+
+/// The prepared split.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Class names (sorted), logits order.
+    pub classes: Vec<String>,
+    /// Training rows.
+    pub train: Vec<usize>,
+    /// Validation rows (reference cells not trained on).
+    pub val: Vec<usize>,
+    /// Rows of held-out types.
+    pub held_out: Vec<usize>,
+    /// Class index of every row of a known type (`usize::MAX` for held-out rows).
+    pub target: Vec<usize>,
+}
+
+/// Check the inputs and build the split; no file is touched.
+pub fn prepare(data: &TrainData, opts: &TrainOptions) -> Result<Prepared> {
+    opts.train.validate()?;
+    let n = data.labels.len();
+    if data.dim == 0 || data.x.len() != n * data.dim || data.cell_ids.len() != n {
+        return Err(Error::invalid(
+            "training data: embeddings, labels and ids disagree in size",
+        ));
+    }
+    for h in &opts.hold_out {
+        if !data.labels.iter().any(|l| l == h) {
+            let mut all: Vec<&String> = data.labels.iter().collect();
+            all.sort();
+            all.dedup();
+            return Err(Error::input(
+                &data.label_source,
+                format!(
+                    "--hold-out {h}: no cell has this label in '{}' (labels: {})",
+                    data.label_key,
+                    all.iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+    }
+    let mut classes: Vec<String> = data
+        .labels
+        .iter()
+        .filter(|l| !opts.hold_out.contains(l))
+        .cloned()
+        .collect();
+    classes.sort();
+    classes.dedup();
+    if classes.len() < 2 {
+        return Err(Error::input(
+            &data.label_source,
+            format!(
+                "single-class training set: column '{}' has {} type(s) after hold-out ({}); a classifier needs at least 2",
+                data.label_key,
+                classes.len(),
+                classes.join(", ")
+            ),
+        ));
+    }
+    let class_idx: HashMap<&str, usize> = classes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.as_str(), i))
+        .collect();
+    let target: Vec<usize> = data
+        .labels
+        .iter()
+        .map(|l| class_idx.get(l.as_str()).copied().unwrap_or(usize::MAX))
+        .collect();
+    let held_out: Vec<usize> = (0..n).filter(|&i| target[i] == usize::MAX).collect();
+    let known: Vec<usize> = (0..n).filter(|&i| target[i] != usize::MAX).collect();
+    let (train, val) = match &opts.query_cells {
+        Some(ids) => {
+            let set: std::collections::HashSet<&str> = ids.iter().map(|s| s.as_str()).collect();
+            let present: std::collections::HashSet<&str> =
+                data.cell_ids.iter().map(|s| s.as_str()).collect();
+            if let Some(missing) = ids.iter().find(|id| !present.contains(id.as_str())) {
+                return Err(Error::invalid(format!(
+                    "--query-cells: cell '{missing}' is not among the embeddings"
+                )));
+            }
+            let (q, r): (Vec<usize>, Vec<usize>) = known
+                .iter()
+                .partition(|&&i| set.contains(data.cell_ids[i].as_str()));
+            (r, q)
+        }
+        None => {
+            let labels: Vec<String> = known.iter().map(|&i| data.labels[i].clone()).collect();
+            let (tr, va) = stratified_split(&labels, opts.train.train_fraction, opts.train.seed);
+            (
+                tr.into_iter().map(|j| known[j]).collect(),
+                va.into_iter().map(|j| known[j]).collect(),
+            )
+        }
+    };
+    let mut train_classes: Vec<usize> = train.iter().map(|&i| target[i]).collect();
+    train_classes.sort_unstable();
+    train_classes.dedup();
+    if train_classes.len() < 2 {
+        return Err(Error::input(
+            &data.label_source,
+            "single-class training set: the training split has fewer than 2 cell types",
+        ));
+    }
+    Ok(Prepared {
+        classes,
+        train,
+        val,
+        held_out,
+        target,
+    })
+}
+
+/// Rows `idx` of the row-major matrix.
+pub fn gather(x: &[f32], dim: usize, idx: &[usize]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(idx.len() * dim);
+    for &i in idx {
+        out.extend_from_slice(&x[i * dim..(i + 1) * dim]);
+    }
+    out
+}
+
+/// Mean cross-entropy and accuracy of probabilities (`n x C`) against targets.
+pub fn loss_accuracy(probs: &[f32], targets: &[usize], c: usize) -> (f64, f64) {
+    if targets.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let mut loss = 0.0;
+    let mut ok = 0;
+    for (i, &t) in targets.iter().enumerate() {
+        let row = &probs[i * c..(i + 1) * c];
+        loss -= (row[t].max(1e-12) as f64).ln();
+        let best = row
+            .iter()
+            .enumerate()
+            .fold((0, f32::NEG_INFINITY), |(bi, bp), (j, &p)| {
+                if p > bp {
+                    (j, p)
+                } else {
+                    (bi, bp)
+                }
+            })
+            .0;
+        ok += (best == t) as usize;
+    }
+    (
+        loss / targets.len() as f64,
+        ok as f64 / targets.len() as f64,
+    )
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CheckpointState {
+    fingerprint: String,
+    epochs_done: usize,
+    curve: Vec<EpochRecord>,
+    best_epoch: usize,
+    best_val_accuracy: f64,
+    best_val_loss: f64,
+}
+
+/// The result of [`train`].
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    /// The model with the best epoch's weights.
+    pub model: SpikGpt,
+    /// The baseline fitted on the same training cells.
+    pub baseline: LogReg,
+    /// Split and classes.
+    pub prepared: Prepared,
+    /// Training curve.
+    pub curve: Vec<EpochRecord>,
+    /// Best epoch (1-based).
+    pub best_epoch: usize,
+    /// The `config.json` written.
+    pub file: ModelFile,
+}
+
+fn fingerprint(
+    model: &ModelConfig,
+    train: &TrainConfig,
+    prepared: &Prepared,
+    data: &TrainData,
+) -> String {
+    // Enough to refuse resuming a different run: configs, split sizes and a checksum of the inputs.
+    let mut h: u64 = 0xcbf29ce484222325;
+    let mut eat = |b: &[u8]| {
+        for &x in b {
+            h ^= x as u64;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+    };
+    for v in &data.x {
+        eat(&v.to_le_bytes());
+    }
+    for l in &data.labels {
+        eat(l.as_bytes());
+    }
+    format!(
+        "{}|{}|{}|{}|{}|{h:016x}",
+        serde_json::to_string(model).unwrap_or_default(),
+        serde_json::to_string(train).unwrap_or_default(),
+        prepared.train.len(),
+        prepared.val.len(),
+        prepared.classes.join(","),
+    )
+}
+
+/// Train a model on `data` and write the model folder `out`:
+/// `model.safetensors`, `config.json`, `labels.json`, `baseline.safetensors`,
+/// `training_curve.{csv,parquet,json}` (plots and reports are added by the caller).
+pub fn train(
+    rt: &Runtime,
+    data: &TrainData,
+    opts: &TrainOptions,
+    out: &Path,
+) -> Result<TrainOutcome> {
+    let prepared = prepare(data, opts)?;
+    let mut mcfg = opts.model.clone();
+    mcfg.input_dim = data.dim;
+    mcfg.validate()?;
+    let tcfg = &opts.train;
+    let c = prepared.classes.len();
+    let model = SpikGpt::new(&mcfg, c, &rt.device, tcfg.seed)?;
+    let fp = fingerprint(&mcfg, tcfg, &prepared, data);
+
+    let x_train = gather(&data.x, data.dim, &prepared.train);
+    let y_train: Vec<usize> = prepared.train.iter().map(|&i| prepared.target[i]).collect();
+    let x_val = gather(&data.x, data.dim, &prepared.val);
+    let y_val: Vec<usize> = prepared.val.iter().map(|&i| prepared.target[i]).collect();
+
+    let ckpt_dir = out.join("checkpoint");
+    let mut opt = Sgd::new(tcfg.momentum, tcfg.weight_decay);
+    let mut state = CheckpointState {
+        fingerprint: fp.clone(),
+        epochs_done: 0,
+        curve: Vec::new(),
+        best_epoch: 0,
+        best_val_accuracy: f64::NEG_INFINITY,
+        best_val_loss: f64::INFINITY,
+    };
+    let mut best_bytes: Option<Vec<u8>> = None;
+    if opts.resume && ckpt_dir.join("state.json").exists() {
+        let p = ckpt_dir.join("state.json");
+        let text = std::fs::read_to_string(&p).at(&p)?;
+        let s: CheckpointState = serde_json::from_str(&text)
+            .map_err(|e| Error::input(&p, format!("invalid checkpoint: {e}")))?;
+        if s.fingerprint != fp {
+            return Err(Error::input(
+                &p,
+                "the checkpoint belongs to a different run (inputs or options changed); remove it or drop --resume",
+            ));
+        }
+        model.params.load(&ckpt_dir.join("last.safetensors"))?;
+        let mp = ckpt_dir.join("momentum.safetensors");
+        if mp.exists() {
+            opt.buffers = read_buffers(&mp)?;
+        }
+        let bp = ckpt_dir.join("best.safetensors");
+        best_bytes = Some(std::fs::read(&bp).at(&bp)?);
+        state = s;
+    }
+
+    let batches_per_epoch = prepared.train.len().div_ceil(tcfg.batch_size);
+    let bar = if opts.progress {
+        let b = ProgressBar::new((tcfg.epochs * batches_per_epoch) as u64);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} batches  epoch {msg}  [{elapsed} < {eta}]",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b.set_position((state.epochs_done * batches_per_epoch) as u64);
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+
+    for epoch in state.epochs_done..tcfg.epochs {
+        let started = Instant::now();
+        let lr = cosine_lr(tcfg.lr, epoch, tcfg.epochs, tcfg.cosine);
+        let mut rng = ChaCha8Rng::seed_from_u64(tcfg.seed);
+        rng.set_stream(epoch as u64 + 1);
+        let mut order: Vec<usize> = (0..prepared.train.len()).collect();
+        order.shuffle(&mut rng);
+        let (mut loss_sum, mut ok, mut seen) = (0.0f64, 0usize, 0usize);
+        for chunk in order.chunks(tcfg.batch_size) {
+            let xb = gather(&x_train, data.dim, chunk);
+            let yb: Vec<u32> = chunk.iter().map(|&i| y_train[i] as u32).collect();
+            let xb = Tensor::from_vec(xb, (chunk.len(), data.dim), &rt.device)?;
+            let yt = Tensor::from_vec(yb.clone(), chunk.len(), &rt.device)?;
+            let mut pass = Pass {
+                train: true,
+                fire: FireMode::Spike,
+                rng: Some(&mut rng),
+                stats: None,
+                multiplicity: 1,
+            };
+            let logits = model.forward(&xb, &mut pass)?;
+            let loss = candle_nn::loss::cross_entropy(&logits, &yt)?;
+            let grads = loss.backward()?;
+            opt.step(&model.params.trainable, &grads, lr)?;
+            let lv = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            if !lv.is_finite() {
+                return Err(Error::invalid(format!(
+                    "training diverged at epoch {} (loss {lv}); lower --lr",
+                    epoch + 1
+                )));
+            }
+            loss_sum += lv * chunk.len() as f64;
+            let pred = logits.argmax(1)?.to_vec1::<u32>()?;
+            ok += pred.iter().zip(&yb).filter(|(a, b)| a == b).count();
+            seen += chunk.len();
+            bar.set_message(format!(
+                "{}/{}  loss {:.4}",
+                epoch + 1,
+                tcfg.epochs,
+                loss_sum / seen as f64
+            ));
+            bar.inc(1);
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let (val_loss, val_accuracy) = if y_val.is_empty() {
+            (f64::NAN, f64::NAN)
+        } else {
+            let p = predict_proba(&model, &x_val, 256, None)?;
+            loss_accuracy(&p, &y_val, c)
+        };
+        let rec = EpochRecord {
+            epoch: epoch + 1,
+            lr,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_accuracy: ok as f64 / seen.max(1) as f64,
+            val_loss,
+            val_accuracy,
+            seconds,
+        };
+        // Best model: highest validation accuracy, ties to the lower validation loss; without a
+        // validation set, the last epoch.
+        let better = y_val.is_empty()
+            || val_accuracy > state.best_val_accuracy
+            || (val_accuracy == state.best_val_accuracy && val_loss < state.best_val_loss);
+        if better {
+            state.best_epoch = epoch + 1;
+            state.best_val_accuracy = if y_val.is_empty() { 0.0 } else { val_accuracy };
+            state.best_val_loss = if y_val.is_empty() { 0.0 } else { val_loss };
+            best_bytes = Some(model.params.to_safetensors_bytes(HashMap::new())?);
+        }
+        state.curve.push(rec);
+        state.epochs_done = epoch + 1;
+        // Checkpoint: last weights, momentum, best weights, state.
+        write_bytes_atomic(
+            &ckpt_dir.join("last.safetensors"),
+            &model.params.to_safetensors_bytes(HashMap::new())?,
+        )?;
+        write_buffers(&ckpt_dir.join("momentum.safetensors"), &opt)?;
+        if let Some(b) = &best_bytes {
+            write_bytes_atomic(&ckpt_dir.join("best.safetensors"), b)?;
+        }
+        write_json_atomic(&ckpt_dir.join("state.json"), &state)?;
+    }
+    bar.finish_and_clear();
+
+    // Restore the best epoch and write the folder.
+    let best = best_bytes.ok_or_else(|| Error::invalid("no epoch was trained"))?;
+    let best_path = out.join("model.safetensors");
+    write_bytes_atomic(&best_path, &best)?;
+    model.params.load(&best_path)?;
+
+    let baseline = LogReg::fit(&x_train, &y_train, data.dim, c, &LogRegConfig::default())?;
+    baseline.save(&out.join("baseline.safetensors"))?;
+
+    let file = ModelFile {
+        format: MODEL_FORMAT.to_string(),
+        model: mcfg,
+        training: tcfg.clone(),
+        labels: prepared.classes.clone(),
+        embedding: data.embedding.clone(),
+        label_key: data.label_key.clone(),
+        held_out: opts.hold_out.clone(),
+        best_epoch: state.best_epoch,
+        n_train: prepared.train.len(),
+        n_validation: prepared.val.len(),
+        software_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    write_json_atomic(&out.join("config.json"), &file)?;
+    write_json_atomic(&out.join("labels.json"), &prepared.classes)?;
+    write_curve(out, &state.curve)?;
+    Ok(TrainOutcome {
+        model,
+        baseline,
+        prepared,
+        curve: state.curve,
+        best_epoch: state.best_epoch,
+        file,
+    })
+}
+
+fn write_curve(out: &Path, curve: &[EpochRecord]) -> Result<()> {
+    use polars::prelude::*;
+    write_json_atomic(&out.join("training_curve.json"), curve)?;
+    let col = |name: &str, f: &dyn Fn(&EpochRecord) -> f64| -> Column {
+        Column::new(name.into(), curve.iter().map(f).collect::<Vec<f64>>())
+    };
+    let mut df = DataFrame::new_infer_height(vec![
+        Column::new(
+            "epoch".into(),
+            curve.iter().map(|r| r.epoch as u32).collect::<Vec<u32>>(),
+        ),
+        col("lr", &|r| r.lr),
+        col("train_loss", &|r| r.train_loss),
+        col("train_accuracy", &|r| r.train_accuracy),
+        col("val_loss", &|r| r.val_loss),
+        col("val_accuracy", &|r| r.val_accuracy),
+        col("seconds", &|r| r.seconds),
+    ])
+    .map_err(|e| Error::invalid(format!("cannot build training curve table: {e}")))?;
+    crate::io::table::write_table(&mut df, out, "training_curve")
+}
+
+fn write_buffers(path: &Path, opt: &Sgd) -> Result<()> {
+    use safetensors::tensor::{Dtype, TensorView};
+    let bytes: Vec<(String, Vec<u8>, usize)> = opt
+        .buffers
+        .iter()
+        .map(|(k, v)| (k.clone(), crate::io::matrix::f32_bytes(v), v.len()))
+        .collect();
+    let mut views = Vec::new();
+    for (k, b, n) in &bytes {
+        views.push((
+            k.as_str(),
+            TensorView::new(Dtype::F32, vec![*n], b).map_err(|e| Error::invalid(e.to_string()))?,
+        ));
+    }
+    let out = safetensors::serialize(views, Some(HashMap::new()))
+        .map_err(|e| Error::invalid(e.to_string()))?;
+    write_bytes_atomic(path, &out)
+}
+
+fn read_buffers(path: &Path) -> Result<std::collections::BTreeMap<String, Vec<f32>>> {
+    let bytes = std::fs::read(path).at(path)?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::input(path, format!("not a valid safetensors file: {e}")))?;
+    let mut out = std::collections::BTreeMap::new();
+    for (name, view) in st.tensors() {
+        let v = crate::io::matrix::tensor_to_f32(view.dtype(), view.data())
+            .ok_or_else(|| Error::input(path, "unsupported dtype"))?;
+        out.insert(name, v);
+    }
+    Ok(out)
+}

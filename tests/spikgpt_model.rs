@@ -1,0 +1,165 @@
+//! Model-level checks: collapsing identical token copies is exact, annotation does not depend on
+//! cell order or batch size, training is reproducible byte for byte and learns a planted structure.
+
+use candle_core::Device;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use scsae::spikgpt::annotate::predict_proba;
+use scsae::spikgpt::config::{ModelConfig, TrainConfig};
+use scsae::spikgpt::inputs::EmbeddingSource;
+use scsae::spikgpt::model::SpikGpt;
+use scsae::spikgpt::stats::ForwardStats;
+use scsae::spikgpt::train::{train, TrainData, TrainOptions};
+use scsae::Runtime;
+
+fn small_config(k: usize) -> ModelConfig {
+    ModelConfig {
+        input_dim: k,
+        width: 16,
+        heads: 2,
+        tokens: 5,
+        time_steps: 3,
+        ..ModelConfig::default()
+    }
+}
+
+/// Planted clusters: `c` classes around random centres in `k` dims.
+fn planted(n_per: usize, c: usize, k: usize, seed: u64) -> (Vec<f32>, Vec<String>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let centres: Vec<Vec<f32>> = (0..c)
+        .map(|_| (0..k).map(|_| rng.random::<f32>() * 6.0 - 3.0).collect())
+        .collect();
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    for i in 0..n_per * c {
+        let cls = i % c;
+        for c in &centres[cls] {
+            x.push(c + (rng.random::<f32>() - 0.5) * 1.5);
+        }
+        y.push(format!("type{cls}"));
+    }
+    (x, y)
+}
+
+#[test]
+fn collapsed_tokens_equal_full_token_computation() {
+    let k = 6;
+    let model = SpikGpt::new(&small_config(k), 3, &Device::Cpu, 3).unwrap();
+    let (x, _) = planted(10, 3, k, 1);
+    let mut a_stats = ForwardStats::default();
+    let a = predict_proba(&model, &x, 64, Some(&mut a_stats)).unwrap();
+    let mut full = model.clone();
+    full.collapse_identical_tokens = false;
+    let mut b_stats = ForwardStats::default();
+    let b = predict_proba(&full, &x, 64, Some(&mut b_stats)).unwrap();
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-5, "collapsed vs full tokens differ by {worst}");
+    // the same firing rates in every layer
+    for ((n1, r1), (n2, r2)) in a_stats.firing_rates().iter().zip(b_stats.firing_rates()) {
+        assert_eq!(n1, &n2);
+        assert!((r1 - r2).abs() < 1e-9, "{n1}: {r1} vs {r2}");
+    }
+    // the network does spike
+    assert!(a_stats.firing_rates().iter().any(|(_, r)| *r > 0.01));
+}
+
+#[test]
+fn annotation_ignores_order_and_batch_size() {
+    let k = 6;
+    let model = SpikGpt::new(&small_config(k), 3, &Device::Cpu, 5).unwrap();
+    let (x, _) = planted(20, 3, k, 2);
+    let n = x.len() / k;
+    let base = predict_proba(&model, &x, 256, None).unwrap();
+    let mut perm: Vec<usize> = (0..n).collect();
+    perm.reverse();
+    perm.swap(3, 17);
+    let xp: Vec<f32> = perm
+        .iter()
+        .flat_map(|&i| x[i * k..(i + 1) * k].to_vec())
+        .collect();
+    for bs in [1, 7, 256] {
+        let p = predict_proba(&model, &xp, bs, None).unwrap();
+        for (row, &i) in perm.iter().enumerate() {
+            for c in 0..3 {
+                let (u, v) = (p[row * 3 + c], base[i * 3 + c]);
+                assert!((u - v).abs() <= 1e-6, "batch {bs}, cell {i}: {u} vs {v}");
+            }
+        }
+    }
+}
+
+fn data(x: Vec<f32>, labels: Vec<String>, k: usize) -> TrainData {
+    let n = labels.len();
+    TrainData {
+        x,
+        dim: k,
+        cell_ids: (0..n).map(|i| format!("c{i}")).collect(),
+        labels,
+        label_source: "planted".into(),
+        label_key: "type".into(),
+        embedding: EmbeddingSource::default(),
+    }
+}
+
+#[test]
+fn training_is_reproducible_and_learns_planted_classes() {
+    let _ = Runtime::cpu();
+    let rt = Runtime::cpu_with_seed(11).unwrap();
+    let k = 8;
+    let (x, y) = planted(40, 4, k, 9);
+    let d = data(x, y, k);
+    let opts = TrainOptions {
+        model: ModelConfig {
+            width: 32,
+            heads: 4,
+            tokens: 4,
+            ..ModelConfig::default()
+        },
+        train: TrainConfig {
+            epochs: 8,
+            batch_size: 32,
+            lr: 0.05,
+            seed: 11,
+            ..TrainConfig::default()
+        },
+        ..TrainOptions::default()
+    };
+    let d1 = tempfile::tempdir().unwrap();
+    let d2 = tempfile::tempdir().unwrap();
+    let o1 = train(&rt, &d, &opts, d1.path()).unwrap();
+    train(&rt, &d, &opts, d2.path()).unwrap();
+    let b1 = std::fs::read(d1.path().join("model.safetensors")).unwrap();
+    let b2 = std::fs::read(d2.path().join("model.safetensors")).unwrap();
+    assert!(b1 == b2, "same seed must give the same model bytes");
+    let best = o1.curve[o1.best_epoch - 1].val_accuracy;
+    assert!(best > 0.9, "validation accuracy on planted clusters {best}");
+    // a different seed gives a different model
+    let mut other = opts.clone();
+    other.train.seed = 12;
+    let d3 = tempfile::tempdir().unwrap();
+    train(&rt, &d, &other, d3.path()).unwrap();
+    assert!(std::fs::read(d3.path().join("model.safetensors")).unwrap() != b1);
+    // resuming a finished run reproduces it
+    let r = TrainOptions {
+        resume: true,
+        ..opts.clone()
+    };
+    train(&rt, &d, &r, d1.path()).unwrap();
+    assert!(std::fs::read(d1.path().join("model.safetensors")).unwrap() == b1);
+}
+
+#[test]
+fn single_class_training_set_is_rejected() {
+    let rt = Runtime::cpu().unwrap();
+    let k = 4;
+    let (x, _) = planted(5, 2, k, 1);
+    let labels = vec!["T".to_string(); 10];
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m");
+    let err = train(&rt, &data(x, labels, k), &TrainOptions::default(), &out).unwrap_err();
+    assert!(err.to_string().contains("single-class"), "{err}");
+    assert!(!out.exists());
+}
