@@ -22,9 +22,9 @@ pub mod error;
 pub mod io;
 pub mod plot;
 pub mod runtime;
-pub mod spikgpt;
 pub mod sae;
 pub mod scgpt;
+pub mod spikgpt;
 
 pub use error::{Error, Result};
 pub use runtime::{Runtime, RuntimeConfig};

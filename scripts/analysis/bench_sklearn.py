@@ -1,6 +1,6 @@
 """Time the reference implementations on the inputs of benches/auroc.rs.
 
-Run from the repository root:  /work/main/.venv/bin/python scripts/analysis/bench_sklearn.py
+Run from the repository root:  python scripts/analysis/bench_sklearn.py
 - AUROC: the sklearn loop `roc_auc_score(y == t, x[:, j])` over 2048 features x 14 types (1000 cells),
   and a vectorised scipy rankdata version for a fairer lower bound.
 - Pearson: numpy correlation of 2048 features with 2000 genes (1000 cells), float64.

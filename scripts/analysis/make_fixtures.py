@@ -1,7 +1,7 @@
 """Reference values for tests/analysis_reference.rs, from sklearn / scipy / statsmodels / numpy.
 
 Run from the repository root:
-    /work/main/.venv/bin/python scripts/analysis/make_fixtures.py
+    python scripts/analysis/make_fixtures.py
 Writes tests/fixtures/analysis/reference.json. Every float is written with repr() (round-trips exactly).
 Inputs are built from float32-representable values so Rust (f32 storage) sees the same numbers.
 """

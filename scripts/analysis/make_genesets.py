@@ -1,6 +1,6 @@
 """Build the repository's genesets/ folder from ../shared/genesets and the paper's lists.
 
-Run from the repository root:  /work/main/.venv/bin/python scripts/analysis/make_genesets.py
+Run from the repository root:  python scripts/analysis/make_genesets.py
 Writes genesets/paper_immune.gmt, genesets/hallmark_immune.gmt, genesets/reactome_wp_pid_immune.gmt,
 genesets/go_bp_immune.gmt and genesets/human_t_cell_markers.gmt. KEGG_* and BIOCARTA_* sets are never
 copied (their licence forbids redistribution).

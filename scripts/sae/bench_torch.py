@@ -1,7 +1,7 @@
 """Training throughput of the paper's SAE recipe in plain PyTorch, to compare with benches/sae_train.rs.
 
 Run from the repository root (same machine, same thread count as the Rust bench):
-    /work/main/.venv/bin/python scripts/sae/bench_torch.py --threads 2 --steps 30
+    python scripts/sae/bench_torch.py --threads 2 --steps 30
 
 Same shapes as the paper (batch 512 of 512-dim activations, M = 2048), same step: forward, loss
 (mean convention), backward, clip_grad_norm_(1.0), Adam, cosine schedule, decoder renormalisation.

@@ -1,7 +1,7 @@
 """Reference SAE training steps in plain PyTorch (the paper's recipe), for tests/sae_reference.rs.
 
 Run from the repository root:
-    /work/main/.venv/bin/python scripts/sae/reference_step.py
+    python scripts/sae/reference_step.py
 Writes tests/fixtures/sae/reference_steps.json.
 
 For each case (standard L1 with the mean loss, standard L1 with the sum loss, TopK) it starts from

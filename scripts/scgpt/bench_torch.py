@@ -3,8 +3,8 @@
 
 How to run (from the repository root):
 
-    /work/main/.venv/bin/pip install --no-deps scgpt==0.2.4 safetensors   # once
-    /work/main/.venv/bin/python scripts/scgpt/bench_torch.py --threads 2 [--cells 1000]
+    pip install --no-deps scgpt==0.2.4 safetensors   # once
+    python scripts/scgpt/bench_torch.py --threads 2 [--cells 1000]
 
 Model: the scGPT_human architecture (embsize 512, nheads 8, d_hid 512,
 nlayers 12, dropout 0.2, pad_value -2, n_bins 51) with random weights

@@ -3,9 +3,9 @@
 
 How to run (from the repository root):
 
-    /work/main/.venv/bin/pip install --no-deps scgpt==0.2.4 safetensors   # once
-    /work/main/.venv/bin/python scripts/scgpt/make_fixtures.py             # tiny, committed
-    /work/main/.venv/bin/python scripts/scgpt/make_fixtures.py --full /tmp/scgpt-full
+    pip install --no-deps scgpt==0.2.4 safetensors   # once
+    python scripts/scgpt/make_fixtures.py             # tiny, committed
+    python scripts/scgpt/make_fixtures.py --full /tmp/scgpt-full
     SCSAE_SCGPT_FULL=/tmp/scgpt-full cargo test --test scgpt_parity      # full-size check
 
 Default: writes tests/fixtures/scgpt/{tiny/,reference.safetensors,binning.json}

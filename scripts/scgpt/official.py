@@ -3,7 +3,7 @@
 Used by make_fixtures.py and bench_torch.py (not run on its own).
 
 Setup (once):
-    /work/main/.venv/bin/pip install --no-deps scgpt==0.2.4 safetensors
+    pip install --no-deps scgpt==0.2.4 safetensors
 
 `scgpt/__init__.py` imports scanpy, scib, torchtext, wandb, matplotlib, IPython, ...
 none of which the embedding path needs.  This module
@@ -53,7 +53,7 @@ def _scgpt_dir() -> str:
     if spec is None or spec.submodule_search_locations is None:
         raise SystemExit(
             "scgpt is not installed: run "
-            "`/work/main/.venv/bin/pip install --no-deps scgpt==0.2.4`"
+            "`pip install --no-deps scgpt==0.2.4`"
         )
     _ROOT = list(spec.submodule_search_locations)[0]
     return _ROOT

@@ -3,7 +3,7 @@
 
 How to run (from the repository root):
 
-    /work/main/.venv/bin/python scripts/scgpt/verify_fixtures.py [DIR]
+    python scripts/scgpt/verify_fixtures.py [DIR]
 
 DIR defaults to tests/fixtures/scgpt (use the --full OUTDIR of make_fixtures.py
 for the full-size set).  make_fixtures.py also calls this after writing.

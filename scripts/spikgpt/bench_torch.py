@@ -13,7 +13,7 @@ cells of tests/fixtures/spikgpt/immune1000_pca50.safetensors; also trains 10 epo
 validation accuracy with --accuracy.
 
 Run from the repository root (same thread count as the Rust bench):
-    /work/main/.venv/bin/python scripts/spikgpt/bench_torch.py --threads 2 [--accuracy]
+    python scripts/spikgpt/bench_torch.py --threads 2 [--accuracy]
 """
 import argparse
 import json

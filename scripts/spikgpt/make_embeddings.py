@@ -7,7 +7,7 @@ counts)), computed with scikit-learn PCA (full SVD, centred, no scaling), cells 
 Writes tests/fixtures/spikgpt/immune1000_pca50.safetensors: tensor `embeddings` [1000, 50] float32, with
 the cell ids (obs index) in the metadata entry `row_ids` (a JSON list), as `scsae::io::matrix` reads it.
 
-Run from the repository root:  /work/main/.venv/bin/python scripts/spikgpt/make_embeddings.py
+Run from the repository root:  python scripts/spikgpt/make_embeddings.py
 """
 import json
 import os

@@ -6,7 +6,7 @@
    prediction set containing "Unknown" calls, plus roc_auc_score of held-out detection.
 
 Writes tests/fixtures/spikgpt/sklearn_reference.json.
-Run from the repository root:  /work/main/.venv/bin/python scripts/spikgpt/make_reference.py
+Run from the repository root:  python scripts/spikgpt/make_reference.py
 """
 import json
 
