@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
 use crate::io::atomic::{write_bytes_atomic, write_json_atomic};
+use crate::io::json::read_json;
 use crate::io::matrix::{f32_bytes, tensor_to_f32, DenseMatrix};
 
 /// Version tag written into every manifest.
@@ -85,9 +86,7 @@ impl Manifest {
                 "not an activation folder (no manifest.json; run `scsae extract` first)",
             ));
         }
-        let text = std::fs::read_to_string(&path).at(&path)?;
-        let m: Manifest = serde_json::from_str(&text)
-            .map_err(|e| Error::input(&path, format!("malformed manifest: {e}")))?;
+        let m: Manifest = read_json(&path, "manifest")?;
         if m.format != FORMAT {
             return Err(Error::input(
                 &path,
@@ -354,9 +353,7 @@ impl ActivationStore {
             ));
         }
         let ids_path = dir.join("cell_ids.json");
-        let text = std::fs::read_to_string(&ids_path).at(&ids_path)?;
-        let cell_ids: Vec<String> = serde_json::from_str(&text)
-            .map_err(|e| Error::input(&ids_path, format!("malformed cell id list: {e}")))?;
+        let cell_ids: Vec<String> = read_json(&ids_path, "cell id list")?;
         if cell_ids.len() != manifest.n_cells {
             return Err(Error::input(
                 &ids_path,

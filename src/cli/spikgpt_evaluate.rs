@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::cli::common::DataArgs;
 use crate::data::load;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::io::table::{read_dataframe, string_column};
 use crate::spikgpt::annotate::{split_stem, DEFAULT_THRESHOLD};
 use crate::spikgpt::energy::EnergyReport;
@@ -215,11 +215,7 @@ pub fn run(args: &EvaluateArgs) -> Result<String> {
         .clone()
         .unwrap_or_else(|| sibling(&args.predictions, "_spiking", "json"));
     let spiking: Option<EnergyReport> = if spath.exists() {
-        let text = std::fs::read_to_string(&spath).at(&spath)?;
-        Some(
-            serde_json::from_str(&text)
-                .map_err(|e| Error::input(&spath, format!("invalid spiking statistics: {e}")))?,
-        )
+        Some(crate::io::json::read_json(&spath, "spiking statistics")?)
     } else {
         None
     };

@@ -197,9 +197,7 @@ pub fn load(dir: &Path) -> Result<(SaeConfig, SaeTensors)> {
             format!("not a saved SAE (expected {CFG_FILE} and {WEIGHTS_FILE})"),
         ));
     }
-    let text = std::fs::read_to_string(&cfg_path).at(&cfg_path)?;
-    let cfg: SaeConfig = serde_json::from_str(&text)
-        .map_err(|e| Error::input(&cfg_path, format!("malformed SAE config: {e}")))?;
+    let cfg: SaeConfig = crate::io::json::read_json(&cfg_path, "SAE config")?;
     let bytes = std::fs::read(&w_path).at(&w_path)?;
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| Error::input(&w_path, format!("not a valid safetensors file: {e}")))?;

@@ -99,8 +99,7 @@ pub fn is_finished(dir: &Path) -> bool {
 
 fn read_metrics(dir: &Path) -> Result<RunMetrics> {
     let p = dir.join(METRICS_FILE);
-    let text = std::fs::read_to_string(&p).at(&p)?;
-    serde_json::from_str(&text).map_err(|e| Error::input(&p, format!("malformed metrics: {e}")))
+    crate::io::json::read_json(&p, "metrics")
 }
 
 fn train_sparsifier(cfg: &TrainConfig) -> Sparsifier<'static> {

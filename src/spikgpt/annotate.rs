@@ -16,7 +16,7 @@ use super::lif::FireMode;
 use super::metrics::UNKNOWN;
 use super::model::SpikGpt;
 use super::stats::ForwardStats;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::io::table::write_table;
 use crate::runtime::Runtime;
 
@@ -75,9 +75,7 @@ pub fn load_model_dir(dir: &Path, rt: &Runtime) -> Result<LoadedModel> {
         ));
     }
     let cfg_path = dir.join("config.json");
-    let text = std::fs::read_to_string(&cfg_path).at(&cfg_path)?;
-    let file: ModelFile = serde_json::from_str(&text)
-        .map_err(|e| Error::input(&cfg_path, format!("invalid model config: {e}")))?;
+    let file: ModelFile = crate::io::json::read_json(&cfg_path, "model config")?;
     if file.format != MODEL_FORMAT {
         return Err(Error::input(
             &cfg_path,

@@ -331,9 +331,7 @@ pub fn train(
     let mut best_bytes: Option<Vec<u8>> = None;
     if opts.resume && ckpt_dir.join("state.json").exists() {
         let p = ckpt_dir.join("state.json");
-        let text = std::fs::read_to_string(&p).at(&p)?;
-        let s: CheckpointState = serde_json::from_str(&text)
-            .map_err(|e| Error::input(&p, format!("invalid checkpoint: {e}")))?;
+        let s: CheckpointState = crate::io::json::read_json(&p, "checkpoint")?;
         if s.fingerprint != fp {
             return Err(Error::input(
                 &p,
