@@ -57,6 +57,27 @@ fn auroc_by_pairs(pos: &[f64], neg: &[f64]) -> f64 {
     s / (pos.len() * neg.len()) as f64
 }
 
+/// `scsae analyze --sae SAE --activations ACTS --layer LAYER` on the PBMC raw matrix into `out`.
+fn analyze(sae: &str, acts: &str, layer: &str, out: &str) -> std::process::Output {
+    scsae(&[
+        "analyze",
+        "--sae",
+        sae,
+        "--activations",
+        acts,
+        "--layer",
+        layer,
+        "--data",
+        "data/pbmc68k_reduced.h5ad",
+        "--data-layer",
+        "raw",
+        "--label-key",
+        "bulk_labels",
+        "--out",
+        out,
+    ])
+}
+
 #[test]
 fn extract_train_analyze_with_sae() {
     let dir = tempfile::tempdir().unwrap();
@@ -92,23 +113,7 @@ fn extract_train_analyze_with_sae() {
         "--out",
         &d("sae"),
     ]));
-    ok(scsae(&[
-        "analyze",
-        "--sae",
-        &d("sae"),
-        "--activations",
-        &d("acts"),
-        "--layer",
-        "1",
-        "--data",
-        "data/pbmc68k_reduced.h5ad",
-        "--data-layer",
-        "raw",
-        "--label-key",
-        "bulk_labels",
-        "--out",
-        &d("analysis"),
-    ]));
+    ok(analyze(&d("sae"), &d("acts"), "1", &d("analysis")));
     for f in [
         "features.csv",
         "auroc.parquet",
@@ -196,23 +201,7 @@ fn extract_train_analyze_with_sae() {
     assert!(checked >= 10);
 
     // an SAE trained on layer 1 is refused for layer 0, and nothing is written
-    let out = scsae(&[
-        "analyze",
-        "--sae",
-        &d("sae"),
-        "--activations",
-        &d("acts"),
-        "--layer",
-        "0",
-        "--data",
-        "data/pbmc68k_reduced.h5ad",
-        "--data-layer",
-        "raw",
-        "--label-key",
-        "bulk_labels",
-        "--out",
-        &d("analysis0"),
-    ]);
+    let out = analyze(&d("sae"), &d("acts"), "0", &d("analysis0"));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("layer"), "{err}");

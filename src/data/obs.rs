@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::io::table::{read_dataframe, string_column, ID_COLUMN_NAMES};
+use crate::io::table::{nullable_string_column, read_dataframe, string_column, ID_COLUMN_NAMES};
 
 /// Values of one obs column.
 #[derive(Debug, Clone, PartialEq)]
@@ -191,15 +191,7 @@ pub fn join_labels(ds: &mut Dataset, table: &Path) -> Result<()> {
         if j == id_pos {
             continue;
         }
-        let values: Vec<Option<String>> = {
-            let s = c
-                .cast(&polars::prelude::DataType::String)
-                .map_err(|e| Error::input(table, format!("column '{}': {e}", c.name())))?;
-            let ca = s
-                .str()
-                .map_err(|e| Error::input(table, format!("column '{}': {e}", c.name())))?;
-            ca.iter().map(|v| v.map(str::to_string)).collect()
-        };
+        let values = nullable_string_column(c).map_err(|m| Error::input(table, m))?;
         let per_cell: Vec<Option<String>> = matched
             .iter()
             .map(|m| m.and_then(|r| values[r].clone()))

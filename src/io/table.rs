@@ -102,18 +102,21 @@ pub fn read_table_matrix(path: &Path, _tsv: bool) -> Result<DenseMatrix> {
     Ok(m)
 }
 
-/// The values of a column as strings (numbers are formatted); missing values are an error.
-pub fn string_column(c: &Column) -> std::result::Result<Vec<String>, String> {
+/// The values of a column as strings (numbers are formatted), `None` where missing.
+pub fn nullable_string_column(c: &Column) -> std::result::Result<Vec<Option<String>>, String> {
     let s = c
         .cast(&DataType::String)
         .map_err(|e| format!("column '{}': {e}", c.name()))?;
     let ca = s.str().map_err(|e| format!("column '{}': {e}", c.name()))?;
-    ca.iter()
+    Ok(ca.iter().map(|v| v.map(str::to_string)).collect())
+}
+
+/// The values of a column as strings (numbers are formatted); missing values are an error.
+pub fn string_column(c: &Column) -> std::result::Result<Vec<String>, String> {
+    nullable_string_column(c)?
+        .into_iter()
         .enumerate()
-        .map(|(i, v)| {
-            v.map(str::to_string)
-                .ok_or_else(|| format!("missing value in column '{}', row {i}", c.name()))
-        })
+        .map(|(i, v)| v.ok_or_else(|| format!("missing value in column '{}', row {i}", c.name())))
         .collect()
 }
 
