@@ -47,8 +47,15 @@ run $bin/scsae analyze "${THREADS_OPT[@]}" --sae "$OUT/sae" --activations "$OUT/
 run $bin/spikgpt train "${THREADS_OPT[@]}" --embeddings "$OUT/activations" --data "$DATA" \
   --label-key "$KEY" --hold-out NK --tokens 8 --width 64 --heads 4 --epochs 30 --lr 0.05 \
   --out "$OUT/spikgpt"
+# an SAE on the annotator's own input (the CLS cell embeddings) and what its features mean
+run $bin/scsae train "${THREADS_OPT[@]}" --activations "$OUT/activations" --layer cls --level cells \
+  --features 256 --lambda 3 --epochs 100 --batch-size 128 --lr 0.001 --out "$OUT/sae_cls"
+run $bin/scsae analyze "${THREADS_OPT[@]}" --sae "$OUT/sae_cls" --activations "$OUT/activations" \
+  --layer cls --data "$DATA" --label-key "$KEY" --genesets genesets/ --out "$OUT/analysis_cls"
+# annotate, and explain every call through the SAE features (attribution, ablation check, reports)
 run $bin/spikgpt annotate "${THREADS_OPT[@]}" --model "$OUT/spikgpt" --embeddings "$OUT/activations" \
-  --out "$OUT/predictions.csv"
+  --sae "$OUT/sae_cls" --analysis "$OUT/analysis_cls" --out "$OUT/predictions.csv"
 run $bin/spikgpt evaluate --predictions "$OUT/predictions.csv" --data "$DATA" --label-key "$KEY" \
   --held-out NK
-echo "demo: results in $OUT/ (analysis report: $OUT/analysis/report.md)" >&2
+echo "demo: results in $OUT/ (analysis report: $OUT/analysis/report.md;" \
+  "explanations: $OUT/predictions_features.csv, $OUT/predictions_class_drivers.csv)" >&2

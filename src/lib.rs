@@ -19,6 +19,7 @@ pub mod analysis;
 pub mod cli;
 pub mod data;
 pub mod error;
+pub mod explain;
 pub mod io;
 pub mod plot;
 pub mod runtime;

@@ -8,6 +8,7 @@ use std::sync::Once;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::error::{Error, IoContext, Result};
 use crate::io::atomic::write_bytes_atomic;
@@ -73,6 +74,40 @@ pub fn save_figure(stem: &Path, size: (u32, u32), fig: &impl Figure) -> Result<(
             .map_err(|e| Error::input(&svg, format!("cannot render SVG: {e}")))?;
     }
     write_bytes_atomic(&svg, text.as_bytes())
+}
+
+/// Result of drawing: plotters errors as text.
+pub type DrawResult = std::result::Result<(), String>;
+
+/// Draw `s` at `at` with the bundled font, anchored by `h` / `v`.
+pub fn text<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    s: &str,
+    at: (i32, i32),
+    size: u32,
+    h: HPos,
+    v: VPos,
+) -> DrawResult {
+    let style = TextStyle::from((FONT, size).into_font()).pos(Pos::new(h, v));
+    root.draw(&Text::new(s.to_string(), at, style))
+        .map_err(|e| e.to_string())
+}
+
+/// Draw a rectangle from `a` to `b`, filled or outlined.
+pub fn rect<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    a: (i32, i32),
+    b: (i32, i32),
+    color: RGBColor,
+    filled: bool,
+) -> DrawResult {
+    let style = if filled {
+        color.filled()
+    } else {
+        color.stroke_width(1)
+    };
+    root.draw(&Rectangle::new([a, b], style))
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

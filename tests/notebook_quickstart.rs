@@ -6,6 +6,8 @@
 
 use std::path::PathBuf;
 
+mod notebook_common;
+
 #[test]
 fn notebook_cells_run() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -50,49 +52,11 @@ fn notebook_cells_run() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Code cells of the notebook, without the first (setup) cell, whitespace-trimmed per line.
-fn notebook_cells() -> Vec<String> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("notebooks/quickstart.ipynb");
-    let nb: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    nb["cells"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["cell_type"] == "code")
-        .skip(1)
-        .map(|c| {
-            let src: String = match &c["source"] {
-                serde_json::Value::Array(lines) => {
-                    lines.iter().map(|l| l.as_str().unwrap()).collect()
-                }
-                s => s.as_str().unwrap().to_string(),
-            };
-            normalise(&src)
-        })
-        .collect()
-}
-
-fn normalise(s: &str) -> String {
-    s.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// The blocks between the cell markers in this file's first test.
-fn test_cells() -> Vec<String> {
-    let src = include_str!("notebook_quickstart.rs");
-    let body =
-        &src[src.find("// ----- cell -----").unwrap()..src.find("// ----- end -----").unwrap()];
-    body.split("// ----- cell -----")
-        .filter(|b| !b.trim().is_empty())
-        .map(normalise)
-        .collect()
-}
-
 #[test]
 fn notebook_matches_this_file() {
-    assert_eq!(notebook_cells(), test_cells());
+    let nb = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("notebooks/quickstart.ipynb");
+    assert_eq!(
+        notebook_common::notebook_cells(&nb),
+        notebook_common::test_cells(include_str!("notebook_quickstart.rs"))
+    );
 }

@@ -6,42 +6,11 @@ use std::path::Path;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use plotters::style::text_anchor::{HPos, Pos, VPos};
+use plotters::style::text_anchor::{HPos, VPos};
 
 use crate::analysis::pipeline::FeatureAnalysis;
 use crate::error::Result;
-use crate::plot::{save_figure, Figure, FONT};
-
-type DrawResult = std::result::Result<(), String>;
-
-fn text<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
-    s: &str,
-    at: (i32, i32),
-    size: u32,
-    h: HPos,
-    v: VPos,
-) -> DrawResult {
-    let style = TextStyle::from((FONT, size).into_font()).pos(Pos::new(h, v));
-    root.draw(&Text::new(s.to_string(), at, style))
-        .map_err(|e| e.to_string())
-}
-
-fn rect<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
-    a: (i32, i32),
-    b: (i32, i32),
-    color: RGBColor,
-    filled: bool,
-) -> DrawResult {
-    let style = if filled {
-        color.filled()
-    } else {
-        color.stroke_width(1)
-    };
-    root.draw(&Rectangle::new([a, b], style))
-        .map_err(|e| e.to_string())
-}
+use crate::plot::{rect, save_figure, text, DrawResult, Figure};
 
 /// Heatmap of AUROC for selected features (columns) and every tested type (rows).
 pub struct AurocHeatmap {

@@ -4,61 +4,15 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use polars::prelude::*;
 use serde::Serialize;
 
 use crate::analysis::figures::{self, AurocHeatmap, BestAurocComparison, EnrichmentSummary};
 use crate::analysis::pca::Pca;
 use crate::analysis::pipeline::{AnalysisContext, Comparison, FeatureAnalysis, Headline};
 use crate::analysis::AnalysisConfig;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::io::atomic::{write_bytes_atomic, write_json_atomic};
-use crate::io::table::write_table;
-
-/// Column-by-column builder of a data frame.
-#[derive(Default)]
-struct Table {
-    height: usize,
-    cols: Vec<Column>,
-}
-
-impl Table {
-    fn new(height: usize) -> Self {
-        Table {
-            height,
-            cols: Vec::new(),
-        }
-    }
-    fn str(mut self, name: &str, v: Vec<String>) -> Self {
-        self.cols.push(Column::new(name.into(), v));
-        self
-    }
-    fn opt_str(mut self, name: &str, v: Vec<Option<String>>) -> Self {
-        self.cols.push(Column::new(name.into(), v));
-        self
-    }
-    fn f64(mut self, name: &str, v: Vec<f64>) -> Self {
-        self.cols.push(Column::new(name.into(), v));
-        self
-    }
-    fn opt_f64(mut self, name: &str, v: Vec<Option<f64>>) -> Self {
-        self.cols.push(Column::new(name.into(), v));
-        self
-    }
-    fn u64(mut self, name: &str, v: Vec<u64>) -> Self {
-        self.cols.push(Column::new(name.into(), v));
-        self
-    }
-    fn bool(mut self, name: &str, v: Vec<bool>) -> Self {
-        self.cols.push(Column::new(name.into(), v));
-        self
-    }
-    fn write(self, dir: &Path, stem: &str) -> Result<()> {
-        let mut df = DataFrame::new(self.height, self.cols)
-            .map_err(|e| Error::invalid(format!("building table {stem}: {e}")))?;
-        write_table(&mut df, dir, stem)
-    }
-}
+use crate::io::table::Table;
 
 fn genes_with_r(list: &[(usize, f64)], genes: &[String]) -> String {
     list.iter()

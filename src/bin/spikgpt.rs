@@ -24,6 +24,8 @@ enum Command {
     Train(Box<cli::spikgpt_train::TrainArgs>),
     /// Label cells with a trained model (Unknown below the confidence threshold).
     Annotate(cli::spikgpt_annotate::AnnotateArgs),
+    /// Remove SAE features from every cell and report how the calls change.
+    Ablate(cli::spikgpt_ablate::AblateArgs),
     /// Metrics, confusion matrix, Unknown-rejection report and spiking statistics of predictions.
     Evaluate(cli::spikgpt_evaluate::EvaluateArgs),
 }
@@ -32,6 +34,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let text = match &cli.command {
         Command::Train(a) => cli::spikgpt_train::run(a, &cli.runtime)?,
         Command::Annotate(a) => cli::spikgpt_annotate::run(a, &cli.runtime)?,
+        Command::Ablate(a) => cli::spikgpt_ablate::run(a, &cli.runtime)?,
         Command::Evaluate(a) => cli::spikgpt_evaluate::run(a)?,
     };
     println!("{text}");

@@ -8,6 +8,7 @@ pub mod common;
 pub mod encode;
 pub mod extract;
 pub mod inspect;
+pub mod spikgpt_ablate;
 pub mod spikgpt_annotate;
 pub mod spikgpt_evaluate;
 pub mod spikgpt_train;

@@ -6,6 +6,11 @@ use clap::Args;
 
 use crate::cli::common::RuntimeArgs;
 use crate::error::{Error, Result};
+use crate::explain::ablation::ControlOptions;
+use crate::explain::attribution::Method;
+use crate::explain::decompose::load_for_model;
+use crate::explain::interpret::Interpretations;
+use crate::explain::{explain_annotation, ExplainOptions};
 use crate::io::atomic::write_json_atomic;
 use crate::spikgpt::annotate::{
     calls, load_model_dir, predict_proba, split_stem, write_predictions, DEFAULT_THRESHOLD,
@@ -37,6 +42,83 @@ pub struct AnnotateArgs {
     /// Cells per inference batch (results do not depend on it).
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,
+    /// Explanations through SAE features.
+    #[command(flatten)]
+    pub explain: ExplainArgs,
+}
+
+/// How a method of attribution is named on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttributionArg {
+    /// Gradient x activation (one backward pass).
+    Grad,
+    /// Integrated gradients from the all-zero code (`--ig-steps` passes).
+    Ig,
+}
+
+/// Options of `spikgpt annotate --sae`.
+#[derive(Debug, Clone, Args)]
+pub struct ExplainArgs {
+    /// SAE trained on the same embeddings (same layer and scGPT model): explain every call through its
+    /// features (`<stem>_attribution.*`, `<stem>_features.*`, class reports, ablation check).
+    #[arg(long)]
+    pub sae: Option<PathBuf>,
+    /// Output folder of `scsae analyze` for this SAE (or its features table): adds each feature's best
+    /// cell type, AUROC and top enriched gene set.
+    #[arg(long, requires = "sae")]
+    pub analysis: Option<PathBuf>,
+    /// Features listed per cell.
+    #[arg(long, default_value_t = 10)]
+    pub top_features: usize,
+    /// Attribution method.
+    #[arg(long, value_enum, default_value_t = AttributionArg::Grad)]
+    pub attribution: AttributionArg,
+    /// Path steps of integrated gradients.
+    #[arg(long, default_value_t = 32)]
+    pub ig_steps: usize,
+    /// Numbers of top-attributed features removed together in the ablation check.
+    #[arg(long, value_delimiter = ',', default_value = "1,3,5")]
+    pub ablation_k: Vec<usize>,
+    /// Random size-matched control draws per cell in the ablation check.
+    #[arg(long, default_value_t = 10)]
+    pub ablation_draws: usize,
+    /// Report the raw surrogate-gradient terms instead of scaling each cell's terms to add up to its
+    /// logit difference (the scale and the residual are reported either way).
+    #[arg(long)]
+    pub raw_attribution: bool,
+    /// Skip the top-vs-random ablation check.
+    #[arg(long)]
+    pub no_ablation: bool,
+}
+
+impl ExplainArgs {
+    /// The library options.
+    pub fn options(&self, threshold: f64, batch_size: usize, seed: u64) -> Result<ExplainOptions> {
+        let method = match self.attribution {
+            AttributionArg::Grad => Method::GradientXActivation,
+            AttributionArg::Ig => Method::parse("ig", self.ig_steps)?,
+        };
+        if self.top_features == 0 {
+            return Err(Error::invalid("--top-features must be at least 1"));
+        }
+        let control = (!self.no_ablation).then(|| ControlOptions {
+            ks: self.ablation_k.clone(),
+            draws: self.ablation_draws.max(1),
+            seed,
+            threshold,
+            batch_size,
+            ..ControlOptions::default()
+        });
+        Ok(ExplainOptions {
+            method,
+            top_features: self.top_features,
+            normalise: !self.raw_attribution,
+            control,
+            batch_size,
+            progress: true,
+            ..ExplainOptions::default()
+        })
+    }
 }
 
 /// Run `spikgpt annotate`, returning the summary to print.
@@ -63,6 +145,21 @@ pub fn run(args: &AnnotateArgs, runtime: &RuntimeArgs) -> Result<String> {
     }
     let ids = cell_ids(&emb.matrix);
     let classes = &loaded.file.labels;
+    // Everything the explanation needs is checked before anything is written.
+    let explain = match &args.explain.sae {
+        Some(dir) => {
+            let opts = args
+                .explain
+                .options(args.threshold, args.batch_size, runtime.seed)?;
+            let dec = load_for_model(dir, &loaded, &emb)?;
+            let meaning = match &args.explain.analysis {
+                Some(a) => Interpretations::read(a, dec.dict.d_sae)?,
+                None => Interpretations::default(),
+            };
+            Some((dec, meaning, opts))
+        }
+        None => None,
+    };
     let mut stats = ForwardStats::default();
     let probs = predict_proba(
         &loaded.model,
@@ -109,5 +206,11 @@ pub fn run(args: &AnnotateArgs, runtime: &RuntimeArgs) -> Result<String> {
         s.push_str(&format!("  {n:<20} {k}\n"));
     }
     s.push_str(&energy.to_text());
+    if let Some((dec, meaning, opts)) = explain {
+        let summary =
+            explain_annotation(&loaded, &dec, &ids, &c.label, &meaning, &opts, &dir, &stem)?;
+        s.push('\n');
+        s.push_str(&summary.to_text());
+    }
     Ok(s)
 }

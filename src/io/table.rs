@@ -138,6 +138,59 @@ pub fn write_table(df: &mut DataFrame, dir: &Path, stem: &str) -> Result<()> {
     })
 }
 
+/// Column-by-column builder of a data frame.
+#[derive(Default)]
+pub struct Table {
+    height: usize,
+    cols: Vec<Column>,
+}
+
+impl Table {
+    /// An empty table of `height` rows.
+    pub fn new(height: usize) -> Self {
+        Table {
+            height,
+            cols: Vec::new(),
+        }
+    }
+    /// Add a text column.
+    pub fn str(mut self, name: &str, v: Vec<String>) -> Self {
+        self.cols.push(Column::new(name.into(), v));
+        self
+    }
+    /// Add a text column with missing values.
+    pub fn opt_str(mut self, name: &str, v: Vec<Option<String>>) -> Self {
+        self.cols.push(Column::new(name.into(), v));
+        self
+    }
+    /// Add a float column.
+    pub fn f64(mut self, name: &str, v: Vec<f64>) -> Self {
+        self.cols.push(Column::new(name.into(), v));
+        self
+    }
+    /// Add a float column with missing values.
+    pub fn opt_f64(mut self, name: &str, v: Vec<Option<f64>>) -> Self {
+        self.cols.push(Column::new(name.into(), v));
+        self
+    }
+    /// Add an unsigned integer column.
+    pub fn u64(mut self, name: &str, v: Vec<u64>) -> Self {
+        self.cols.push(Column::new(name.into(), v));
+        self
+    }
+    /// Add a boolean column.
+    pub fn bool(mut self, name: &str, v: Vec<bool>) -> Self {
+        self.cols.push(Column::new(name.into(), v));
+        self
+    }
+    /// Write as `<dir>/<stem>.csv` and `.parquet` (atomically); columns must all have `height` rows.
+    pub fn write(self, dir: &Path, stem: &str) -> Result<()> {
+        let mut df = DataFrame::new(self.height, self.cols)
+            .map_err(|e| Error::invalid(format!("building table {stem}: {e}")))?;
+        write_table(&mut df, dir, stem)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
