@@ -110,6 +110,66 @@ pub fn rect<DB: DrawingBackend>(
         .map_err(|e| e.to_string())
 }
 
+/// Where and how large the cells of a heatmap grid are.
+#[derive(Debug, Clone, Copy)]
+pub struct Grid {
+    /// Top-left corner of the first cell.
+    pub origin: (i32, i32),
+    /// Cell width and height.
+    pub cell: (i32, i32),
+}
+
+impl Grid {
+    /// Draw the row names (right-aligned left of the grid) and `n_cols` cells per row, coloured by
+    /// `colour(row, col)`.
+    pub fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        rows: &[String],
+        n_cols: usize,
+        colour: impl Fn(usize, usize) -> RGBColor,
+    ) -> DrawResult {
+        let ((x0, y0), (cw, ch)) = (self.origin, self.cell);
+        for (r, name) in rows.iter().enumerate() {
+            let y = y0 + r as i32 * ch;
+            text(
+                root,
+                name,
+                (x0 - 8, y + ch / 2),
+                13,
+                HPos::Right,
+                VPos::Center,
+            )?;
+            for c in 0..n_cols {
+                let x = x0 + c as i32 * cw;
+                rect(root, (x, y), (x + cw, y + ch), colour(r, c), true)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A vertical colour bar at `x` from `y0` to `y0 + height` with `colour(t)` for `t` from 1 (top) to 0
+/// (bottom), and `labels` at the top, middle and bottom.
+pub fn colour_bar<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    (x, y0): (i32, i32),
+    height: i32,
+    colour: impl Fn(f64) -> RGBColor,
+    labels: [&str; 3],
+) -> DrawResult {
+    let steps = 50;
+    for s in 0..steps {
+        let t = 1.0 - s as f64 / steps as f64;
+        let (ya, yb) = (y0 + s * height / steps, y0 + (s + 1) * height / steps);
+        rect(root, (x, ya), (x + 16, yb), colour(t), true)?;
+    }
+    for (label, y) in labels.iter().zip([y0, y0 + height / 2, y0 + height]) {
+        text(root, label, (x + 20, y), 11, HPos::Left, VPos::Center)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

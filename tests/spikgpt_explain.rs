@@ -38,6 +38,27 @@ fn bin(name: &str) -> Command {
     c
 }
 
+/// `spikgpt <sub> --model M --embeddings E --sae S --out O` (more options appended by the caller).
+fn explain_cmd(sub: &str, model: &Path, emb: &Path, sae: &Path, out: &Path) -> Command {
+    let mut c = bin("spikgpt");
+    c.arg(sub)
+        .arg("--model")
+        .arg(model)
+        .arg("--embeddings")
+        .arg(emb)
+        .arg("--sae")
+        .arg(sae)
+        .arg("--out")
+        .arg(out);
+    c
+}
+
+/// The error message of a command that must fail.
+fn failure_text(mut c: Command) -> String {
+    let o = c.assert().failure();
+    String::from_utf8_lossy(&o.get_output().stderr).to_string()
+}
+
 /// Model, SAE and SAE analysis on the immune data, built once for all tests of this file.
 struct Immune {
     _dir: tempfile::TempDir,
@@ -404,15 +425,9 @@ fn immune_annotation_is_explained_and_top_features_are_causal() {
     let fx = immune();
     let dir = tempfile::tempdir().unwrap();
     let pred = dir.path().join("pred.csv");
-    let o = bin("spikgpt")
-        .args(["annotate", "--embeddings", EMB, "--model"])
-        .arg(&fx.model)
-        .arg("--sae")
-        .arg(&fx.sae)
+    let o = explain_cmd("annotate", &fx.model, Path::new(EMB), &fx.sae, &pred)
         .arg("--analysis")
         .arg(&fx.analysis)
-        .arg("--out")
-        .arg(&pred)
         .assert()
         .success();
     let text = String::from_utf8_lossy(&o.get_output().stdout).to_string();
@@ -441,6 +456,23 @@ fn immune_annotation_is_explained_and_top_features_are_causal() {
         assert!((d - num(r, "logit_delta")).abs() < 1e-6);
         let sum = num(r, "features_total") + num(r, "error_term") + num(r, "residual");
         assert!((sum - d).abs() < 1e-6 * d.abs().max(1.0));
+    }
+    // the same cells in other batches give the same attributions
+    let pred_b = dir.path().join("batch64.csv");
+    explain_cmd("annotate", &fx.model, Path::new(EMB), &fx.sae, &pred_b)
+        .args(["--batch-size", "64", "--no-ablation"])
+        .assert()
+        .success();
+    let again = csv_rows(&dir.path().join("batch64_attribution.csv"));
+    for (a, b) in cells.iter().zip(&again) {
+        assert_eq!(a["cell_id"], b["cell_id"]);
+        assert_eq!(a["label"], b["label"]);
+        for c in ["features_total", "error_term", "logit"] {
+            assert!(
+                (num(a, c) - num(b, c)).abs() < 1e-4 * num(a, c).abs().max(1.0),
+                "{c}"
+            );
+        }
     }
     // the top features carry their interpretation from `scsae analyze`
     let feats = csv_rows(&dir.path().join("pred_features.csv"));
@@ -481,13 +513,8 @@ fn immune_annotation_is_explained_and_top_features_are_causal() {
         .map(|r| r["feature"].clone())
         .unwrap();
     let abl = dir.path().join("ablate.csv");
-    bin("spikgpt")
-        .args(["ablate", "--embeddings", EMB, "--feature", &f, "--model"])
-        .arg(&fx.model)
-        .arg("--sae")
-        .arg(&fx.sae)
-        .arg("--out")
-        .arg(&abl)
+    explain_cmd("ablate", &fx.model, Path::new(EMB), &fx.sae, &abl)
+        .args(["--feature", &f])
         .assert()
         .success();
     let s = json(&dir.path().join("ablate_summary.json"));
@@ -540,21 +567,47 @@ fn mismatched_sae_is_refused_before_writing() {
         .assert()
         .success();
     let pred = dir.path().join("out/pred.csv");
-    let o = bin("spikgpt")
-        .args(["annotate", "--embeddings", EMB, "--model"])
-        .arg(&fx.model)
-        .arg("--sae")
-        .arg(&sae49)
-        .arg("--out")
-        .arg(&pred)
-        .assert()
-        .failure();
-    let err = String::from_utf8_lossy(&o.get_output().stderr).to_string();
+    let err = failure_text(explain_cmd(
+        "annotate",
+        &fx.model,
+        Path::new(EMB),
+        &sae49,
+        &pred,
+    ));
     assert!(
         err.contains("49-dimensional") && err.contains("50-dimensional") && err.contains("sae49"),
         "{err}"
     );
     assert!(!pred.exists(), "predictions written despite the error");
+    // a feature the SAE does not have, and an analysis of another SAE
+    let mut c = explain_cmd(
+        "ablate",
+        &fx.model,
+        Path::new(EMB),
+        &fx.sae,
+        &dir.path().join("abl.csv"),
+    );
+    c.args(["--feature", "200"]);
+    let err = failure_text(c);
+    assert!(
+        err.contains("--feature 200") && err.contains("200 features"),
+        "{err}"
+    );
+    assert!(!dir.path().join("abl.csv").exists());
+    let other = dir.path().join("other_analysis.csv");
+    std::fs::write(
+        &other,
+        "feature,index,best_type,best_auroc,best_set,best_set_q\nf0,0,B,0.9,,\n",
+    )
+    .unwrap();
+    let mut c = explain_cmd("annotate", &fx.model, Path::new(EMB), &fx.sae, &pred);
+    c.arg("--analysis").arg(&other);
+    let err = failure_text(c);
+    assert!(
+        err.contains("other_analysis.csv") && err.contains("describes 1 features"),
+        "{err}"
+    );
+    assert!(!pred.exists());
 }
 
 #[test]
@@ -612,18 +665,9 @@ fn sae_of_another_layer_is_refused() {
         .assert()
         .success();
     let pred = dir.path().join("pred.csv");
-    let o = bin("spikgpt")
-        .args(["annotate", "--embedding-layer", "cls", "--embeddings"])
-        .arg(&store)
-        .arg("--model")
-        .arg(&model)
-        .arg("--sae")
-        .arg(&sae)
-        .arg("--out")
-        .arg(&pred)
-        .assert()
-        .failure();
-    let err = String::from_utf8_lossy(&o.get_output().stderr).to_string();
+    let mut c = explain_cmd("annotate", &model, &store, &sae, &pred);
+    c.args(["--embedding-layer", "cls"]);
+    let err = failure_text(c);
     assert!(
         err.contains("trained on layer 0") && err.contains("layer cls"),
         "{err}"
@@ -631,24 +675,8 @@ fn sae_of_another_layer_is_refused() {
     assert!(!pred.exists());
     // the same SAE on layer 0 embeddings is accepted by `ablate` (layer and model agree)
     // while the model was trained on cls: refused there too
-    let o = bin("spikgpt")
-        .args([
-            "ablate",
-            "--embedding-layer",
-            "0",
-            "--feature",
-            "0",
-            "--embeddings",
-        ])
-        .arg(&store)
-        .arg("--model")
-        .arg(&model)
-        .arg("--sae")
-        .arg(&sae)
-        .arg("--out")
-        .arg(dir.path().join("abl.csv"))
-        .assert()
-        .failure();
-    let err = String::from_utf8_lossy(&o.get_output().stderr).to_string();
+    let mut c = explain_cmd("ablate", &model, &store, &sae, &dir.path().join("abl.csv"));
+    c.args(["--embedding-layer", "0", "--feature", "0"]);
+    let err = failure_text(c);
     assert!(err.contains("training embeddings"), "{err}");
 }

@@ -10,7 +10,7 @@ use plotters::style::text_anchor::{HPos, VPos};
 
 use crate::analysis::pipeline::FeatureAnalysis;
 use crate::error::Result;
-use crate::plot::{rect, save_figure, text, DrawResult, Figure};
+use crate::plot::{colour_bar, rect, save_figure, text, DrawResult, Figure, Grid};
 
 /// Heatmap of AUROC for selected features (columns) and every tested type (rows).
 pub struct AurocHeatmap {
@@ -77,27 +77,18 @@ impl Figure for AurocHeatmap {
         let (x0, y0) = (200i32, 70i32);
         text(root, &self.title, (x0, 30), 18, HPos::Left, VPos::Center)?;
         let nf = self.features.len();
-        for (ti, name) in self.types.iter().enumerate() {
-            let y = y0 + ti as i32 * ch;
-            text(
-                root,
-                name,
-                (x0 - 8, y + ch / 2),
-                13,
-                HPos::Right,
-                VPos::Center,
-            )?;
-            for fi in 0..nf {
-                let v = self.values[ti * nf + fi];
-                let x = x0 + fi as i32 * cw;
-                let c = if v.is_finite() {
-                    ViridisRGB::get_color_normalized(v.clamp(0.5, 1.0), 0.5, 1.0)
-                } else {
-                    RGBColor(230, 230, 230)
-                };
-                rect(root, (x, y), (x + cw, y + ch), c, true)?;
+        let grid = Grid {
+            origin: (x0, y0),
+            cell: (cw, ch),
+        };
+        grid.draw(root, &self.types, nf, |ti, fi| {
+            let v = self.values[ti * nf + fi];
+            if v.is_finite() {
+                ViridisRGB::get_color_normalized(v.clamp(0.5, 1.0), 0.5, 1.0)
+            } else {
+                RGBColor(230, 230, 230)
             }
-        }
+        })?;
         let yb = y0 + self.types.len() as i32 * ch;
         for (fi, name) in self.features.iter().enumerate() {
             let x = x0 + fi as i32 * cw + cw / 2;
@@ -105,38 +96,14 @@ impl Figure for AurocHeatmap {
             let dy = if fi % 2 == 0 { 12 } else { 28 };
             text(root, name, (x, yb + dy), 10, HPos::Center, VPos::Center)?;
         }
-        // colour bar
         let xb = x0 + nf.max(4) as i32 * cw + 30;
-        let steps = 50;
         let hbar = self.types.len().max(2) as i32 * ch;
-        for s in 0..steps {
-            let v = 1.0 - s as f64 / steps as f64 * 0.5;
-            let y = y0 + s * hbar / steps;
-            let c = ViridisRGB::get_color_normalized(v, 0.5, 1.0);
-            rect(
-                root,
-                (xb, y),
-                (xb + 16, y0 + (s + 1) * hbar / steps),
-                c,
-                true,
-            )?;
-        }
-        text(root, "1.0", (xb + 20, y0), 11, HPos::Left, VPos::Center)?;
-        text(
+        colour_bar(
             root,
-            "0.75",
-            (xb + 20, y0 + hbar / 2),
-            11,
-            HPos::Left,
-            VPos::Center,
-        )?;
-        text(
-            root,
-            "<=0.5",
-            (xb + 20, y0 + hbar),
-            11,
-            HPos::Left,
-            VPos::Center,
+            (xb, y0),
+            hbar,
+            |t| ViridisRGB::get_color_normalized(0.5 + 0.5 * t, 0.5, 1.0),
+            ["1.0", "0.75", "<=0.5"],
         )?;
         text(root, "AUROC", (xb, y0 - 14), 11, HPos::Left, VPos::Center)?;
         Ok(())

@@ -8,28 +8,23 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::cli::common::RuntimeArgs;
-use crate::error::{Error, Result};
+use crate::cli::spikgpt_annotate::AnnotatorInput;
+use crate::error::Result;
 use crate::explain::ablation::ablate_features;
 use crate::explain::decompose::load_for_model;
 use crate::explain::interpret::Interpretations;
 use crate::io::atomic::write_json_atomic;
 use crate::io::table::Table;
-use crate::spikgpt::annotate::{load_model_dir, split_stem, DEFAULT_THRESHOLD};
-use crate::spikgpt::inputs::{cell_ids, load_embeddings};
+use crate::spikgpt::annotate::{split_stem, DEFAULT_THRESHOLD};
+use crate::spikgpt::inputs::cell_ids;
 use crate::spikgpt::metrics::UNKNOWN;
 
 /// Arguments of `spikgpt ablate`.
 #[derive(Debug, Clone, Args)]
 pub struct AblateArgs {
-    /// Model folder written by `spikgpt train`.
-    #[arg(long)]
-    pub model: PathBuf,
-    /// Cell embeddings (extraction store folder or matrix file).
-    #[arg(long)]
-    pub embeddings: PathBuf,
-    /// Which cell matrix of an extraction store: cls or a layer number.
-    #[arg(long, default_value = "cls")]
-    pub embedding_layer: String,
+    /// Model and cells.
+    #[command(flatten)]
+    pub input: AnnotatorInput,
     /// SAE trained on the same embeddings.
     #[arg(long)]
     pub sae: PathBuf,
@@ -71,15 +66,9 @@ pub struct AblationSummary {
 
 /// Run `spikgpt ablate`, returning the summary to print.
 pub fn run(args: &AblateArgs, runtime: &RuntimeArgs) -> Result<String> {
-    if !(0.0..=1.0).contains(&args.threshold) {
-        return Err(Error::invalid(format!(
-            "--threshold {} must be in [0, 1]",
-            args.threshold
-        )));
-    }
+    crate::cli::common::check_threshold(args.threshold)?;
     let rt = runtime.runtime()?;
-    let loaded = load_model_dir(&args.model, &rt)?;
-    let emb = load_embeddings(&args.embeddings, &args.embedding_layer)?;
+    let (loaded, emb) = args.input.load(&rt)?;
     let dec = load_for_model(&args.sae, &loaded, &emb)?;
     let meaning = match &args.analysis {
         Some(a) => Interpretations::read(a, dec.dict.d_sae)?,

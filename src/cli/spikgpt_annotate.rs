@@ -13,16 +13,17 @@ use crate::explain::interpret::Interpretations;
 use crate::explain::{explain_annotation, ExplainOptions};
 use crate::io::atomic::write_json_atomic;
 use crate::spikgpt::annotate::{
-    calls, load_model_dir, predict_proba, split_stem, write_predictions, DEFAULT_THRESHOLD,
+    calls, load_model_dir, predict_proba, split_stem, write_predictions, LoadedModel,
+    DEFAULT_THRESHOLD,
 };
 use crate::spikgpt::energy::energy_report;
-use crate::spikgpt::inputs::{cell_ids, load_embeddings};
+use crate::spikgpt::inputs::{cell_ids, load_embeddings, Embeddings};
 use crate::spikgpt::metrics::UNKNOWN;
 use crate::spikgpt::stats::ForwardStats;
 
-/// Arguments of `spikgpt annotate`.
+/// The annotator and the cells it reads (shared by `annotate` and `ablate`).
 #[derive(Debug, Clone, Args)]
-pub struct AnnotateArgs {
+pub struct AnnotatorInput {
     /// Model folder written by `spikgpt train`.
     #[arg(long)]
     pub model: PathBuf,
@@ -32,6 +33,23 @@ pub struct AnnotateArgs {
     /// Which cell matrix of an extraction store: cls or a layer number.
     #[arg(long, default_value = "cls")]
     pub embedding_layer: String,
+}
+
+impl AnnotatorInput {
+    /// Load the model folder and the embeddings.
+    pub fn load(&self, rt: &crate::runtime::Runtime) -> Result<(LoadedModel, Embeddings)> {
+        let loaded = load_model_dir(&self.model, rt)?;
+        let emb = load_embeddings(&self.embeddings, &self.embedding_layer)?;
+        Ok((loaded, emb))
+    }
+}
+
+/// Arguments of `spikgpt annotate`.
+#[derive(Debug, Clone, Args)]
+pub struct AnnotateArgs {
+    /// Model and cells.
+    #[command(flatten)]
+    pub input: AnnotatorInput,
     /// Cells whose highest class probability is below this are labelled Unknown.
     #[arg(long, default_value_t = DEFAULT_THRESHOLD)]
     pub threshold: f64,
@@ -123,23 +141,17 @@ impl ExplainArgs {
 
 /// Run `spikgpt annotate`, returning the summary to print.
 pub fn run(args: &AnnotateArgs, runtime: &RuntimeArgs) -> Result<String> {
-    if !(0.0..=1.0).contains(&args.threshold) {
-        return Err(Error::invalid(format!(
-            "--threshold {} must be in [0, 1]",
-            args.threshold
-        )));
-    }
+    crate::cli::common::check_threshold(args.threshold)?;
     let rt = runtime.runtime()?;
-    let loaded = load_model_dir(&args.model, &rt)?;
-    let emb = load_embeddings(&args.embeddings, &args.embedding_layer)?;
+    let (loaded, emb) = args.input.load(&rt)?;
     let k = loaded.model.config.input_dim;
     if emb.matrix.n_cols != k {
         return Err(Error::input(
-            &args.embeddings,
+            &args.input.embeddings,
             format!(
                 "embeddings have {} dimensions but the model in {} was trained on {k}",
                 emb.matrix.n_cols,
-                args.model.display()
+                args.input.model.display()
             ),
         ));
     }

@@ -139,12 +139,7 @@ fn predictions_for(
 
 /// Run `spikgpt evaluate`, returning the report text.
 pub fn run(args: &EvaluateArgs) -> Result<String> {
-    if !(0.0..=1.0).contains(&args.threshold) {
-        return Err(Error::invalid(format!(
-            "--threshold {} must be in [0, 1]",
-            args.threshold
-        )));
-    }
+    crate::cli::common::check_threshold(args.threshold)?;
     let table = read_predictions(&args.predictions)?;
     let ds = load(&args.data, &args.data_args.load_options())?;
     let labels = ds.labels(&args.label_key)?;

@@ -162,12 +162,7 @@ impl TrainArgs {
         if let Some(v) = self.train_fraction {
             t.train_fraction = v;
         }
-        if !(0.0..=1.0).contains(&self.threshold) {
-            return Err(Error::invalid(format!(
-                "--threshold {} must be in [0, 1]",
-                self.threshold
-            )));
-        }
+        crate::cli::common::check_threshold(self.threshold)?;
         t.validate()?;
         Ok((m, t))
     }

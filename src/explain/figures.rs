@@ -8,7 +8,7 @@ use plotters::style::text_anchor::{HPos, VPos};
 use super::attribution::CellAttribution;
 use super::interpret::Interpretations;
 use super::report::{CellCalls, Driver};
-use crate::plot::{rect, text, DrawResult, Figure};
+use crate::plot::{colour_bar, text, DrawResult, Figure, Grid};
 use crate::spikgpt::metrics::UNKNOWN;
 
 /// Classes x features mean attribution.
@@ -78,7 +78,7 @@ impl ClassHeatmap {
     /// Pixel size that fits the grid.
     pub fn size(&self) -> (u32, u32) {
         let w = 220 + 30 * self.features.len().max(4) as u32 + 140;
-        let h = 80 + 26 * self.classes.len().max(2) as u32 + 150;
+        let h = 80 + 26 * self.classes.len().max(2) as u32 + 120;
         (w.max(640), h)
     }
 }
@@ -112,29 +112,13 @@ impl Figure for ClassHeatmap {
         )?;
         let nf = self.features.len();
         let scale = self.values.iter().fold(0f64, |m, v| m.max(v.abs()));
-        for (r, name) in self.classes.iter().enumerate() {
-            let y = y0 + r as i32 * ch;
-            text(
-                root,
-                name,
-                (x0 - 8, y + ch / 2),
-                13,
-                HPos::Right,
-                VPos::Center,
-            )?;
-            for c in 0..nf {
-                let x = x0 + c as i32 * cw;
-                let col = diverging(self.values[r * nf + c], scale);
-                rect(root, (x, y), (x + cw, y + ch), col, true)?;
-                rect(
-                    root,
-                    (x, y),
-                    (x + cw, y + ch),
-                    RGBColor(235, 235, 235),
-                    false,
-                )?;
-            }
-        }
+        let grid = Grid {
+            origin: (x0, y0),
+            cell: (cw, ch),
+        };
+        grid.draw(root, &self.classes, nf, |r, c| {
+            diverging(self.values[r * nf + c], scale)
+        })?;
         let yb = y0 + self.classes.len() as i32 * ch;
         for (c, name) in self.features.iter().enumerate() {
             let x = x0 + c as i32 * cw + cw / 2;
@@ -147,43 +131,15 @@ impl Figure for ClassHeatmap {
             root.draw(&Text::new(name.clone(), (x, yb + 6), style))
                 .map_err(|e| e.to_string())?;
         }
-        // colour bar
         let xb = x0 + nf.max(4) as i32 * cw + 30;
         let hbar = self.classes.len().max(2) as i32 * ch;
-        let steps = 40;
-        for s in 0..steps {
-            let v = scale * (1.0 - 2.0 * s as f64 / steps as f64);
-            rect(
-                root,
-                (xb, y0 + s * hbar / steps),
-                (xb + 16, y0 + (s + 1) * hbar / steps),
-                diverging(v, scale),
-                true,
-            )?;
-        }
-        text(
+        let (top, bottom) = (format!("{scale:+.3}"), format!("{:+.3}", -scale));
+        colour_bar(
             root,
-            &format!("{scale:+.3}"),
-            (xb + 20, y0),
-            11,
-            HPos::Left,
-            VPos::Center,
-        )?;
-        text(
-            root,
-            "0",
-            (xb + 20, y0 + hbar / 2),
-            11,
-            HPos::Left,
-            VPos::Center,
-        )?;
-        text(
-            root,
-            &format!("{:+.3}", -scale),
-            (xb + 20, y0 + hbar),
-            11,
-            HPos::Left,
-            VPos::Center,
+            (xb, y0),
+            hbar,
+            |t| diverging(scale * (2.0 * t - 1.0), scale),
+            [&top, "0", &bottom],
         )?;
         Ok(())
     }
