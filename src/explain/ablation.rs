@@ -9,11 +9,12 @@
 use rand::Rng;
 use serde::Serialize;
 
-use super::attribution::{argmax_rows, CellAttribution};
+use super::attribution::CellAttribution;
 use super::decompose::Decomposition;
 use crate::error::{Error, Result};
 use crate::scgpt::tokenize::cell_rng;
 use crate::spikgpt::annotate::predict_proba;
+use crate::spikgpt::metrics::argmax_rows;
 use crate::spikgpt::SpikGpt;
 
 /// The call of one cell: most probable class, its probability and whether it clears the threshold.

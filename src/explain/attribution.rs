@@ -33,6 +33,7 @@ use super::decompose::Decomposition;
 use super::gradient::{logit_gradients, logits};
 use crate::error::{Error, Result};
 use crate::spikgpt::lif::FireMode;
+use crate::spikgpt::metrics::argmax_rows;
 use crate::spikgpt::SpikGpt;
 
 /// The attribution method.
@@ -140,25 +141,6 @@ impl CellAttribution {
     pub fn delta(&self) -> f64 {
         self.logit - self.baseline_logit
     }
-}
-
-/// Arg-max of each row of a `[n, c]` matrix (first maximum on ties).
-pub fn argmax_rows(values: &[f32], c: usize) -> Vec<usize> {
-    values
-        .chunks(c)
-        .map(|r| {
-            r.iter()
-                .enumerate()
-                .fold((0, f32::NEG_INFINITY), |(bi, bv), (j, &v)| {
-                    if v > bv {
-                        (j, v)
-                    } else {
-                        (bi, bv)
-                    }
-                })
-                .0
-        })
-        .collect()
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f64 {

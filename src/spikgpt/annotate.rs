@@ -155,16 +155,8 @@ pub fn calls(probs: &[f32], classes: &[String], threshold: f64) -> Calls {
     };
     for i in 0..n {
         let row = &probs[i * c..(i + 1) * c];
-        let (bi, bp) = row
-            .iter()
-            .enumerate()
-            .fold((0, f32::NEG_INFINITY), |(bi, bp), (j, &p)| {
-                if p > bp {
-                    (j, p)
-                } else {
-                    (bi, bp)
-                }
-            });
+        let bi = super::metrics::argmax(row);
+        let bp = row[bi];
         let best = classes[bi].clone();
         out.label.push(if (bp as f64) < threshold {
             UNKNOWN.to_string()

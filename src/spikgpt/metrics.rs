@@ -156,6 +156,25 @@ impl Metrics {
     }
 }
 
+/// Index of the largest value of `row` (the first one on ties; 0 for an empty row).
+pub fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |(bi, bv), (j, &v)| {
+            if v > bv {
+                (j, v)
+            } else {
+                (bi, bv)
+            }
+        })
+        .0
+}
+
+/// [`argmax`] of every row of a row-major `[n, c]` matrix.
+pub fn argmax_rows(values: &[f32], c: usize) -> Vec<usize> {
+    values.chunks(c.max(1)).map(argmax).collect()
+}
+
 /// Area under the ROC curve of `scores` for telling `positive` cells from the rest (Mann-Whitney U
 /// with average ranks for ties). `None` when either group is empty.
 pub fn auroc(scores: &[f64], positive: &[bool]) -> Option<f64> {

@@ -219,18 +219,7 @@ pub fn loss_accuracy(probs: &[f32], targets: &[usize], c: usize) -> (f64, f64) {
     for (i, &t) in targets.iter().enumerate() {
         let row = &probs[i * c..(i + 1) * c];
         loss -= (row[t].max(1e-12) as f64).ln();
-        let best = row
-            .iter()
-            .enumerate()
-            .fold((0, f32::NEG_INFINITY), |(bi, bp), (j, &p)| {
-                if p > bp {
-                    (j, p)
-                } else {
-                    (bi, bp)
-                }
-            })
-            .0;
-        ok += (best == t) as usize;
+        ok += (super::metrics::argmax(row) == t) as usize;
     }
     (
         loss / targets.len() as f64,
