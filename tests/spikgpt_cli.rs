@@ -12,35 +12,11 @@ use assert_cmd::Command;
 use scsae::io::matrix::{read_matrix, DenseMatrix};
 use serde_json::Value;
 
-const EMB: &str = "tests/fixtures/spikgpt/immune1000_pca50.safetensors";
-const DATA: &str = "data/immune1000.h5ad";
-const KEY: &str = "cell_type_annotations";
+mod spikgpt_common;
+use spikgpt_common::{small_model_args, DATA, EMB, KEY};
 
 fn spikgpt() -> Command {
     Command::cargo_bin("spikgpt").unwrap()
-}
-
-fn small_model_args() -> Vec<&'static str> {
-    // Small and quick: m = 8 tokens, width 64; without dropout the m identical token copies are
-    // computed once (exact), and 700 cells need more than the paper's 10 epochs at lr 0.01.
-    vec![
-        "--tokens",
-        "8",
-        "--width",
-        "64",
-        "--heads",
-        "4",
-        "--epochs",
-        "30",
-        "--lr",
-        "0.05",
-        "--batch-size",
-        "64",
-        "--dropout",
-        "0",
-        "--seed",
-        "7",
-    ]
 }
 
 fn json(p: &Path) -> Value {

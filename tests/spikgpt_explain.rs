@@ -28,9 +28,8 @@ use scsae::spikgpt::{ModelConfig, SpikGpt, TrainConfig};
 use scsae::Runtime;
 use serde_json::Value;
 
-const EMB: &str = "tests/fixtures/spikgpt/immune1000_pca50.safetensors";
-const DATA: &str = "data/immune1000.h5ad";
-const KEY: &str = "cell_type_annotations";
+mod spikgpt_common;
+use spikgpt_common::{small_model_args, DATA, EMB, KEY};
 
 fn bin(name: &str) -> Command {
     let mut c = Command::cargo_bin(name).unwrap();
@@ -82,27 +81,9 @@ fn immune() -> &'static Immune {
                 "--label-key",
                 KEY,
             ])
-            .args([
-                "--hold-out",
-                "NK",
-                "--tokens",
-                "8",
-                "--width",
-                "64",
-                "--heads",
-                "4",
-            ])
-            .args([
-                "--epochs",
-                "30",
-                "--lr",
-                "0.05",
-                "--batch-size",
-                "64",
-                "--dropout",
-                "0",
-            ])
-            .args(["--seed", "7", "--out"])
+            .args(["--hold-out", "NK"])
+            .args(small_model_args())
+            .arg("--out")
             .arg(&model)
             .assert()
             .success();

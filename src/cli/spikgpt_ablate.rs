@@ -85,6 +85,7 @@ pub fn run(args: &AblateArgs, runtime: &RuntimeArgs) -> Result<String> {
     let classes = &loaded.file.labels;
     let name = |c: Option<usize>| c.map_or(UNKNOWN.to_string(), |c| classes[c].clone());
     let n = res.len();
+    let (dir, stem) = split_stem(&args.out);
     Table::new(n)
         .str("cell_id", ids.clone())
         .str(
@@ -120,7 +121,7 @@ pub fn run(args: &AblateArgs, runtime: &RuntimeArgs) -> Result<String> {
             "removed_activation",
             res.iter().map(|r| r.removed_activation).collect(),
         )
-        .write(&split_stem(&args.out).0, &split_stem(&args.out).1)?;
+        .write(&dir, &stem)?;
     let active: Vec<&_> = res.iter().filter(|r| r.removed_activation != 0.0).collect();
     let mut transitions = BTreeMap::new();
     for r in res.iter().filter(|r| r.call_changed()) {
@@ -145,7 +146,6 @@ pub fn run(args: &AblateArgs, runtime: &RuntimeArgs) -> Result<String> {
             / active.len().max(1) as f64,
         transitions,
     };
-    let (dir, stem) = split_stem(&args.out);
     write_json_atomic(&dir.join(format!("{stem}_summary.json")), &summary)?;
     let mut s = format!(
         "removed feature(s) {:?} from {n} cells ({} with the feature active): {} calls changed, {} most probable classes changed, mean probability change {:+.4} where active; wrote {}\n",

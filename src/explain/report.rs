@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::attribution::CellAttribution;
+use super::attribution::{CellAttribution, FeatureShare};
 use super::decompose::Decomposition;
 use super::figures::ClassHeatmap;
 use super::interpret::{FeatureMeaning, Interpretations};
@@ -90,44 +90,53 @@ pub fn write_cell_tables(
         .str("method", vec![method.to_string(); n])
         .write(dir, &format!("{stem}_attribution"))?;
 
-    let (mut id, mut label, mut class, mut rank, mut feat, mut act, mut att, mut share, mut mean) = (
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-    );
-    for (i, a) in attrs.iter().enumerate() {
-        let delta = a.delta();
-        for (r, s) in a.shares.iter().take(top).enumerate() {
-            id.push(cells.ids[i].clone());
-            label.push(cells.labels[i].clone());
-            class.push(cells.classes[a.target].clone());
-            rank.push(r as u64 + 1);
-            feat.push(s.feature as u64);
-            act.push(s.activation as f64);
-            att.push(s.attribution);
-            share.push(if delta != 0.0 {
-                s.attribution / delta
-            } else {
-                f64::NAN
-            });
-            mean.push(meaning.get(s.feature));
-        }
-    }
-    let t = Table::new(id.len())
-        .str("cell_id", id)
-        .str("label", label)
-        .str("explained_class", class)
-        .u64("rank", rank)
-        .u64("feature", feat)
-        .f64("activation", act)
-        .f64("attribution", att)
-        .f64("share_of_delta", share);
+    // one row per (cell, listed feature)
+    let rows: Vec<(usize, usize, &FeatureShare)> = attrs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, a)| {
+            a.shares
+                .iter()
+                .take(top)
+                .enumerate()
+                .map(move |(r, s)| (i, r, s))
+        })
+        .collect();
+    let col = |f: &dyn Fn(usize, usize, &FeatureShare) -> f64| -> Vec<f64> {
+        rows.iter().map(|&(i, r, s)| f(i, r, s)).collect()
+    };
+    let text = |f: &dyn Fn(usize) -> String| -> Vec<String> {
+        rows.iter().map(|&(i, _, _)| f(i)).collect()
+    };
+    let mean: Vec<FeatureMeaning> = rows
+        .iter()
+        .map(|&(_, _, s)| meaning.get(s.feature))
+        .collect();
+    let t = Table::new(rows.len())
+        .str("cell_id", text(&|i| cells.ids[i].clone()))
+        .str("label", text(&|i| cells.labels[i].clone()))
+        .str(
+            "explained_class",
+            text(&|i| cells.classes[attrs[i].target].clone()),
+        )
+        .u64("rank", rows.iter().map(|&(_, r, _)| r as u64 + 1).collect())
+        .u64(
+            "feature",
+            rows.iter().map(|&(_, _, s)| s.feature as u64).collect(),
+        )
+        .f64("activation", col(&|_, _, s| s.activation as f64))
+        .f64("attribution", col(&|_, _, s| s.attribution))
+        .f64(
+            "share_of_delta",
+            col(&|i, _, s| {
+                let delta = attrs[i].delta();
+                if delta != 0.0 {
+                    s.attribution / delta
+                } else {
+                    f64::NAN
+                }
+            }),
+        );
     with_meaning(t, &mean).write(dir, &format!("{stem}_features"))
 }
 
