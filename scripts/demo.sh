@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
 # The main job on the bundled data, end to end:
 #   inspect -> extract every layer -> train an SAE on the last layer -> analyse its features against
-#   cell types and gene sets (with the PCA baseline) -> train SpikGPT with NK held out -> annotate ->
-#   evaluate the Unknown-cell rejection.
+#   cell types and gene sets (with the PCA baseline) -> train SpikGPT with plasma cells held out
+#   (calibrated Unknown rule) -> annotate (explained through SAE features) -> evaluate; NK held out
+#   (the hard case); reference -> query across chemistries: PBMC3k (10x v1) -> Kang 2018 (10x v2),
+#   with a label map and per-batch metrics.
 #
 #   bash scripts/demo.sh                        # bundled immune cells, committed tiny checkpoint
 #   MODEL=~/models/scGPT_human bash scripts/demo.sh   # a released scGPT checkpoint folder
 #
-# The committed checkpoint (tests/fixtures/scgpt/tiny) is written by the official scGPT code with
-# random weights: it exercises every step, but its features carry no learned biology. Use a released
-# checkpoint (see README) for real results. Environment: MODEL, OUT (default demo-out; must not
+# The committed checkpoint (tests/fixtures/scgpt/vocab60k: the real 60,697-token vocabulary, d = 32,
+# 2 layers) is written by the official scGPT code with RANDOM weights: every step runs, but its
+# embeddings carry no learned biology (only what a random network keeps of the expression profile).
+# Use a released checkpoint (see README) for real results. Environment: MODEL, OUT (default demo-out; must not
 # exist), EPOCHS (SAE epochs, default 10), THREADS (default: all cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MODEL=${MODEL:-tests/fixtures/scgpt/tiny}
+MODEL=${MODEL:-tests/fixtures/scgpt/vocab60k}
 OUT=${OUT:-demo-out}
 EPOCHS=${EPOCHS:-10}
 DATA=data/immune1000.h5ad
@@ -44,18 +47,43 @@ run $bin/scsae train "${THREADS_OPT[@]}" --activations "$OUT/activations" --laye
   --epochs "$EPOCHS" --out "$OUT/sae"
 run $bin/scsae analyze "${THREADS_OPT[@]}" --sae "$OUT/sae" --activations "$OUT/activations" \
   --layer "$LAYER" --data "$DATA" --label-key "$KEY" --genesets genesets/ --out "$OUT/analysis"
+# SpikGPT. The committed checkpoint's random weights give CLS embeddings without biology, so the
+# annotator is shown on the stand-in embeddings of the same cells (50 principal components of the log
+# expression, tests/fixtures/spikgpt/); with a released checkpoint, pass "$OUT/activations" instead.
+EMB=tests/fixtures/spikgpt/immune1000_pca50.safetensors
+SPIK=(--tokens 8 --width 64 --heads 4 --epochs 30 --lr 0.05)
+# plasma cells held out: the calibrated Unknown rule (temperature, leave-one-type-out score, keep 95 %)
+run $bin/spikgpt train "${THREADS_OPT[@]}" --embeddings "$EMB" --data "$DATA" --label-key "$KEY" \
+  --hold-out plasma "${SPIK[@]}" --out "$OUT/spikgpt"
+run $bin/spikgpt annotate "${THREADS_OPT[@]}" --model "$OUT/spikgpt" --embeddings "$EMB" \
+  --out "$OUT/annotation/predictions.csv"
+run $bin/spikgpt evaluate --predictions "$OUT/annotation/predictions.csv" --data "$DATA" \
+  --label-key "$KEY" --held-out plasma
+# the hard case: NK cells (next to CD8 T cells) held out
+run $bin/spikgpt train "${THREADS_OPT[@]}" --embeddings "$EMB" --data "$DATA" --label-key "$KEY" \
+  --hold-out NK "${SPIK[@]}" --out "$OUT/spikgpt_nk"
+
+# reference -> query across chemistries and studies: PBMC3k (10x v1) -> Kang 2018 (10x v2, control
+# and IFN-beta stimulated cells) with a label map; Kang's activated T cells are the natural Unknown
+# case (stand-in embeddings: the reference's PCA with the query projected into it)
+run $bin/spikgpt train "${THREADS_OPT[@]}" --embeddings tests/fixtures/spikgpt/pbmc3k_ref_pca50.safetensors \
+  --data data/pbmc3k_ref.h5ad --label-key cell_type "${SPIK[@]}" --out "$OUT/spikgpt_pbmc3k"
+run $bin/spikgpt annotate "${THREADS_OPT[@]}" --model "$OUT/spikgpt_pbmc3k" \
+  --embeddings tests/fixtures/spikgpt/kang_query_pca50.safetensors --out "$OUT/kang/predictions.csv"
+run $bin/spikgpt evaluate --predictions "$OUT/kang/predictions.csv" --data data/kang_query.h5ad \
+  --label-key cell_type --label-map data/pbmc3k_kang_label_map.csv --batch-key batch
+
+# explaining calls through SAE features, on the scGPT CLS embeddings themselves (the mechanism runs
+# end to end; with random weights the features mean nothing biological)
 run $bin/spikgpt train "${THREADS_OPT[@]}" --embeddings "$OUT/activations" --data "$DATA" \
-  --label-key "$KEY" --hold-out NK --tokens 8 --width 64 --heads 4 --epochs 30 --lr 0.05 \
-  --out "$OUT/spikgpt"
-# an SAE on the annotator's own input (the CLS cell embeddings) and what its features mean
+  --label-key "$KEY" --hold-out plasma "${SPIK[@]}" --out "$OUT/spikgpt_cls"
 run $bin/scsae train "${THREADS_OPT[@]}" --activations "$OUT/activations" --layer cls --level cells \
   --features 256 --lambda 3 --epochs 100 --batch-size 128 --lr 0.001 --out "$OUT/sae_cls"
 run $bin/scsae analyze "${THREADS_OPT[@]}" --sae "$OUT/sae_cls" --activations "$OUT/activations" \
   --layer cls --data "$DATA" --label-key "$KEY" --genesets genesets/ --out "$OUT/analysis_cls"
-# annotate, and explain every call through the SAE features (attribution, ablation check, reports)
-run $bin/spikgpt annotate "${THREADS_OPT[@]}" --model "$OUT/spikgpt" --embeddings "$OUT/activations" \
-  --sae "$OUT/sae_cls" --analysis "$OUT/analysis_cls" --out "$OUT/predictions.csv"
-run $bin/spikgpt evaluate --predictions "$OUT/predictions.csv" --data "$DATA" --label-key "$KEY" \
-  --held-out NK
+run $bin/spikgpt annotate "${THREADS_OPT[@]}" --model "$OUT/spikgpt_cls" --embeddings "$OUT/activations" \
+  --sae "$OUT/sae_cls" --analysis "$OUT/analysis_cls" --out "$OUT/explained/predictions.csv"
 echo "demo: results in $OUT/ (analysis report: $OUT/analysis/report.md;" \
-  "explanations: $OUT/predictions_features.csv, $OUT/predictions_class_drivers.csv)" >&2
+  "annotation: $OUT/annotation/evaluation.txt and evaluation_rejection_curve.png;" \
+  "reference -> query: $OUT/kang/evaluation.txt;" \
+  "explanations: $OUT/explained/predictions_features.csv, predictions_class_drivers.csv)" >&2

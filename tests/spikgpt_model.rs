@@ -7,7 +7,10 @@ use rand_chacha::ChaCha8Rng;
 use scsae::spikgpt::annotate::predict_proba;
 use scsae::spikgpt::config::{ModelConfig, TrainConfig};
 use scsae::spikgpt::inputs::EmbeddingSource;
+use scsae::spikgpt::layers::Pass;
+use scsae::spikgpt::lif::FireMode;
 use scsae::spikgpt::model::SpikGpt;
+use scsae::spikgpt::optim::Sgd;
 use scsae::spikgpt::stats::ForwardStats;
 use scsae::spikgpt::train::{train, TrainData, TrainOptions};
 use scsae::Runtime;
@@ -64,6 +67,168 @@ fn collapsed_tokens_equal_full_token_computation() {
     }
     // the network does spike
     assert!(a_stats.firing_rates().iter().any(|(_, r)| *r > 0.01));
+}
+
+/// One training step (forward in training mode, cross-entropy, backward) with the pass's dropout
+/// generator seeded by `seed`: logits, loss, gradients and BatchNorm running statistics, by name.
+type Step = (Vec<f32>, Vec<(String, Vec<f32>)>, Vec<(String, Vec<f32>)>);
+fn training_step(model: &SpikGpt, x: &[f32], y: &[u32], seed: u64) -> Step {
+    let k = model.config.input_dim;
+    let xt = candle_core::Tensor::from_slice(x, (x.len() / k, k), &Device::Cpu).unwrap();
+    let yt = candle_core::Tensor::from_slice(y, y.len(), &Device::Cpu).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut pass = Pass {
+        train: true,
+        fire: FireMode::Spike,
+        rng: Some(&mut rng),
+        stats: None,
+        multiplicity: 1,
+    };
+    let logits = model.forward(&xt, &mut pass).unwrap();
+    let loss = candle_nn::loss::cross_entropy(&logits, &yt).unwrap();
+    let grads = loss.backward().unwrap();
+    let flat = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let g = model
+        .params
+        .trainable
+        .iter()
+        .map(|(n, v)| {
+            let g = grads
+                .get(v.as_tensor())
+                .map(flat)
+                .unwrap_or_else(|| vec![0.0; v.elem_count()]);
+            (n.clone(), g)
+        })
+        .collect();
+    let b = model
+        .params
+        .buffers
+        .iter()
+        .map(|(n, v)| (n.clone(), flat(v.as_tensor())))
+        .collect();
+    (flat(&logits), g, b)
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0.0f32, f32::max)
+}
+
+#[test]
+fn bounded_memory_dropout_tail_equals_full_token_training() {
+    // The paper's training mode (dropout on, one block) computed from one token per cell plus sparse
+    // per-token corrections must equal the straightforward pass over m physical tokens: logits,
+    // every parameter's gradient and the BatchNorm running statistics, for two neuron variants.
+    let k = 6;
+    let soft_atan = {
+        let mut c = small_config(k);
+        c.lif.v_reset = None;
+        c.lif.decay_input = false;
+        c.lif.detach_reset = false;
+        c.lif.surrogate = scsae::spikgpt::Surrogate::Atan { alpha: 2.0 };
+        c
+    };
+    for cfg in [small_config(k), soft_atan] {
+        let cfg = ModelConfig {
+            dropout: 0.3,
+            tokens: 7,
+            ..cfg
+        };
+        let (x, labels) = planted(4, 3, k, 5);
+        let y: Vec<u32> = labels
+            .iter()
+            .map(|l| l.trim_start_matches("type").parse().unwrap())
+            .collect();
+        let tail = SpikGpt::new(&cfg, 3, &Device::Cpu, 9).unwrap();
+        let mut full = SpikGpt::new(&cfg, 3, &Device::Cpu, 9).unwrap();
+        full.collapse_identical_tokens = false;
+        {
+            let mut rng = ChaCha8Rng::seed_from_u64(0);
+            let probe = Pass {
+                train: true,
+                fire: FireMode::Spike,
+                rng: Some(&mut rng),
+                stats: None,
+                multiplicity: 1,
+            };
+            assert!(tail.uses_token_tail(&probe) && !full.uses_token_tail(&probe));
+        }
+        let (la, ga, ba) = training_step(&tail, &x, &y, 77);
+        let (lb, gb, bb) = training_step(&full, &x, &y, 77);
+        let d = max_abs_diff(&la, &lb);
+        assert!(d < 1e-5, "logits differ by {d}");
+        let mut fc2_grad = 0.0f32;
+        for ((na, a), (nb, b)) in ga.iter().zip(&gb) {
+            assert_eq!(na, nb);
+            let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+            // f32 rounding differs between the two summation orders; through the surrogate
+            // gradients of the attention neurons it reaches ~1e-4 of a tensor's largest gradient.
+            let amax = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let d = max_abs_diff(a, b);
+            assert!(
+                d <= 1e-6 + 1e-3 * amax,
+                "gradient of {na} differs by {d} (largest {amax}, scale {scale})"
+            );
+            if na.contains("mlp.fc2") || na.contains("mlp.fc1") {
+                fc2_grad = fc2_grad.max(b.iter().fold(0.0f32, |m, v| m.max(v.abs())));
+            }
+        }
+        assert!(
+            fc2_grad > 1e-4,
+            "the MLP gets no gradient: the check would be vacuous"
+        );
+        for ((na, a), (_, b)) in ba.iter().zip(&bb) {
+            let d = max_abs_diff(a, b);
+            assert!(d < 1e-5, "running statistic {na} differs by {d}");
+        }
+        // Three SGD steps (momentum, weight decay, the paper's lr) on each: the weights and the
+        // BatchNorm statistics stay equal to 1e-5.
+        let mut opt_a = Sgd::new(0.9, 1e-4);
+        let mut opt_b = Sgd::new(0.9, 1e-4);
+        for step in 0..3 {
+            for (model, opt) in [(&tail, &mut opt_a), (&full, &mut opt_b)] {
+                let xt =
+                    candle_core::Tensor::from_slice(&x, (x.len() / k, k), &Device::Cpu).unwrap();
+                let yt = candle_core::Tensor::from_slice(&y, y.len(), &Device::Cpu).unwrap();
+                let mut rng = ChaCha8Rng::seed_from_u64(100 + step);
+                let mut pass = Pass {
+                    train: true,
+                    fire: FireMode::Spike,
+                    rng: Some(&mut rng),
+                    stats: None,
+                    multiplicity: 1,
+                };
+                let logits = model.forward(&xt, &mut pass).unwrap();
+                let loss = candle_nn::loss::cross_entropy(&logits, &yt).unwrap();
+                let grads = loss.backward().unwrap();
+                opt.step(&model.params.trainable, &grads, 0.01).unwrap();
+            }
+        }
+        let flat = |v: &candle_core::Var| {
+            v.as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        for (name, va) in tail.params.trainable.iter().chain(&tail.params.buffers) {
+            let vb = full
+                .params
+                .trainable
+                .get(name)
+                .or_else(|| full.params.buffers.get(name))
+                .unwrap();
+            let d = max_abs_diff(&flat(va), &flat(vb));
+            assert!(d < 1e-5, "after 3 steps {name} differs by {d}");
+        }
+        // A different dropout seed gives a different step (the masks are really used).
+        let (lc, _, _) =
+            training_step(&SpikGpt::new(&cfg, 3, &Device::Cpu, 9).unwrap(), &x, &y, 78);
+        assert!(max_abs_diff(&la, &lc) > 1e-4);
+    }
 }
 
 #[test]

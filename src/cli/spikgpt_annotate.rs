@@ -13,12 +13,14 @@ use crate::explain::interpret::Interpretations;
 use crate::explain::{explain_annotation, ExplainOptions};
 use crate::io::atomic::write_json_atomic;
 use crate::spikgpt::annotate::{
-    calls, load_model_dir, predict_proba, split_stem, write_predictions, LoadedModel,
-    DEFAULT_THRESHOLD,
+    annotate, load_model_dir, resolve_rule, LoadedModel, DEFAULT_THRESHOLD,
 };
+use crate::spikgpt::calibration::Rule;
 use crate::spikgpt::energy::energy_report;
 use crate::spikgpt::inputs::{cell_ids, load_embeddings, Embeddings};
 use crate::spikgpt::metrics::UNKNOWN;
+use crate::spikgpt::novelty::Score;
+use crate::spikgpt::predictions::{sibling, split_stem};
 use crate::spikgpt::stats::ForwardStats;
 
 /// The annotator and the cells it reads (shared by `annotate` and `ablate`).
@@ -50,9 +52,18 @@ pub struct AnnotateArgs {
     /// Model and cells.
     #[command(flatten)]
     pub input: AnnotatorInput,
-    /// Cells whose highest class probability is below this are labelled Unknown.
-    #[arg(long, default_value_t = DEFAULT_THRESHOLD)]
-    pub threshold: f64,
+    /// The paper's rule instead of the calibrated one: cells whose highest class probability (T = 1)
+    /// is below this are labelled Unknown (paper: 0.95).
+    #[arg(long)]
+    pub threshold: Option<f64>,
+    /// Re-threshold the calibrated rule to keep this share of known validation cells
+    /// [default: the model folder's, 0.95].
+    #[arg(long)]
+    pub keep: Option<f64>,
+    /// Novelty score of the calibrated rule: max_prob, energy, knn_distance or combined
+    /// [default: the model folder's, chosen by leave-one-type-out at training].
+    #[arg(long)]
+    pub score: Option<String>,
     /// Output table (`.csv`; a `.parquet` twin is written beside it, plus `<stem>_baseline.*` and
     /// `<stem>_spiking.json`).
     #[arg(long)]
@@ -141,9 +152,10 @@ impl ExplainArgs {
 
 /// Run `spikgpt annotate`, returning the summary to print.
 pub fn run(args: &AnnotateArgs, runtime: &RuntimeArgs) -> Result<String> {
-    crate::cli::common::check_threshold(args.threshold)?;
     let rt = runtime.runtime()?;
     let (loaded, emb) = args.input.load(&rt)?;
+    let score = args.score.as_deref().map(Score::parse).transpose()?;
+    let rule = resolve_rule(&loaded, args.threshold, args.keep, score)?;
     let k = loaded.model.config.input_dim;
     if emb.matrix.n_cols != k {
         return Err(Error::input(
@@ -155,14 +167,18 @@ pub fn run(args: &AnnotateArgs, runtime: &RuntimeArgs) -> Result<String> {
             ),
         ));
     }
+    emb.matrix.check_finite(&args.input.embeddings)?;
     let ids = cell_ids(&emb.matrix);
-    let classes = &loaded.file.labels;
     // Everything the explanation needs is checked before anything is written.
+    let explain_threshold = match &rule {
+        Rule::Paper { threshold } => *threshold,
+        Rule::Calibrated(_) => DEFAULT_THRESHOLD,
+    };
     let explain = match &args.explain.sae {
         Some(dir) => {
             let opts = args
                 .explain
-                .options(args.threshold, args.batch_size, runtime.seed)?;
+                .options(explain_threshold, args.batch_size, runtime.seed)?;
             let dec = load_for_model(dir, &loaded, &emb)?;
             let meaning = match &args.explain.analysis {
                 Some(a) => Interpretations::read(a, dec.dict.d_sae)?,
@@ -173,29 +189,30 @@ pub fn run(args: &AnnotateArgs, runtime: &RuntimeArgs) -> Result<String> {
         None => None,
     };
     let mut stats = ForwardStats::default();
-    let probs = predict_proba(
-        &loaded.model,
+    let ann = annotate(
+        &loaded,
+        &ids,
         &emb.matrix.data,
+        &rule,
         args.batch_size,
         Some(&mut stats),
     )?;
     let (dir, stem) = split_stem(&args.out);
-    write_predictions(&args.out, &ids, &probs, classes, args.threshold)?;
-    if let Some(b) = &loaded.baseline {
-        let bp = b.predict_proba(&emb.matrix.data)?;
-        write_predictions(
-            &dir.join(format!("{stem}_baseline.csv")),
-            &ids,
-            &bp,
-            classes,
-            args.threshold,
-        )?;
+    ann.main.write(&args.out)?;
+    for b in &ann.baselines {
+        let suffix = if b.name == "knn" { "_knn" } else { "_baseline" };
+        b.table.write(&sibling(&args.out, suffix))?;
     }
+    let mut rules = std::collections::BTreeMap::new();
+    rules.insert("spikgpt".to_string(), ann.rule.describe());
+    for b in &ann.baselines {
+        rules.insert(b.name.clone(), b.rule.clone());
+    }
+    write_json_atomic(&dir.join(format!("{stem}_rules.json")), &rules)?;
     let energy = energy_report(&stats);
     write_json_atomic(&dir.join(format!("{stem}_spiking.json")), &energy)?;
-    let c = calls(&probs, classes, args.threshold);
     let mut counts: Vec<(String, usize)> = Vec::new();
-    for l in &c.label {
+    for l in &ann.main.label {
         match counts.iter_mut().find(|(n, _)| n == l) {
             Some((_, k)) => *k += 1,
             None => counts.push((l.clone(), 1)),
@@ -208,19 +225,30 @@ pub fn run(args: &AnnotateArgs, runtime: &RuntimeArgs) -> Result<String> {
         .map(|c| c.1)
         .unwrap_or(0);
     let mut s = format!(
-        "annotated {} cells: {} Unknown (max probability < {}); wrote {}\n",
+        "annotated {} cells: {} Unknown ({}); wrote {}\n",
         ids.len(),
         unknown,
-        args.threshold,
+        rule.describe(),
         args.out.display()
     );
+    if loaded.calibration.is_none() && args.threshold.is_none() {
+        s.push_str("  note: this model folder has no calibration (older version): the paper's 0.95 cut-off was used\n");
+    }
     for (n, k) in counts {
         s.push_str(&format!("  {n:<20} {k}\n"));
     }
     s.push_str(&energy.to_text());
     if let Some((dec, meaning, opts)) = explain {
-        let summary =
-            explain_annotation(&loaded, &dec, &ids, &c.label, &meaning, &opts, &dir, &stem)?;
+        let summary = explain_annotation(
+            &loaded,
+            &dec,
+            &ids,
+            &ann.main.label,
+            &meaning,
+            &opts,
+            &dir,
+            &stem,
+        )?;
         s.push('\n');
         s.push_str(&summary.to_text());
     }

@@ -1,19 +1,16 @@
 //! `spikgpt evaluate`: accuracy, macro precision / recall / F1, per-class table, confusion matrix,
-//! the Unknown-rejection report (with the logistic-regression baseline) and spiking statistics, from a
-//! prediction table written by `spikgpt annotate`.
+//! the Unknown-rejection report with accuracy–rejection curves (SpikGPT, logistic-regression and kNN
+//! baselines), per-batch metrics and spiking statistics, from a table written by `spikgpt annotate`
+//! (the work is [`crate::spikgpt::evaluation::evaluate`]).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 
 use crate::cli::common::DataArgs;
-use crate::data::load;
-use crate::error::{Error, Result};
-use crate::io::table::{read_dataframe, string_column};
-use crate::spikgpt::annotate::{split_stem, DEFAULT_THRESHOLD};
-use crate::spikgpt::energy::EnergyReport;
-use crate::spikgpt::metrics::UNKNOWN;
-use crate::spikgpt::report::{build_report, CellPredictions};
+use crate::error::Result;
+use crate::spikgpt::evaluation::{evaluate, EvaluateOptions};
+use crate::spikgpt::predictions::split_stem;
 
 /// Arguments of `spikgpt evaluate`.
 #[derive(Debug, Clone, Args)]
@@ -21,21 +18,34 @@ pub struct EvaluateArgs {
     /// Prediction table from `spikgpt annotate` (.csv or .parquet).
     #[arg(long)]
     pub predictions: PathBuf,
-    /// Data file (.h5ad or 10x folder) with the true labels.
+    /// Data file (.h5ad or 10x folder) with the true labels (the annotated data set, which may differ
+    /// from the reference).
     #[arg(long)]
     pub data: PathBuf,
     /// obs column with the true cell types.
     #[arg(long)]
     pub label_key: String,
-    /// Cell types absent from training (comma-separated); types the model does not know are added.
+    /// Cell types absent from training (comma-separated); without --label-map, types the model does
+    /// not know are added.
     #[arg(long, value_delimiter = ',')]
     pub held_out: Vec<String>,
-    /// Rejection threshold (labels are recomputed from `max_prob`).
-    #[arg(long, default_value_t = DEFAULT_THRESHOLD)]
-    pub threshold: f64,
-    /// Baseline prediction table [default: `<stem>_baseline.csv` beside the predictions, if present].
+    /// CSV `query_label,reference_label` renaming the data's types to the model's; an empty
+    /// reference_label marks a type the reference lacks (evaluated as unseen).
+    #[arg(long)]
+    pub label_map: Option<PathBuf>,
+    /// obs column (technology, donor, study) to report the metrics per value of.
+    #[arg(long)]
+    pub batch_key: Option<String>,
+    /// Recompute the calls with the paper's rule: maximum probability below this is Unknown
+    /// [default: the rule the table was annotated with].
+    #[arg(long)]
+    pub threshold: Option<f64>,
+    /// Logistic-regression baseline table [default: `<stem>_baseline.csv` beside the predictions].
     #[arg(long)]
     pub baseline: Option<PathBuf>,
+    /// kNN baseline table [default: `<stem>_knn.csv` beside the predictions].
+    #[arg(long)]
+    pub knn: Option<PathBuf>,
     /// Spiking statistics JSON [default: `<stem>_spiking.json` beside the predictions, if present].
     #[arg(long)]
     pub spiking: Option<PathBuf>,
@@ -49,194 +59,48 @@ pub struct EvaluateArgs {
     pub data_args: DataArgs,
 }
 
-/// A prediction table read back.
-#[derive(Debug, Clone)]
-pub struct PredictionTable {
-    /// Cell ids.
-    pub cell_ids: Vec<String>,
-    /// Most probable class per cell.
-    pub best: Vec<String>,
-    /// Its probability.
-    pub max_prob: Vec<f64>,
-    /// The model's classes (from the `prob_<class>` columns).
-    pub classes: Vec<String>,
-}
-
-/// Read a table written by `spikgpt annotate`.
-pub fn read_predictions(path: &Path) -> Result<PredictionTable> {
-    let df = read_dataframe(path)?;
-    let col = |name: &str| {
-        df.column(name).map_err(|_| {
-            Error::input(
-                path,
-                format!("no column '{name}' (is this a `spikgpt annotate` table?)"),
-            )
-        })
-    };
-    let cell_ids = string_column(col("cell_id")?).map_err(|m| Error::input(path, m))?;
-    let best = string_column(col("best_label")?).map_err(|m| Error::input(path, m))?;
-    let mp = col("max_prob")?
-        .cast(&polars::prelude::DataType::Float64)
-        .map_err(|e| Error::input(path, format!("column 'max_prob': {e}")))?;
-    let max_prob: Vec<f64> = mp
-        .f64()
-        .map_err(|e| Error::input(path, format!("column 'max_prob': {e}")))?
-        .iter()
-        .enumerate()
-        .map(|(i, v)| match v {
-            Some(x) if (0.0..=1.0).contains(&x) => Ok(x),
-            _ => Err(Error::input(
-                path,
-                format!("column 'max_prob', row {i}: missing or not a probability"),
-            )),
-        })
-        .collect::<Result<_>>()?;
-    let classes: Vec<String> = df
-        .get_column_names()
-        .iter()
-        .filter_map(|n| n.strip_prefix("prob_").map(str::to_string))
-        .collect();
-    if classes.is_empty() {
-        return Err(Error::input(path, "no prob_<class> columns"));
-    }
-    Ok(PredictionTable {
-        cell_ids,
-        best,
-        max_prob,
-        classes,
-    })
-}
-
-fn sibling(pred: &Path, suffix: &str, ext: &str) -> PathBuf {
-    let (dir, stem) = split_stem(pred);
-    let pext = pred.extension().and_then(|e| e.to_str()).unwrap_or("csv");
-    let ext = if ext.is_empty() { pext } else { ext };
-    dir.join(format!("{stem}{suffix}.{ext}"))
-}
-
-fn predictions_for(
-    t: &PredictionTable,
-    model: &str,
-    threshold: f64,
-    order: &[usize],
-) -> CellPredictions {
-    CellPredictions {
-        model: model.to_string(),
-        label: order
-            .iter()
-            .map(|&i| {
-                if t.max_prob[i] < threshold {
-                    UNKNOWN.to_string()
-                } else {
-                    t.best[i].clone()
-                }
-            })
-            .collect(),
-        best: order.iter().map(|&i| t.best[i].clone()).collect(),
-        max_prob: order.iter().map(|&i| t.max_prob[i]).collect(),
-    }
-}
-
 /// Run `spikgpt evaluate`, returning the report text.
 pub fn run(args: &EvaluateArgs) -> Result<String> {
-    crate::cli::common::check_threshold(args.threshold)?;
-    let table = read_predictions(&args.predictions)?;
-    let ds = load(&args.data, &args.data_args.load_options())?;
-    let labels = ds.labels(&args.label_key)?;
-    let index = ds.cell_index();
-    let mut truth = Vec::with_capacity(table.cell_ids.len());
-    for id in &table.cell_ids {
-        match index.get(id.as_str()) {
-            Some(&r) => truth.push(labels[r].clone()),
-            None => {
-                return Err(Error::input(
-                    &args.predictions,
-                    format!("cell '{id}' has no label in {}", args.data.display()),
-                ))
-            }
+    let mut baselines = Vec::new();
+    if let Some(p) = &args.baseline {
+        baselines.push(("logistic_regression".to_string(), p.clone()));
+    }
+    if let Some(p) = &args.knn {
+        baselines.push(("knn".to_string(), p.clone()));
+    }
+    for (_, p) in &baselines {
+        if !p.exists() {
+            return Err(crate::error::Error::input(p, "file not found"));
         }
     }
-    for h in &args.held_out {
-        if !truth.contains(h) {
-            return Err(Error::invalid(format!(
-                "--held-out {h}: no predicted cell has this true label"
-            )));
-        }
-    }
-    let mut held_out = args.held_out.clone();
-    for t in &truth {
-        if !table.classes.contains(t) && !held_out.contains(t) {
-            held_out.push(t.clone());
-        }
-    }
-    held_out.sort();
-    let order: Vec<usize> = (0..truth.len()).collect();
-    let main = predictions_for(&table, "spikgpt", args.threshold, &order);
-
-    let bpath = args
-        .baseline
+    let opts = EvaluateOptions {
+        predictions: args.predictions.clone(),
+        data: args.data.clone(),
+        load: args.data_args.load_options(),
+        label_key: args.label_key.clone(),
+        held_out: args.held_out.clone(),
+        label_map: args.label_map.clone(),
+        batch_key: args.batch_key.clone(),
+        threshold: args.threshold,
+        baselines,
+        spiking: args.spiking.clone(),
+        out_dir: args.out_dir.clone(),
+        stem: args.stem.clone(),
+    };
+    let report = evaluate(&opts)?;
+    let out_dir = args
+        .out_dir
         .clone()
-        .unwrap_or_else(|| sibling(&args.predictions, "_baseline", ""));
-    let baseline = if bpath.exists() {
-        let b = read_predictions(&bpath)?;
-        let pos: std::collections::HashMap<&str, usize> = b
-            .cell_ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| (id.as_str(), i))
-            .collect();
-        let mut border = Vec::with_capacity(truth.len());
-        for id in &table.cell_ids {
-            border.push(*pos.get(id.as_str()).ok_or_else(|| {
-                Error::input(
-                    &bpath,
-                    format!("cell '{id}' is missing from the baseline table"),
-                )
-            })?);
-        }
-        Some(predictions_for(
-            &b,
-            "logistic_regression",
-            args.threshold,
-            &border,
-        ))
-    } else if args.baseline.is_some() {
-        return Err(Error::input(&bpath, "file not found"));
-    } else {
-        None
-    };
-    let spath = args
-        .spiking
-        .clone()
-        .unwrap_or_else(|| sibling(&args.predictions, "_spiking", "json"));
-    let spiking: Option<EnergyReport> = if spath.exists() {
-        Some(crate::io::json::read_json(&spath, "spiking statistics")?)
-    } else {
-        None
-    };
-    let report = build_report(
-        &truth,
-        &table.classes,
-        &held_out,
-        args.threshold,
-        &main,
-        baseline.as_ref(),
-        spiking,
-    );
-    let out_dir = match &args.out_dir {
-        Some(d) => d.clone(),
-        None => split_stem(&args.predictions).0,
-    };
-    report.write(&out_dir, &args.stem)?;
+        .unwrap_or_else(|| split_stem(&args.predictions).0);
     let mut s = report.to_text();
     s.push_str(&format!(
-        "wrote {0}/{1}.json, {0}/{1}_per_class.csv, {0}/{1}_confusion.png{2}",
+        "wrote {0}/{1}.json, {0}/{1}_per_class.csv, {0}/{1}_confusion.png, {0}/{1}_rejection_curve.png{2}",
         out_dir.display(),
         args.stem,
-        if report.rejection.is_empty() {
+        if report.per_batch.is_empty() {
             String::new()
         } else {
-            format!(", {}/{}_threshold_sweep.png", out_dir.display(), args.stem)
+            format!(", {}/{}_per_batch.csv", out_dir.display(), args.stem)
         }
     ));
     Ok(s)

@@ -8,12 +8,15 @@ use clap::Args;
 use crate::cli::common::{DataArgs, RuntimeArgs};
 use crate::error::{Error, IoContext, Result};
 use crate::plot::save_figure;
-use crate::spikgpt::annotate::{calls, predict_proba, write_predictions, DEFAULT_THRESHOLD};
+use crate::spikgpt::annotate::{annotate, load_model_dir, resolve_rule};
+use crate::spikgpt::calibration::CalibrationOptions;
 use crate::spikgpt::config::{ModelConfig, Surrogate, TrainConfig};
 use crate::spikgpt::energy::energy_report;
 use crate::spikgpt::inputs::{cell_ids, labels_for, load_embeddings};
+use crate::spikgpt::novelty::Score;
 use crate::spikgpt::plots::CurvePlot;
-use crate::spikgpt::report::{build_report, CellPredictions};
+use crate::spikgpt::report::build_report;
+use crate::spikgpt::report::ModelOutputs;
 use crate::spikgpt::stats::ForwardStats;
 use crate::spikgpt::train::{gather, train, TrainData, TrainOptions};
 
@@ -42,9 +45,23 @@ pub struct TrainArgs {
     /// File of cell ids (one per line) to use as the query/validation set instead of a random split.
     #[arg(long)]
     pub query_cells: Option<PathBuf>,
-    /// Rejection threshold for the validation report.
-    #[arg(long, default_value_t = DEFAULT_THRESHOLD)]
-    pub threshold: f64,
+    /// Share of known validation cells the calibrated Unknown rule keeps.
+    #[arg(long, default_value_t = 0.95)]
+    pub keep: f64,
+    /// One threshold per predicted class (classes with under 10 validation cells use the global one).
+    #[arg(long)]
+    pub per_class_thresholds: bool,
+    /// Novelty score of the rule: max_prob, energy, knn_distance, combined, or auto (chosen by
+    /// leave-one-type-out on the reference).
+    #[arg(long, default_value = "auto")]
+    pub score: String,
+    /// Neighbours of the distance score and the kNN baseline.
+    #[arg(long, default_value_t = 10)]
+    pub knn_k: usize,
+    /// Report the validation cells with the paper's rule instead (max probability below this is
+    /// Unknown); the calibrated rule is still fitted and stored.
+    #[arg(long)]
+    pub threshold: Option<f64>,
     /// Model width d [default: 512].
     #[arg(long)]
     pub width: Option<usize>,
@@ -162,9 +179,27 @@ impl TrainArgs {
         if let Some(v) = self.train_fraction {
             t.train_fraction = v;
         }
-        crate::cli::common::check_threshold(self.threshold)?;
+        if let Some(th) = self.threshold {
+            crate::cli::common::check_threshold(th)?;
+        }
         t.validate()?;
         Ok((m, t))
+    }
+
+    /// The calibration settings.
+    pub fn calibration(&self) -> Result<CalibrationOptions> {
+        let c = CalibrationOptions {
+            keep: self.keep,
+            per_class: self.per_class_thresholds,
+            knn_k: self.knn_k,
+            score: match self.score.as_str() {
+                "auto" => None,
+                s => Some(Score::parse(s)?),
+            },
+            ..CalibrationOptions::default()
+        };
+        c.validate()?;
+        Ok(c)
     }
 }
 
@@ -186,7 +221,9 @@ fn read_id_list(path: &Path) -> Result<Vec<String>> {
 pub fn run(args: &TrainArgs, runtime: &RuntimeArgs) -> Result<String> {
     let rt = runtime.runtime()?;
     let (mcfg, tcfg) = args.configs(rt.seed)?;
+    let calibration = args.calibration()?;
     let emb = load_embeddings(&args.embeddings, &args.embedding_layer)?;
+    emb.matrix.check_finite(&args.embeddings)?;
     let labels = labels_for(
         &emb.matrix,
         &args.embeddings,
@@ -214,6 +251,7 @@ pub fn run(args: &TrainArgs, runtime: &RuntimeArgs) -> Result<String> {
         query_cells,
         progress: true,
         resume: args.resume,
+        calibration,
     };
     let outcome = train(&rt, &data, &opts, &args.out)?;
     save_figure(
@@ -227,42 +265,36 @@ pub fn run(args: &TrainArgs, runtime: &RuntimeArgs) -> Result<String> {
     let mut rows = p.val.clone();
     rows.extend_from_slice(&p.held_out);
     let x = gather(&data.x, data.dim, &rows);
-    let mut stats = ForwardStats::default();
-    let probs = predict_proba(&outcome.model, &x, 256, Some(&mut stats))?;
-    let bprobs = outcome.baseline.predict_proba(&x)?;
     let ids: Vec<String> = rows.iter().map(|&i| data.cell_ids[i].clone()).collect();
     let truth: Vec<String> = rows.iter().map(|&i| data.labels[i].clone()).collect();
+    let loaded = load_model_dir(&args.out, &rt)?;
+    let rule = resolve_rule(&loaded, args.threshold, None, None)?;
+    let mut stats = ForwardStats::default();
+    let ann = annotate(&loaded, &ids, &x, &rule, 256, Some(&mut stats))?;
     let classes = &p.classes;
-    let main = calls(&probs, classes, args.threshold);
-    let base = calls(&bprobs, classes, args.threshold);
+    let order: Vec<usize> = (0..ids.len()).collect();
+    let rule_text = rule.describe();
+    let main = ModelOutputs::from_table("spikgpt", &rule_text, &ann.main, &order);
+    let baselines: Vec<ModelOutputs> = ann
+        .baselines
+        .iter()
+        .map(|b| ModelOutputs::from_table(&b.name, &b.rule, &b.table, &order))
+        .collect();
     let report = build_report(
+        &format!("{}: validation and held-out cells", args.out.display()),
         &truth,
         classes,
         &args.hold_out,
-        args.threshold,
-        &CellPredictions {
-            model: "spikgpt".into(),
-            label: main.label,
-            best: main.best,
-            max_prob: main.max_prob,
-        },
-        Some(&CellPredictions {
-            model: "logistic_regression".into(),
-            label: base.label,
-            best: base.best,
-            max_prob: base.max_prob,
-        }),
+        &main,
+        &baselines,
+        None,
         Some(energy_report(&stats)),
     );
-    write_predictions(
-        &args.out.join("validation_predictions.csv"),
-        &ids,
-        &probs,
-        classes,
-        args.threshold,
-    )?;
+    ann.main
+        .write(&args.out.join("validation_predictions.csv"))?;
     report.write(&args.out, "validation_report")?;
     let last = outcome.curve.last();
+    let cal = &outcome.calibration;
     let mut s = format!(
         "trained SpikGPT on {} cells ({} classes), validated on {} cells{}; best epoch {} of {}\n",
         p.train.len(),
@@ -281,6 +313,22 @@ pub fn run(args: &TrainArgs, runtime: &RuntimeArgs) -> Result<String> {
             "last epoch: train loss {:.4}, validation accuracy {:.4}, {:.2} s\n",
             l.train_loss, l.val_accuracy, l.seconds
         ));
+    }
+    s.push_str(&format!(
+        "calibration: temperature {:.3} (validation NLL {:.4} -> {:.4}); rule score {} ({}); threshold keeps {:.1}% of validation cells\n",
+        cal.temperature,
+        cal.nll_before,
+        cal.nll_after,
+        cal.score.name(),
+        cal.selected_by,
+        100.0 * cal.validation_kept
+    ));
+    if !cal.loto_mean_auroc.is_empty() {
+        s.push_str("  leave-one-type-out mean AUROC:");
+        for (sc, a) in &cal.loto_mean_auroc {
+            s.push_str(&format!(" {} {:.4}", sc.name(), a));
+        }
+        s.push('\n');
     }
     s.push_str(&report.to_text());
     s.push_str(&format!("model folder: {}", args.out.display()));

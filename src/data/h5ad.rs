@@ -3,6 +3,10 @@
 //! - AnnData >= 0.8: elements carry `encoding-type` attributes; `X` is a dense dataset or a
 //!   `csr_matrix`/`csc_matrix` group; `obs`/`var` are `dataframe` groups with `_index`, plain,
 //!   `string-array`, `categorical` and `nullable-*` columns; raw data lives in `raw/X`, `raw/var`.
+//! - AnnData 0.7: `obs`/`var` are `dataframe` groups as above (`_index` names the index dataset),
+//!   but a categorical column is a plain integer dataset of codes whose `categories` attribute is
+//!   an object reference to `<frame>/__categories/<col>` (the category names); code -1 = missing.
+//!   `__categories` is not a column (it is absent from `column-order`).
 //! - AnnData < 0.7: `obs`/`var` are compound (structured-array) datasets with an `index` field,
 //!   categories of integer columns in `uns/<col>_categories`, sparse matrices as groups with
 //!   `h5sparse_format`/`h5sparse_shape` attributes, raw data in groups named `raw.X` and `raw.var`.
@@ -210,16 +214,7 @@ fn read_column(g: &Group, name: &str, full: &str) -> Res<ObsValues> {
                     .into_iter()
                     .map(|c| c.unwrap_or_default())
                     .collect::<Vec<_>>();
-                if let Some(&bad) = codes.iter().find(|&&c| c < -1 || c >= cats.len() as i64) {
-                    return Err(format!(
-                        "{full}: category code {bad} out of range ({} categories)",
-                        cats.len()
-                    ));
-                }
-                Ok(ObsValues::Categorical {
-                    codes: codes.into_iter().map(|c| c as i32).collect(),
-                    categories: cats,
-                })
+                categorical(codes, cats, full)
             }
             "nullable-integer" | "nullable-boolean" | "nullable-string-array" => {
                 let mask = sub
@@ -278,8 +273,75 @@ fn read_column(g: &Group, name: &str, full: &str) -> Res<ObsValues> {
         let dt = ds
             .datatype()
             .map_err(|e| format!("cannot read type of {full}: {e}"))?;
+        if let Some(categories) = legacy_categories(g, &ds, name, full)? {
+            if !matches!(dt, Datatype::FixedPoint { .. }) {
+                return Err(format!(
+                    "{full}: has a 'categories' attribute but its codes are not integers ({dt:?})"
+                ));
+            }
+            let codes = ds
+                .read_i64()
+                .map_err(|e| format!("cannot read {full}: {e}"))?;
+            return categorical(codes, categories, full);
+        }
         dataset_values(&ds, &dt, full)
     }
+}
+
+/// Codes and category names as a categorical column, as `pandas.Categorical.from_codes` takes them:
+/// -1 is missing, any other code outside the categories is an error.
+fn categorical(codes: Vec<i64>, categories: Vec<String>, full: &str) -> Res<ObsValues> {
+    if let Some(&bad) = codes
+        .iter()
+        .find(|&&c| c < -1 || c >= categories.len() as i64)
+    {
+        return Err(format!(
+            "{full}: category code {bad} out of range ({} categories)",
+            categories.len()
+        ));
+    }
+    Ok(ObsValues::Categorical {
+        codes: codes.into_iter().map(|c| c as i32).collect(),
+        categories,
+    })
+}
+
+/// The category names of an AnnData 0.7 categorical column: a codes dataset whose `categories`
+/// attribute points at `<frame>/__categories/<name>` (an HDF5 object reference in `.h5ad`; a path
+/// relative to the frame in other writers). `None` for a dataset without that attribute.
+fn legacy_categories(
+    frame: &Group,
+    ds: &hdf5_pure::Dataset,
+    name: &str,
+    full: &str,
+) -> Res<Option<Vec<String>>> {
+    let types = ds
+        .attr_datatypes()
+        .map_err(|e| format!("cannot read attributes of {full}: {e}"))?;
+    let Some(attr_type) = types.get("categories") else {
+        return Ok(None);
+    };
+    let default = format!("__categories/{name}");
+    // hdf5-pure does not dereference attribute references; anndata 0.7 always points the
+    // reference at `__categories/<name>` beside the column, so that is where it is looked up.
+    let target = match attr_type {
+        Datatype::Reference { .. } => default,
+        _ => ds
+            .attrs()
+            .ok()
+            .and_then(|a| {
+                a.get("categories")
+                    .and_then(|v| v.as_str().map(str::to_string))
+            })
+            .filter(|p| !p.is_empty() && !p.starts_with('/'))
+            .unwrap_or(default),
+    };
+    let cats = frame
+        .dataset(&target)
+        .map_err(|e| format!("{full}: cannot read its categories ({target}): {e}"))?
+        .read_string()
+        .map_err(|e| format!("cannot read strings from {target} (categories of {full}): {e}"))?;
+    Ok(Some(cats))
 }
 
 fn dataset_values(ds: &hdf5_pure::Dataset, dt: &Datatype, full: &str) -> Res<ObsValues> {
@@ -488,15 +550,109 @@ fn read_matrix(file: &File, path: &str) -> Res<CsrMatrix> {
             [r, c] => (*r as usize, *c as usize),
             s => return Err(format!("{path}: expected a 2-D matrix, found shape {s:?}")),
         };
-        let dense = ds
-            .read_f32()
-            .map_err(|e| format!("cannot read {path}: {e}"))?;
-        if dense.len() != r * c {
+        read_dense_rows(&ds, path, r, c, DENSE_WINDOW_BYTES)
+    }
+}
+
+/// Bytes of dense `f32` values decoded at a time when reading a dense matrix.
+const DENSE_WINDOW_BYTES: usize = 32 << 20;
+
+/// A dense `r x c` dataset as CSR (non-zero values only), decoded about `window_bytes` of rows at
+/// a time so memory stays near the sparse result plus one window (a whole 13,576 x 14,053 `f32`
+/// matrix would be 760 MB). Windows are whole storage chunks of rows, so no chunk is decompressed
+/// twice.
+fn read_dense_rows(
+    ds: &hdf5_pure::Dataset,
+    path: &str,
+    r: usize,
+    c: usize,
+    window_bytes: usize,
+) -> Res<CsrMatrix> {
+    let chunk_rows = ds
+        .chunk_shape()
+        .ok()
+        .flatten()
+        .and_then(|s| s.first().copied())
+        .map_or(1, |n| n.max(1) as usize);
+    let per_window = (window_bytes / (4 * c.max(1))).max(1);
+    let window = (per_window / chunk_rows).max(1) * chunk_rows;
+    let mut indptr = Vec::with_capacity(r + 1);
+    let mut indices = Vec::new();
+    let mut data = Vec::new();
+    indptr.push(0);
+    let mut start = 0;
+    while start < r {
+        let n = window.min(r - start);
+        let block = ds
+            .read_f32_rows(start as u64, n as u64)
+            .map_err(|e| format!("cannot read {path} rows {start}..{}: {e}", start + n))?;
+        if block.len() != n * c {
             return Err(format!(
-                "{path}: {} values for shape {r} x {c}",
-                dense.len()
+                "{path}: {} values for rows {start}..{} of {c} columns",
+                block.len(),
+                start + n
             ));
         }
-        Ok(CsrMatrix::from_dense(r, c, &dense))
+        if c > 0 {
+            for row in block.chunks_exact(c) {
+                for (j, &v) in row.iter().enumerate() {
+                    if v != 0.0 {
+                        indices.push(j as u32);
+                        data.push(v);
+                    }
+                }
+                indptr.push(data.len());
+            }
+        } else {
+            indptr.extend(std::iter::repeat_n(0, n));
+        }
+        start += n;
+    }
+    Ok(CsrMatrix {
+        n_rows: r,
+        n_cols: c,
+        indptr,
+        indices,
+        data,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hdf5_pure::FileBuilder;
+
+    /// Windowed dense reads give the same CSR as one whole read, whatever the window and chunking.
+    #[test]
+    fn dense_rows_read_in_windows_match_a_whole_read() {
+        let (r, c) = (10usize, 7usize);
+        let dense: Vec<f32> = (0..r * c)
+            .map(|i| if i % 3 == 0 { 0.0 } else { i as f32 * 0.5 })
+            .collect();
+        let mut b = FileBuilder::new();
+        b.create_dataset("chunked")
+            .with_f32_data(&dense)
+            .with_shape(&[r as u64, c as u64])
+            .with_chunks(&[3, 4])
+            .with_deflate(4);
+        b.create_dataset("contiguous")
+            .with_f32_data(&dense)
+            .with_shape(&[r as u64, c as u64]);
+        let file = File::from_bytes(b.finish().unwrap()).unwrap();
+        let whole = CsrMatrix::from_dense(r, c, &dense);
+        for name in ["chunked", "contiguous"] {
+            let ds = file.dataset(name).unwrap();
+            for window_bytes in [
+                1,
+                4 * c,
+                4 * c * 2,
+                4 * c * 5,
+                4 * c * 100,
+                DENSE_WINDOW_BYTES,
+            ] {
+                let m = read_dense_rows(&ds, name, r, c, window_bytes).unwrap();
+                assert_eq!(m, whole, "{name}, window {window_bytes} bytes");
+            }
+        }
     }
 }

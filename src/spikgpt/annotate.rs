@@ -5,19 +5,20 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::Tensor;
-use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::baseline::LogReg;
+use super::calibration::{distances, knn_baseline, score_cells, Calibration, Rule};
 use super::config::{ModelConfig, TrainConfig};
 use super::inputs::EmbeddingSource;
 use super::layers::Pass;
 use super::lif::FireMode;
 use super::metrics::UNKNOWN;
 use super::model::SpikGpt;
+use super::novelty::{softmax_t, Score};
+use super::predictions::PredictionTable;
 use super::stats::ForwardStats;
 use crate::error::{Error, Result};
-use crate::io::table::write_table;
 use crate::runtime::Runtime;
 
 /// Format tag of `config.json`.
@@ -53,6 +54,17 @@ pub struct ModelFile {
     pub software_version: String,
 }
 
+/// A model folder's calibration with the training embeddings it measures distances to.
+#[derive(Debug, Clone)]
+pub struct CalibrationData {
+    /// `calibration.json`.
+    pub calibration: Calibration,
+    /// Training embeddings (`reference.safetensors`).
+    pub reference: crate::io::matrix::DenseMatrix,
+    /// Their classes.
+    pub targets: Vec<usize>,
+}
+
 /// A model folder loaded for inference.
 #[derive(Debug, Clone)]
 pub struct LoadedModel {
@@ -62,6 +74,8 @@ pub struct LoadedModel {
     pub file: ModelFile,
     /// The logistic-regression baseline fitted on the same training cells, when present.
     pub baseline: Option<LogReg>,
+    /// The calibrated rejection rule and the reference cells (folders of older versions lack it).
+    pub calibration: Option<CalibrationData>,
     /// The folder.
     pub dir: PathBuf,
 }
@@ -91,16 +105,36 @@ pub fn load_model_dir(dir: &Path, rt: &Runtime) -> Result<LoadedModel> {
     } else {
         None
     };
+    let calibration = match super::calibration::read(dir)? {
+        Some((calibration, reference, targets)) => {
+            if reference.n_cols != file.model.input_dim {
+                return Err(Error::input(
+                    dir.join(super::calibration::REFERENCE_FILE),
+                    format!(
+                        "{} dimensions, the model has {}",
+                        reference.n_cols, file.model.input_dim
+                    ),
+                ));
+            }
+            Some(CalibrationData {
+                calibration,
+                reference,
+                targets,
+            })
+        }
+        None => None,
+    };
     Ok(LoadedModel {
         model,
         file,
         baseline,
+        calibration,
         dir: dir.to_path_buf(),
     })
 }
 
-/// Class probabilities (row-major `n x C`) of `x` (row-major `n x k`), in batches of `batch_size`.
-pub fn predict_proba(
+/// Logits (row-major `n x C`) of `x` (row-major `n x k`), in batches of `batch_size`.
+pub fn predict_logits(
     model: &SpikGpt,
     x: &[f32],
     batch_size: usize,
@@ -126,11 +160,230 @@ pub fn predict_proba(
             multiplicity: 1,
         };
         let logits = model.forward(&xb, &mut pass)?;
-        let p = candle_nn::ops::softmax_last_dim(&logits.to_dtype(candle_core::DType::F32)?)?;
-        out.extend(p.flatten_all()?.to_vec1::<f32>()?);
+        out.extend(
+            logits
+                .to_dtype(candle_core::DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?,
+        );
         start = end;
     }
     Ok(out)
+}
+
+/// Class probabilities (row-major `n x C`) of `x` (row-major `n x k`), in batches of `batch_size`.
+pub fn predict_proba(
+    model: &SpikGpt,
+    x: &[f32],
+    batch_size: usize,
+    stats: Option<&mut ForwardStats>,
+) -> Result<Vec<f32>> {
+    let logits = predict_logits(model, x, batch_size, stats)?;
+    let c = model.n_classes;
+    let t = Tensor::from_vec(
+        logits,
+        (x.len() / model.config.input_dim.max(1), c),
+        &candle_core::Device::Cpu,
+    )?;
+    Ok(candle_nn::ops::softmax_last_dim(&t)?
+        .flatten_all()?
+        .to_vec1::<f32>()?)
+}
+
+/// What [`annotate`] produces: SpikGPT's table and the two baselines' under the same kind of rule.
+#[derive(Debug, Clone)]
+pub struct Annotation {
+    /// The rule applied.
+    pub rule: Rule,
+    /// SpikGPT.
+    pub main: PredictionTable,
+    /// The logistic-regression and kNN baselines (those the folder supports).
+    pub baselines: Vec<BaselineOutput>,
+}
+
+/// One baseline classifier's calls.
+#[derive(Debug, Clone)]
+pub struct BaselineOutput {
+    /// `logistic_regression` or `knn`.
+    pub name: String,
+    /// Its rule, in words.
+    pub rule: String,
+    /// Its table.
+    pub table: PredictionTable,
+}
+
+/// The rule a model folder implies: the paper's cut-off when `threshold` is given (or the folder has
+/// no calibration), else the calibrated rule, re-thresholded by `keep`/`score` when given.
+pub fn resolve_rule(
+    loaded: &LoadedModel,
+    threshold: Option<f64>,
+    keep: Option<f64>,
+    score: Option<Score>,
+) -> Result<Rule> {
+    if let Some(t) = threshold {
+        if keep.is_some() || score.is_some() {
+            return Err(Error::invalid(
+                "--threshold (the paper's rule) cannot be combined with --keep or --score",
+            ));
+        }
+        if !(0.0..=1.0).contains(&t) {
+            return Err(Error::invalid(format!("--threshold {t} must be in [0, 1]")));
+        }
+        return Ok(Rule::Paper { threshold: t });
+    }
+    let rule = match &loaded.calibration {
+        Some(c) => Rule::Calibrated(Box::new(c.calibration.clone())),
+        None => Rule::Paper {
+            threshold: DEFAULT_THRESHOLD,
+        },
+    };
+    match (keep, score) {
+        (None, None) => Ok(rule),
+        (k, s) => {
+            let k = k.unwrap_or(match &rule {
+                Rule::Calibrated(c) => c.keep,
+                Rule::Paper { .. } => 0.95,
+            });
+            rule.with_keep(k, s)
+        }
+    }
+}
+
+/// Label the cells `x` (row-major, `ids` one per row) with SpikGPT and the baselines under `rule`.
+pub fn annotate(
+    loaded: &LoadedModel,
+    ids: &[String],
+    x: &[f32],
+    rule: &Rule,
+    batch_size: usize,
+    stats: Option<&mut ForwardStats>,
+) -> Result<Annotation> {
+    let classes = &loaded.file.labels;
+    let c = classes.len();
+    check_embeddings(x, loaded.model.config.input_dim)?;
+    let logits = predict_logits(&loaded.model, x, batch_size, stats)?;
+    let dist = match (&loaded.calibration, rule) {
+        (Some(cal), Rule::Calibrated(r)) => Some(distances(&cal.reference, x, r.knn_k)?),
+        _ => None,
+    };
+    let sc = score_cells(rule, &logits, c, dist.as_deref())?;
+    let main = PredictionTable::new(
+        ids.to_vec(),
+        classes,
+        sc.probs,
+        &sc.best,
+        sc.max_prob,
+        sc.confidence,
+        &sc.unknown,
+        sc.scores,
+    );
+    let mut baselines = Vec::new();
+    let base_rule = |name: &str| match rule {
+        Rule::Calibrated(r) => r.baselines.iter().find(|b| b.model == name).cloned(),
+        Rule::Paper { .. } => None,
+    };
+    if let Some(lr) = &loaded.baseline {
+        let lg = lr.logits(x)?;
+        let (t, th) = match (base_rule("logistic_regression"), rule) {
+            (Some(b), _) => (b.temperature, b.threshold),
+            (None, Rule::Paper { threshold }) => (1.0, *threshold),
+            (None, Rule::Calibrated(_)) => (1.0, DEFAULT_THRESHOLD),
+        };
+        let probs = softmax_t(&lg, c, t);
+        let best: Vec<usize> = probs.chunks(c).map(argmax_f64).collect();
+        let maxp: Vec<f64> = probs
+            .chunks(c)
+            .map(|r| r.iter().cloned().fold(f64::NEG_INFINITY, f64::max))
+            .collect();
+        let unknown: Vec<bool> = maxp.iter().map(|&v| v < th).collect();
+        baselines.push(BaselineOutput {
+            name: "logistic_regression".to_string(),
+            rule: format!("max probability (T = {t:.3}) below {th:.4} is Unknown"),
+            table: PredictionTable::new(
+                ids.to_vec(),
+                classes,
+                probs,
+                &best,
+                maxp.clone(),
+                maxp,
+                &unknown,
+                Vec::new(),
+            ),
+        });
+    }
+    if let Some(cal) = &loaded.calibration {
+        let k = cal.calibration.knn_k;
+        let (probs, neg) = knn_baseline(&cal.reference, &cal.targets, c, x, k)?;
+        let best: Vec<usize> = probs.chunks(c).map(argmax_f64).collect();
+        let maxp: Vec<f64> = probs
+            .chunks(c)
+            .map(|r| r.iter().cloned().fold(f64::NEG_INFINITY, f64::max))
+            .collect();
+        let (conf, unknown, text): (Vec<f64>, Vec<bool>, String) = match (base_rule("knn"), rule) {
+            (Some(b), _) => (
+                neg.clone(),
+                neg.iter().map(|&v| v < b.threshold).collect(),
+                format!(
+                    "mean distance to the {k} nearest reference cells above {:.4} is Unknown",
+                    -b.threshold
+                ),
+            ),
+            (None, Rule::Paper { threshold }) => (
+                maxp.clone(),
+                maxp.iter().map(|&v| v < *threshold).collect(),
+                format!("neighbour vote share below {threshold} is Unknown"),
+            ),
+            (None, Rule::Calibrated(_)) => (
+                neg.clone(),
+                vec![false; neg.len()],
+                "no rejection".to_string(),
+            ),
+        };
+        baselines.push(BaselineOutput {
+            name: "knn".to_string(),
+            rule: text,
+            table: PredictionTable::new(
+                ids.to_vec(),
+                classes,
+                probs,
+                &best,
+                maxp,
+                conf,
+                &unknown,
+                Vec::new(),
+            ),
+        });
+    }
+    Ok(Annotation {
+        rule: rule.clone(),
+        main,
+        baselines,
+    })
+}
+
+/// Embeddings must be whole rows of the model's input width, and finite.
+pub fn check_embeddings(x: &[f32], k: usize) -> Result<()> {
+    if k == 0 || !x.len().is_multiple_of(k) {
+        return Err(Error::invalid(format!("embeddings must have {k} columns")));
+    }
+    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+        return Err(Error::invalid(format!(
+            "embeddings: cell {} has a non-finite value (NaN or infinite) in dimension {}",
+            i / k,
+            i % k
+        )));
+    }
+    Ok(())
+}
+
+fn argmax_f64(row: &[f64]) -> usize {
+    let mut b = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[b] {
+            b = i;
+        }
+    }
+    b
 }
 
 /// Per-cell calls from a probability matrix.
@@ -169,45 +422,4 @@ pub fn calls(probs: &[f32], classes: &[String], threshold: f64) -> Calls {
     out
 }
 
-/// Write the prediction table to `<stem>.csv` and `<stem>.parquet` beside `out`: columns `cell_id`,
-/// `label` (or `Unknown`), `best_label`, `max_prob`, then `prob_<class>` for every class.
-pub fn write_predictions(
-    out: &Path,
-    cell_ids: &[String],
-    probs: &[f32],
-    classes: &[String],
-    threshold: f64,
-) -> Result<()> {
-    let c = calls(probs, classes, threshold);
-    let mut cols: Vec<Column> = vec![
-        Column::new("cell_id".into(), cell_ids.to_vec()),
-        Column::new("label".into(), c.label),
-        Column::new("best_label".into(), c.best),
-        Column::new("max_prob".into(), c.max_prob),
-    ];
-    let nc = classes.len();
-    for (j, name) in classes.iter().enumerate() {
-        let v: Vec<f64> = (0..cell_ids.len())
-            .map(|i| probs[i * nc + j] as f64)
-            .collect();
-        cols.push(Column::new(format!("prob_{name}").into(), v));
-    }
-    let mut df = DataFrame::new_infer_height(cols)
-        .map_err(|e| Error::input(out, format!("cannot build table: {e}")))?;
-    let (dir, stem) = split_stem(out);
-    write_table(&mut df, &dir, &stem)
-}
-
-/// `(folder, stem)` of an output path like `out/predictions.csv`.
-pub fn split_stem(out: &Path) -> (PathBuf, String) {
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let stem = out
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("predictions")
-        .to_string();
-    (dir, stem)
-}
+pub use super::predictions::split_stem;

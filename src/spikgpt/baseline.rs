@@ -211,6 +211,26 @@ impl LogReg {
         })
     }
 
+    /// Logits `W x + b` for row-major `x` (`n x k`), row-major `n x C`.
+    pub fn logits(&self, x: &[f32]) -> Result<Vec<f32>> {
+        let k = self.n_features;
+        if k == 0 || !x.len().is_multiple_of(k) {
+            return Err(Error::invalid(format!(
+                "baseline expects {k}-dimensional embeddings"
+            )));
+        }
+        let c = self.n_classes;
+        let mut out = Vec::with_capacity(x.len() / k * c);
+        for xi in x.chunks(k) {
+            for cls in 0..c {
+                let wr = &self.weight[cls * k..(cls + 1) * k];
+                let z = self.bias[cls] + wr.iter().zip(xi).map(|(a, &v)| a * v as f64).sum::<f64>();
+                out.push(z as f32);
+            }
+        }
+        Ok(out)
+    }
+
     /// Class probabilities for row-major `x` (`n x k`), row-major `n x C`.
     pub fn predict_proba(&self, x: &[f32]) -> Result<Vec<f32>> {
         let k = self.n_features;

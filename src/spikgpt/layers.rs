@@ -9,6 +9,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::config::LifConfig;
+use super::dropout::{keep_scale, DropMask};
 use super::lif::{lif_multistep, FireMode};
 use super::params::ParamStore;
 use super::stats::{ForwardStats, LinearRecord};
@@ -128,20 +129,11 @@ impl BatchNorm {
             let mean = x.mean_keepdim(0)?;
             let centred = x.broadcast_sub(&mean)?;
             let var = centred.sqr()?.mean_keepdim(0)?;
-            let n = n_effective.max(2) as f64;
-            let m = self.momentum;
-            let rm = self
-                .running_mean
-                .as_tensor()
-                .affine(1.0 - m, 0.0)?
-                .add(&mean.detach().squeeze(0)?.affine(m, 0.0)?)?;
-            let rv = self
-                .running_var
-                .as_tensor()
-                .affine(1.0 - m, 0.0)?
-                .add(&var.detach().squeeze(0)?.affine(m * n / (n - 1.0), 0.0)?)?;
-            self.running_mean.set(&rm)?;
-            self.running_var.set(&rv)?;
+            self.update_running(
+                &mean.detach().squeeze(0)?,
+                &var.detach().squeeze(0)?,
+                n_effective,
+            )?;
             (mean, var)
         } else {
             (
@@ -155,6 +147,28 @@ impl BatchNorm {
         Ok(xhat
             .broadcast_mul(self.weight.as_tensor())?
             .broadcast_add(self.bias.as_tensor())?)
+    }
+}
+
+impl BatchNorm {
+    /// Fold a training batch's per-channel mean and biased variance (`[C]`, over `n_effective` rows)
+    /// into the running statistics (PyTorch: unbiased variance, momentum-weighted).
+    pub fn update_running(&self, mean: &Tensor, var: &Tensor, n_effective: usize) -> Result<()> {
+        let n = n_effective.max(2) as f64;
+        let m = self.momentum;
+        let rm = self
+            .running_mean
+            .as_tensor()
+            .affine(1.0 - m, 0.0)?
+            .add(&mean.affine(m, 0.0)?)?;
+        let rv = self
+            .running_var
+            .as_tensor()
+            .affine(1.0 - m, 0.0)?
+            .add(&var.affine(m * n / (n - 1.0), 0.0)?)?;
+        self.running_mean.set(&rm)?;
+        self.running_var.set(&rv)?;
+        Ok(())
     }
 }
 
@@ -216,7 +230,7 @@ impl LinearBnLif {
     }
 }
 
-/// Inverted dropout with a mask from the pass's seeded generator (identity outside training).
+/// Inverted dropout with a [`DropMask`] seeded from the pass's generator (identity outside training).
 pub fn dropout(x: &Tensor, p: f64, pass: &mut Pass<'_>) -> Result<Tensor> {
     if !pass.train || p <= 0.0 {
         return Ok(x.clone());
@@ -224,10 +238,10 @@ pub fn dropout(x: &Tensor, p: f64, pass: &mut Pass<'_>) -> Result<Tensor> {
     let Some(rng) = pass.rng.as_deref_mut() else {
         return Ok(x.clone());
     };
-    let scale = (1.0 / (1.0 - p)) as f32;
-    let mask: Vec<f32> = (0..x.elem_count())
-        .map(|_| if rng.random::<f64>() < p { 0.0 } else { scale })
-        .collect();
-    let mask = Tensor::from_vec(mask, x.dims(), x.device())?.to_dtype(x.dtype())?;
+    let seed = rng.random::<u64>();
+    let width = x.dims().last().copied().unwrap_or(1).max(1);
+    let mask = DropMask::draw(seed, x.elem_count() / width, width, p);
+    let mask = Tensor::from_vec(mask.multipliers(keep_scale(p)), x.dims(), x.device())?
+        .to_dtype(x.dtype())?;
     Ok((x * mask)?)
 }

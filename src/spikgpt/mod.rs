@@ -2,9 +2,11 @@
 //! any cells x dims matrix), with Unknown-cell rejection and spiking statistics.
 //!
 //! - [`config`]: model / training settings with the paper's defaults.
+//! - [`dropout`]: bit masks; [`token_tail`]: the per-token dropout tail in bounded memory.
 //! - [`lif`]: multi-step LIF neurons with surrogate gradients; [`layers`], [`attention`], [`model`]: the network.
 //! - [`train`] (with [`split`], [`optim`]): training and the model folder; [`annotate`]: inference.
 //! - [`metrics`], [`rejection`], [`baseline`], [`energy`], [`report`], [`plots`]: evaluation.
+//! - [`novelty`]: calibrated Unknown calls (temperature scaling, novelty scores, rejection rules).
 //!
 //! ```no_run
 //! use scsae::spikgpt::{annotate, inputs};
@@ -20,20 +22,26 @@
 pub mod annotate;
 pub mod attention;
 pub mod baseline;
+pub mod calibration;
 pub mod config;
+pub mod dropout;
 pub mod energy;
+pub mod evaluation;
 pub mod inputs;
 pub mod layers;
 pub mod lif;
 pub mod metrics;
 pub mod model;
+pub mod novelty;
 pub mod optim;
 pub mod params;
 pub mod plots;
+pub mod predictions;
 pub mod rejection;
 pub mod report;
 pub mod split;
 pub mod stats;
+pub mod token_tail;
 pub mod train;
 
 pub use config::{LifConfig, ModelConfig, Surrogate, TrainConfig};

@@ -11,7 +11,10 @@
 //! (always at inference, and in training without dropout) each token's attention input is
 //! `m (q . k) v`, so the pass computes one token and scales the product by m: the same numbers as
 //! m physical tokens (the products are integer spike counts) at 1/m of the cost. Training with
-//! dropout draws a separate mask per token, which makes the copies differ, so it runs all m tokens.
+//! dropout draws a separate mask per token, which makes the copies differ from the first dropout on:
+//! in a one-block model (the paper's) everything before it still runs on one token and the rest is
+//! computed per token with sparse corrections ([`super::token_tail`]), in bounded memory; deeper
+//! models, CUDA and the smooth gradient-check mode run all m tokens.
 
 use candle_core::{Device, Tensor};
 use rand::SeedableRng;
@@ -20,6 +23,7 @@ use rand_chacha::ChaCha8Rng;
 use super::attention::SpikingSelfAttention;
 use super::config::ModelConfig;
 use super::layers::{dropout, Linear, LinearBnLif, Pass};
+use super::lif::FireMode;
 use super::params::ParamStore;
 use crate::error::{Error, Result};
 
@@ -146,6 +150,18 @@ impl SpikGpt {
         self.collapse_identical_tokens && (!train || self.config.dropout == 0.0)
     }
 
+    /// Whether this training pass computes the last MLP's per-token dropout with the bounded-memory
+    /// [`token_tail`](super::token_tail) (one token per cell before it; CPU, binary spikes, one block).
+    pub fn uses_token_tail(&self, pass: &Pass<'_>) -> bool {
+        self.collapse_identical_tokens
+            && pass.train
+            && self.config.dropout > 0.0
+            && pass.rng.is_some()
+            && pass.fire == FireMode::Spike
+            && self.blocks.len() == 1
+            && self.params.device.is_cpu()
+    }
+
     /// Logits `[B, C]` for embeddings `[B, k]`.
     pub fn forward(&self, x: &Tensor, pass: &mut Pass<'_>) -> Result<Tensor> {
         let (b, k) = x.dims2()?;
@@ -157,7 +173,8 @@ impl SpikGpt {
         }
         let cfg = &self.config;
         let t = cfg.time_steps;
-        let (n, mult) = if self.collapses_tokens(pass.train) {
+        let tail = self.uses_token_tail(pass);
+        let (n, mult) = if tail || self.collapses_tokens(pass.train) {
             (1, cfg.tokens)
         } else {
             (cfg.tokens, 1)
@@ -185,12 +202,28 @@ impl SpikGpt {
         if let Some(stats) = pass.stats.as_deref_mut() {
             stats.record_spikes("embed", &s)?;
         }
+        let mut tail_pooled = None;
         for block in &self.blocks {
             s = (&s + block.attn.forward(&s, pass)?)?;
-            s = (&s + block.mlp.forward(&s, pass)?)?;
+            if tail {
+                // The tokens differ from here on: pooled dropout tail over the m copies.
+                let h = block.mlp.fc1.forward(&s, pass)?;
+                tail_pooled = Some(super::token_tail::mlp_tail(
+                    &h,
+                    &block.mlp.fc2,
+                    block.mlp.dropout,
+                    cfg.tokens,
+                    pass,
+                )?);
+            } else {
+                s = (&s + block.mlp.forward(&s, pass)?)?;
+            }
         }
         // Mean over tokens, then time.
-        let pooled = s.mean(2)?.mean(0)?;
+        let mut pooled = s.mean(2)?.mean(0)?;
+        if let Some(q) = tail_pooled {
+            pooled = (pooled + q)?;
+        }
         pass.multiplicity = 1;
         let logits = self.head.forward(&pooled, pass)?;
         if let Some(stats) = pass.stats.as_deref_mut() {

@@ -1,5 +1,5 @@
 //! Figures: training curve, confusion matrix (row-normalised heatmap with counts) and the rejection
-//! threshold sweep. Each is written as PNG and SVG by [`crate::plot::save_figure`].
+//! accuracy–rejection curves. Each is written as PNG and SVG by [`crate::plot::save_figure`].
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -174,60 +174,123 @@ impl Figure for ConfusionPlot<'_> {
     }
 }
 
-/// Held-out rejection and known false rejection against the threshold, one line pair per model.
-pub struct SweepPlot<'a>(pub &'a [RejectionReport]);
+/// Accuracy on the accepted known cells against the share left unclassified, one line per
+/// classifier with its rule's operating point (left); with held-out cells, the share of held-out
+/// cells rejected against the share of known cells rejected (right).
+pub struct RejectionCurvePlot<'a> {
+    /// One report per classifier.
+    pub reports: &'a [RejectionReport],
+    /// Title naming the run.
+    pub title: &'a str,
+}
 
-impl Figure for SweepPlot<'_> {
+impl Figure for RejectionCurvePlot<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
-        let mut ch = ChartBuilder::on(root)
-            .caption("Unknown rejection vs threshold", (FONT, 18))
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(45)
-            .build_cartesian_2d(0f64..1f64, 0f64..1.02f64)
+        let with_ho = self.reports.iter().any(|r| r.n_held_out > 0);
+        let root = root.titled(self.title, (FONT, 18)).map_err(e)?;
+        let (left, right) = if with_ho {
+            let (l, r) = root.split_horizontally(root.dim_in_pixel().0 / 2);
+            (l, Some(r))
+        } else {
+            (root.clone(), None)
+        };
+        let palette = [RED, BLUE, GREEN, MAGENTA];
+        let ymin = self
+            .reports
+            .iter()
+            .flat_map(|r| r.curve.iter().filter(|p| p.known_accepted > 0))
+            .map(|p| p.known_accuracy)
+            .fold(1.0f64, f64::min)
+            .clamp(0.0, 0.95);
+        let mut ch = ChartBuilder::on(&left)
+            .caption("accuracy vs unclassified", (FONT, 15))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .build_cartesian_2d(0f64..100f64, (ymin - 0.02).max(0.0)..1.005f64)
             .map_err(e)?;
         ch.configure_mesh()
-            .x_desc("threshold on max probability")
-            .y_desc("fraction rejected")
+            .x_desc("cells left unclassified (%)")
+            .y_desc("accuracy on accepted known cells")
             .draw()
             .map_err(e)?;
-        let palette = [RED, BLUE, GREEN, MAGENTA];
-        for (k, r) in self.0.iter().enumerate() {
+        for (k, r) in self.reports.iter().enumerate() {
             let col = palette[k % palette.len()];
-            let ho: Vec<(f64, f64)> = r
-                .sweep
+            let pts: Vec<(f64, f64)> = r
+                .curve
                 .iter()
-                .map(|s| (s.threshold, s.held_out_rejected))
+                .filter(|p| p.known_accepted > 0)
+                .map(|p| (100.0 * p.rejected, p.known_accuracy))
                 .collect();
-            let kn: Vec<(f64, f64)> = r
-                .sweep
-                .iter()
-                .map(|s| (s.threshold, s.known_rejected))
-                .collect();
-            ch.draw_series(LineSeries::new(ho, col.stroke_width(2)))
+            ch.draw_series(LineSeries::new(pts, col.stroke_width(2)))
                 .map_err(e)?
-                .label(format!("{}: held-out", r.model))
+                .label(r.model.clone())
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 15, y)], col.stroke_width(2))
                 });
-            ch.draw_series(DashedLineSeries::new(kn, 6, 4, col.stroke_width(1)))
-                .map_err(e)?
-                .label(format!("{}: known (false)", r.model))
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], col));
-            let t = r.threshold;
-            ch.draw_series(std::iter::once(PathElement::new(
-                vec![(t, 0.0), (t, 1.02)],
-                BLACK.mix(0.3),
+            let op = &r.operating_point;
+            ch.draw_series(std::iter::once(Circle::new(
+                (100.0 * op.rejected, op.known_accuracy),
+                5,
+                col.filled(),
             )))
             .map_err(e)?;
         }
         ch.configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
+            .position(SeriesLabelPosition::LowerRight)
             .label_font((FONT, 12))
             .border_style(BLACK)
             .background_style(WHITE.mix(0.9))
             .draw()
             .map_err(e)?;
+        if let Some(right) = right {
+            let mut ch = ChartBuilder::on(&right)
+                .caption("Unknown detection (dot: default rule)", (FONT, 15))
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(55)
+                .build_cartesian_2d(0f64..100f64, 0f64..100f64)
+                .map_err(e)?;
+            ch.configure_mesh()
+                .x_desc("known cells rejected (%)")
+                .y_desc("held-out cells rejected (%)")
+                .draw()
+                .map_err(e)?;
+            for (k, r) in self.reports.iter().enumerate() {
+                let col = palette[k % palette.len()];
+                let pts: Vec<(f64, f64)> = r
+                    .curve
+                    .iter()
+                    .map(|p| (100.0 * p.known_rejected, 100.0 * p.held_out_rejected))
+                    .collect();
+                ch.draw_series(LineSeries::new(pts, col.stroke_width(2)))
+                    .map_err(e)?
+                    .label(format!(
+                        "{} (AUROC {})",
+                        r.model,
+                        r.auroc
+                            .map(|a| format!("{a:.3}"))
+                            .unwrap_or_else(|| "n/a".into())
+                    ))
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 15, y)], col.stroke_width(2))
+                    });
+                let op = &r.operating_point;
+                ch.draw_series(std::iter::once(Circle::new(
+                    (100.0 * op.known_rejected, 100.0 * op.held_out_rejected),
+                    5,
+                    col.filled(),
+                )))
+                .map_err(e)?;
+            }
+            ch.configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .label_font((FONT, 12))
+                .border_style(BLACK)
+                .background_style(WHITE.mix(0.9))
+                .draw()
+                .map_err(e)?;
+        }
         Ok(())
     }
 }

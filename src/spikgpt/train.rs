@@ -17,8 +17,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::annotate::{predict_proba, ModelFile, MODEL_FORMAT};
+use super::annotate::{predict_logits, predict_proba, ModelFile, MODEL_FORMAT};
 use super::baseline::{LogReg, LogRegConfig};
+use super::calibration::{self, Calibration, CalibrationOptions, FitInputs};
 use super::config::{ModelConfig, TrainConfig};
 use super::inputs::EmbeddingSource;
 use super::layers::Pass;
@@ -28,6 +29,7 @@ use super::optim::{cosine_lr, Sgd};
 use super::split::stratified_split;
 use crate::error::{Error, IoContext, Result};
 use crate::io::atomic::{write_bytes_atomic, write_json_atomic};
+use crate::io::matrix::DenseMatrix;
 use crate::runtime::Runtime;
 
 /// Labelled embeddings to train on.
@@ -64,6 +66,8 @@ pub struct TrainOptions {
     pub progress: bool,
     /// Continue from `out/checkpoint` when present.
     pub resume: bool,
+    /// How the Unknown rule is calibrated on the validation cells.
+    pub calibration: CalibrationOptions,
 }
 
 /// One epoch of the training curve.
@@ -103,11 +107,18 @@ pub struct Prepared {
 /// Check the inputs and build the split; no file is touched.
 pub fn prepare(data: &TrainData, opts: &TrainOptions) -> Result<Prepared> {
     opts.train.validate()?;
+    opts.calibration.validate()?;
     let n = data.labels.len();
     if data.dim == 0 || data.x.len() != n * data.dim || data.cell_ids.len() != n {
         return Err(Error::invalid(
             "training data: embeddings, labels and ids disagree in size",
         ));
+    }
+    if let Some(i) = data.x.iter().position(|v| !v.is_finite()) {
+        return Err(Error::invalid(format!(
+            "training embeddings: cell {} has a non-finite value (NaN or infinite)",
+            i / data.dim.max(1)
+        )));
     }
     for h in &opts.hold_out {
         if !data.labels.iter().any(|l| l == h) {
@@ -252,6 +263,8 @@ pub struct TrainOutcome {
     pub best_epoch: usize,
     /// The `config.json` written.
     pub file: ModelFile,
+    /// The calibrated Unknown rule (`calibration.json`).
+    pub calibration: Calibration,
 }
 
 fn fingerprint(
@@ -446,6 +459,29 @@ pub fn train(
     let baseline = LogReg::fit(&x_train, &y_train, data.dim, c, &LogRegConfig::default())?;
     baseline.save(&out.join("baseline.safetensors"))?;
 
+    // The Unknown rule, calibrated on the validation cells.
+    let val_logits = predict_logits(&model, &x_val, 256, None)?;
+    let cal = calibration::fit(
+        &FitInputs {
+            val_logits: &val_logits,
+            val_targets: &y_val,
+            c,
+            dim: data.dim,
+            x_train: &x_train,
+            y_train: &y_train,
+            x_val: &x_val,
+            baseline: &baseline,
+            classes: &prepared.classes,
+        },
+        &opts.calibration,
+    )?;
+    calibration::write(
+        out,
+        &cal,
+        &DenseMatrix::new(y_train.len(), data.dim, x_train.clone())?,
+        &y_train,
+    )?;
+
     let file = ModelFile {
         format: MODEL_FORMAT.to_string(),
         model: mcfg,
@@ -469,6 +505,7 @@ pub fn train(
         curve: state.curve,
         best_epoch: state.best_epoch,
         file,
+        calibration: cal,
     })
 }
 
