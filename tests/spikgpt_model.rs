@@ -72,7 +72,14 @@ fn collapsed_tokens_equal_full_token_computation() {
 /// One training step (forward in training mode, cross-entropy, backward) with the pass's dropout
 /// generator seeded by `seed`: logits, loss, gradients and BatchNorm running statistics, by name.
 type Step = (Vec<f32>, Vec<(String, Vec<f32>)>, Vec<(String, Vec<f32>)>);
-fn training_step(model: &SpikGpt, x: &[f32], y: &[u32], seed: u64) -> Step {
+
+/// Forward in training mode (dropout generator seeded by `seed`), cross-entropy, backward.
+fn forward_backward(
+    model: &SpikGpt,
+    x: &[f32],
+    y: &[u32],
+    seed: u64,
+) -> (candle_core::Tensor, candle_core::backprop::GradStore) {
     let k = model.config.input_dim;
     let xt = candle_core::Tensor::from_slice(x, (x.len() / k, k), &Device::Cpu).unwrap();
     let yt = candle_core::Tensor::from_slice(y, y.len(), &Device::Cpu).unwrap();
@@ -87,6 +94,11 @@ fn training_step(model: &SpikGpt, x: &[f32], y: &[u32], seed: u64) -> Step {
     let logits = model.forward(&xt, &mut pass).unwrap();
     let loss = candle_nn::loss::cross_entropy(&logits, &yt).unwrap();
     let grads = loss.backward().unwrap();
+    (logits, grads)
+}
+
+fn training_step(model: &SpikGpt, x: &[f32], y: &[u32], seed: u64) -> Step {
+    let (logits, grads) = forward_backward(model, x, y, seed);
     let flat = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let g = model
         .params
@@ -190,20 +202,7 @@ fn bounded_memory_dropout_tail_equals_full_token_training() {
         let mut opt_b = Sgd::new(0.9, 1e-4);
         for step in 0..3 {
             for (model, opt) in [(&tail, &mut opt_a), (&full, &mut opt_b)] {
-                let xt =
-                    candle_core::Tensor::from_slice(&x, (x.len() / k, k), &Device::Cpu).unwrap();
-                let yt = candle_core::Tensor::from_slice(&y, y.len(), &Device::Cpu).unwrap();
-                let mut rng = ChaCha8Rng::seed_from_u64(100 + step);
-                let mut pass = Pass {
-                    train: true,
-                    fire: FireMode::Spike,
-                    rng: Some(&mut rng),
-                    stats: None,
-                    multiplicity: 1,
-                };
-                let logits = model.forward(&xt, &mut pass).unwrap();
-                let loss = candle_nn::loss::cross_entropy(&logits, &yt).unwrap();
-                let grads = loss.backward().unwrap();
+                let (_, grads) = forward_backward(model, &x, &y, 100 + step);
                 opt.step(&model.params.trainable, &grads, 0.01).unwrap();
             }
         }

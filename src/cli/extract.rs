@@ -34,7 +34,7 @@ pub struct ExtractArgs {
     /// Keep a seeded uniform subsample of N tokens over the whole data set (with --tokens).
     #[arg(long, value_name = "N")]
     pub max_tokens: Option<usize>,
-    /// Longest token sequence, <cls> included; longer cells keep a seeded random subset of genes.
+    /// Longest token sequence, `<cls>` included; longer cells keep a seeded random subset of genes.
     #[arg(long, default_value_t = 1200)]
     pub max_length: usize,
     /// Cells per forward batch (results do not depend on it).
@@ -43,7 +43,7 @@ pub struct ExtractArgs {
     /// Padded tokens per forward batch (bounds memory; results do not depend on it).
     #[arg(long, default_value_t = 32_768)]
     pub max_batch_tokens: usize,
-    /// Leave <cls> out of the per-cell mean over tokens (it is included by default).
+    /// Leave `<cls>` out of the per-cell mean over tokens (it is included by default).
     #[arg(long)]
     pub mean_without_cls: bool,
     /// Continue an interrupted extraction in --out.

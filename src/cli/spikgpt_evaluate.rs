@@ -40,13 +40,13 @@ pub struct EvaluateArgs {
     /// [default: the rule the table was annotated with].
     #[arg(long)]
     pub threshold: Option<f64>,
-    /// Logistic-regression baseline table [default: `<stem>_baseline.csv` beside the predictions].
+    /// Logistic-regression baseline table (default: `<stem>_baseline.csv` beside the predictions).
     #[arg(long)]
     pub baseline: Option<PathBuf>,
-    /// kNN baseline table [default: `<stem>_knn.csv` beside the predictions].
+    /// kNN baseline table (default: `<stem>_knn.csv` beside the predictions).
     #[arg(long)]
     pub knn: Option<PathBuf>,
-    /// Spiking statistics JSON [default: `<stem>_spiking.json` beside the predictions, if present].
+    /// Spiking statistics JSON (default: `<stem>_spiking.json` beside the predictions, if present).
     #[arg(long)]
     pub spiking: Option<PathBuf>,
     /// Folder for the report files [default: the predictions' folder].

@@ -86,7 +86,7 @@ pub struct TrainArgs {
     /// LIF membrane time constant [default: 2.0].
     #[arg(long)]
     pub tau: Option<f64>,
-    /// Surrogate gradient: sigmoid[:alpha] or atan[:alpha] [default: sigmoid:4].
+    /// Surrogate gradient: sigmoid or sigmoid:ALPHA, atan or atan:ALPHA (default: sigmoid:4).
     #[arg(long)]
     pub surrogate: Option<String>,
     /// Soft reset (subtract the threshold) instead of a hard reset to 0.

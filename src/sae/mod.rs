@@ -4,7 +4,7 @@
 //! - [`config`]: training options with the paper's defaults.
 //! - [`kernel`], [`linalg`], [`params`], [`optim`]: the arithmetic (forward, hand-derived backward,
 //!   Adam, clipping, schedules).
-//! - [`train`], [`checkpoint`], [`resample`]: the training loop, resumable state, dead-feature
+//! - [`train`](mod@train), [`checkpoint`], [`resample`]: the training loop, resumable state, dead-feature
 //!   resampling.
 //! - [`metrics`]: L0, R^2, MSE, alive/dead.
 //! - [`model`], [`saelens`]: the saved SAE ([`Sae`]: load / encode / decode).

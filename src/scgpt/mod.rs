@@ -9,7 +9,7 @@
 //! - [`checkpoint`]: weights from `best_model.pt` or `.safetensors`, every key-naming variant.
 //! - [`tokenize`]: gene matching, per-cell quantile binning with the official tie rule, seeded sampling.
 //! - [`model`]: the forward pass (gene + value encoders, post-norm blocks with key padding masks).
-//! - [`extract`]: length-bucketed batching, pooling and streaming into the activation store.
+//! - [`extract`](mod@extract): length-bucketed batching, pooling and streaming into the activation store.
 //!
 //! ```no_run
 //! # fn main() -> scsae::Result<()> {

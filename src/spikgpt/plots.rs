@@ -174,6 +174,23 @@ impl Figure for ConfusionPlot<'_> {
     }
 }
 
+/// The series legend in the lower right corner.
+fn lower_right_legend<'a, DB: DrawingBackend + 'a>(
+    ch: &mut ChartContext<
+        'a,
+        DB,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+) -> Result<(), String> {
+    ch.configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .label_font((FONT, 12))
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.9))
+        .draw()
+        .map_err(e)
+}
+
 /// Accuracy on the accepted known cells against the share left unclassified, one line per
 /// classifier with its rule's operating point (left); with held-out cells, the share of held-out
 /// cells rejected against the share of known cells rejected (right).
@@ -236,13 +253,7 @@ impl Figure for RejectionCurvePlot<'_> {
             )))
             .map_err(e)?;
         }
-        ch.configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .label_font((FONT, 12))
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.9))
-            .draw()
-            .map_err(e)?;
+        lower_right_legend(&mut ch)?;
         if let Some(right) = right {
             let mut ch = ChartBuilder::on(&right)
                 .caption("Unknown detection (dot: default rule)", (FONT, 15))
@@ -283,13 +294,7 @@ impl Figure for RejectionCurvePlot<'_> {
                 )))
                 .map_err(e)?;
             }
-            ch.configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
-                .label_font((FONT, 12))
-                .border_style(BLACK)
-                .background_style(WHITE.mix(0.9))
-                .draw()
-                .map_err(e)?;
+            lower_right_legend(&mut ch)?;
         }
         Ok(())
     }
