@@ -7,18 +7,12 @@ use clap::Args;
 
 use crate::cli::common::{DataArgs, RuntimeArgs};
 use crate::error::{Error, IoContext, Result};
-use crate::plot::save_figure;
-use crate::spikgpt::annotate::{annotate, load_model_dir, resolve_rule};
 use crate::spikgpt::calibration::CalibrationOptions;
 use crate::spikgpt::config::{ModelConfig, Surrogate, TrainConfig};
-use crate::spikgpt::energy::energy_report;
 use crate::spikgpt::inputs::{cell_ids, labels_for, load_embeddings};
 use crate::spikgpt::novelty::Score;
-use crate::spikgpt::plots::CurvePlot;
-use crate::spikgpt::report::build_report;
-use crate::spikgpt::report::ModelOutputs;
-use crate::spikgpt::stats::ForwardStats;
-use crate::spikgpt::train::{gather, train, TrainData, TrainOptions};
+use crate::spikgpt::train::{TrainData, TrainOptions};
+use crate::spikgpt::training_report::train_and_report;
 
 /// Arguments of `spikgpt train`.
 #[derive(Debug, Clone, Args)]
@@ -253,84 +247,6 @@ pub fn run(args: &TrainArgs, runtime: &RuntimeArgs) -> Result<String> {
         resume: args.resume,
         calibration,
     };
-    let outcome = train(&rt, &data, &opts, &args.out)?;
-    save_figure(
-        &args.out.join("training_curve"),
-        (1000, 420),
-        &CurvePlot(&outcome.curve),
-    )?;
-
-    // Validation report on the validation cells plus every held-out cell.
-    let p = &outcome.prepared;
-    let mut rows = p.val.clone();
-    rows.extend_from_slice(&p.held_out);
-    let x = gather(&data.x, data.dim, &rows);
-    let ids: Vec<String> = rows.iter().map(|&i| data.cell_ids[i].clone()).collect();
-    let truth: Vec<String> = rows.iter().map(|&i| data.labels[i].clone()).collect();
-    let loaded = load_model_dir(&args.out, &rt)?;
-    let rule = resolve_rule(&loaded, args.threshold, None, None)?;
-    let mut stats = ForwardStats::default();
-    let ann = annotate(&loaded, &ids, &x, &rule, 256, Some(&mut stats))?;
-    let classes = &p.classes;
-    let order: Vec<usize> = (0..ids.len()).collect();
-    let rule_text = rule.describe();
-    let main = ModelOutputs::from_table("spikgpt", &rule_text, &ann.main, &order);
-    let baselines: Vec<ModelOutputs> = ann
-        .baselines
-        .iter()
-        .map(|b| ModelOutputs::from_table(&b.name, &b.rule, &b.table, &order))
-        .collect();
-    let report = build_report(
-        &format!("{}: validation and held-out cells", args.out.display()),
-        &truth,
-        classes,
-        &args.hold_out,
-        &main,
-        &baselines,
-        None,
-        Some(energy_report(&stats)),
-    );
-    ann.main
-        .write(&args.out.join("validation_predictions.csv"))?;
-    report.write(&args.out, "validation_report")?;
-    let last = outcome.curve.last();
-    let cal = &outcome.calibration;
-    let mut s = format!(
-        "trained SpikGPT on {} cells ({} classes), validated on {} cells{}; best epoch {} of {}\n",
-        p.train.len(),
-        classes.len(),
-        p.val.len(),
-        if p.held_out.is_empty() {
-            String::new()
-        } else {
-            format!(", {} held-out cells", p.held_out.len())
-        },
-        outcome.best_epoch,
-        outcome.curve.len(),
-    );
-    if let Some(l) = last {
-        s.push_str(&format!(
-            "last epoch: train loss {:.4}, validation accuracy {:.4}, {:.2} s\n",
-            l.train_loss, l.val_accuracy, l.seconds
-        ));
-    }
-    s.push_str(&format!(
-        "calibration: temperature {:.3} (validation NLL {:.4} -> {:.4}); rule score {} ({}); threshold keeps {:.1}% of validation cells\n",
-        cal.temperature,
-        cal.nll_before,
-        cal.nll_after,
-        cal.score.name(),
-        cal.selected_by,
-        100.0 * cal.validation_kept
-    ));
-    if !cal.loto_mean_auroc.is_empty() {
-        s.push_str("  leave-one-type-out mean AUROC:");
-        for (sc, a) in &cal.loto_mean_auroc {
-            s.push_str(&format!(" {} {:.4}", sc.name(), a));
-        }
-        s.push('\n');
-    }
-    s.push_str(&report.to_text());
-    s.push_str(&format!("model folder: {}", args.out.display()));
-    Ok(s)
+    let report = train_and_report(&rt, &data, &opts, &args.out, args.threshold)?;
+    Ok(report.to_string())
 }

@@ -1,16 +1,11 @@
-//! Load a trained model folder and annotate cells: class probabilities in fixed-size batches
-//! (BatchNorm uses running statistics, so a cell's result does not depend on the other cells),
-//! `Unknown` below the confidence threshold, and the prediction table.
-
-use std::path::{Path, PathBuf};
+//! Annotate cells with a trained model folder ([`super::model_dir`]): logits and probabilities in
+//! fixed-size batches (BatchNorm uses running statistics, so a cell's result does not depend on the
+//! other cells), the Unknown rule ([`super::calibration::Rule`]), and the prediction tables of SpikGPT
+//! and the baselines.
 
 use candle_core::Tensor;
-use serde::{Deserialize, Serialize};
 
-use super::baseline::LogReg;
-use super::calibration::{distances, knn_baseline, score_cells, Calibration, Rule};
-use super::config::{ModelConfig, TrainConfig};
-use super::inputs::EmbeddingSource;
+use super::calibration::{distances, knn_baseline, score_cells, Rule};
 use super::layers::Pass;
 use super::lif::FireMode;
 use super::metrics::UNKNOWN;
@@ -19,119 +14,11 @@ use super::novelty::{softmax_t, Score};
 use super::predictions::PredictionTable;
 use super::stats::ForwardStats;
 use crate::error::{Error, Result};
-use crate::runtime::Runtime;
-
-/// Format tag of `config.json`.
-pub const MODEL_FORMAT: &str = "spikgpt-model/1";
 
 /// The paper's rejection threshold.
 pub const DEFAULT_THRESHOLD: f64 = 0.95;
 
-/// Contents of a model folder's `config.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelFile {
-    /// Always [`MODEL_FORMAT`].
-    pub format: String,
-    /// Architecture (its `input_dim` is the embedding dimension).
-    pub model: ModelConfig,
-    /// Training settings used.
-    pub training: TrainConfig,
-    /// Class names, index order of the logits (also in `labels.json`).
-    pub labels: Vec<String>,
-    /// Where the training embeddings came from.
-    pub embedding: EmbeddingSource,
-    /// Label column used.
-    pub label_key: String,
-    /// Cell types removed from training (`--hold-out`).
-    pub held_out: Vec<String>,
-    /// Epoch (1-based) whose weights were kept (best validation accuracy).
-    pub best_epoch: usize,
-    /// Training cells.
-    pub n_train: usize,
-    /// Validation cells.
-    pub n_validation: usize,
-    /// scsae version that wrote it.
-    pub software_version: String,
-}
-
-/// A model folder's calibration with the training embeddings it measures distances to.
-#[derive(Debug, Clone)]
-pub struct CalibrationData {
-    /// `calibration.json`.
-    pub calibration: Calibration,
-    /// Training embeddings (`reference.safetensors`).
-    pub reference: crate::io::matrix::DenseMatrix,
-    /// Their classes.
-    pub targets: Vec<usize>,
-}
-
-/// A model folder loaded for inference.
-#[derive(Debug, Clone)]
-pub struct LoadedModel {
-    /// The network with trained weights.
-    pub model: SpikGpt,
-    /// `config.json`.
-    pub file: ModelFile,
-    /// The logistic-regression baseline fitted on the same training cells, when present.
-    pub baseline: Option<LogReg>,
-    /// The calibrated rejection rule and the reference cells (folders of older versions lack it).
-    pub calibration: Option<CalibrationData>,
-    /// The folder.
-    pub dir: PathBuf,
-}
-
-/// Load `dir` (`config.json`, `model.safetensors`, optional `baseline.safetensors`).
-pub fn load_model_dir(dir: &Path, rt: &Runtime) -> Result<LoadedModel> {
-    if !dir.is_dir() {
-        return Err(Error::input(
-            dir,
-            "not a model folder (expected a directory written by `spikgpt train`)",
-        ));
-    }
-    let cfg_path = dir.join("config.json");
-    let file: ModelFile = crate::io::json::read_json(&cfg_path, "model config")?;
-    if file.format != MODEL_FORMAT {
-        return Err(Error::input(
-            &cfg_path,
-            format!("format '{}' is not {MODEL_FORMAT}", file.format),
-        ));
-    }
-    let model = SpikGpt::new(&file.model, file.labels.len(), &rt.device, 0)
-        .map_err(|e| Error::input(&cfg_path, e.to_string()))?;
-    model.params.load(&dir.join("model.safetensors"))?;
-    let bpath = dir.join("baseline.safetensors");
-    let baseline = if bpath.exists() {
-        Some(LogReg::load(&bpath)?)
-    } else {
-        None
-    };
-    let calibration = match super::calibration::read(dir)? {
-        Some((calibration, reference, targets)) => {
-            if reference.n_cols != file.model.input_dim {
-                return Err(Error::input(
-                    dir.join(super::calibration::REFERENCE_FILE),
-                    format!(
-                        "{} dimensions, the model has {}",
-                        reference.n_cols, file.model.input_dim
-                    ),
-                ));
-            }
-            Some(CalibrationData {
-                calibration,
-                reference,
-                targets,
-            })
-        }
-        None => None,
-    };
-    Ok(LoadedModel {
-        model,
-        file,
-        baseline,
-        calibration,
-        dir: dir.to_path_buf(),
-    })
-}
+pub use super::model_dir::{load_model_dir, CalibrationData, LoadedModel, ModelFile, MODEL_FORMAT};
 
 /// Logits (row-major `n x C`) of `x` (row-major `n x k`), in batches of `batch_size`.
 pub fn predict_logits(

@@ -4,7 +4,8 @@
 //! - [`config`]: model / training settings with the paper's defaults.
 //! - [`dropout`]: bit masks; [`token_tail`]: the per-token dropout tail in bounded memory.
 //! - [`lif`]: multi-step LIF neurons with surrogate gradients; [`layers`], [`attention`], [`model`]: the network.
-//! - [`train`] (with [`split`], [`optim`]): training and the model folder; [`annotate`]: inference.
+//! - [`train`] (with [`split`], [`optim`]): training and the model folder; [`training_report`]: `spikgpt
+//!   train` as one call; [`annotate`]: inference.
 //! - [`metrics`], [`rejection`], [`baseline`], [`energy`], [`report`], [`plots`]: evaluation.
 //! - [`novelty`]: calibrated Unknown calls (temperature scaling, novelty scores, rejection rules).
 //!
@@ -32,6 +33,7 @@ pub mod layers;
 pub mod lif;
 pub mod metrics;
 pub mod model;
+pub mod model_dir;
 pub mod novelty;
 pub mod optim;
 pub mod params;
@@ -43,6 +45,7 @@ pub mod split;
 pub mod stats;
 pub mod token_tail;
 pub mod train;
+pub mod training_report;
 
 pub use config::{LifConfig, ModelConfig, Surrogate, TrainConfig};
 pub use model::SpikGpt;

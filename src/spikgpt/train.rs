@@ -17,7 +17,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::annotate::{predict_logits, predict_proba, ModelFile, MODEL_FORMAT};
+use super::annotate::{predict_logits, predict_proba};
 use super::baseline::{LogReg, LogRegConfig};
 use super::calibration::{self, Calibration, CalibrationOptions, FitInputs};
 use super::config::{ModelConfig, TrainConfig};
@@ -25,6 +25,7 @@ use super::inputs::EmbeddingSource;
 use super::layers::Pass;
 use super::lif::FireMode;
 use super::model::SpikGpt;
+use super::model_dir::{write_model_file, ModelFile, BASELINE_FILE, MODEL_FORMAT, WEIGHTS_FILE};
 use super::optim::{cosine_lr, Sgd};
 use super::split::stratified_split;
 use crate::error::{Error, IoContext, Result};
@@ -452,12 +453,12 @@ pub fn train(
 
     // Restore the best epoch and write the folder.
     let best = best_bytes.ok_or_else(|| Error::invalid("no epoch was trained"))?;
-    let best_path = out.join("model.safetensors");
+    let best_path = out.join(WEIGHTS_FILE);
     write_bytes_atomic(&best_path, &best)?;
     model.params.load(&best_path)?;
 
     let baseline = LogReg::fit(&x_train, &y_train, data.dim, c, &LogRegConfig::default())?;
-    baseline.save(&out.join("baseline.safetensors"))?;
+    baseline.save(&out.join(BASELINE_FILE))?;
 
     // The Unknown rule, calibrated on the validation cells.
     let val_logits = predict_logits(&model, &x_val, 256, None)?;
@@ -495,8 +496,7 @@ pub fn train(
         n_validation: prepared.val.len(),
         software_version: env!("CARGO_PKG_VERSION").to_string(),
     };
-    write_json_atomic(&out.join("config.json"), &file)?;
-    write_json_atomic(&out.join("labels.json"), &prepared.classes)?;
+    write_model_file(out, &file)?;
     write_curve(out, &state.curve)?;
     Ok(TrainOutcome {
         model,
