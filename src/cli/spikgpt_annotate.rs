@@ -11,16 +11,13 @@ use crate::explain::attribution::Method;
 use crate::explain::decompose::load_for_model;
 use crate::explain::interpret::Interpretations;
 use crate::explain::{explain_annotation, ExplainOptions};
-use crate::io::atomic::write_json_atomic;
 use crate::spikgpt::annotate::{
-    annotate, load_model_dir, resolve_rule, LoadedModel, DEFAULT_THRESHOLD,
+    annotate, load_model_dir, resolve_rule, write_annotation, LoadedModel, DEFAULT_THRESHOLD,
 };
 use crate::spikgpt::calibration::Rule;
-use crate::spikgpt::energy::energy_report;
 use crate::spikgpt::inputs::{cell_ids, load_embeddings, Embeddings};
-use crate::spikgpt::metrics::UNKNOWN;
 use crate::spikgpt::novelty::Score;
-use crate::spikgpt::predictions::{sibling, split_stem};
+use crate::spikgpt::predictions::split_stem;
 use crate::spikgpt::stats::ForwardStats;
 
 /// The annotator and the cells it reads (shared by `annotate` and `ablate`).
@@ -198,46 +195,11 @@ pub fn run(args: &AnnotateArgs, runtime: &RuntimeArgs) -> Result<String> {
         Some(&mut stats),
     )?;
     let (dir, stem) = split_stem(&args.out);
-    ann.main.write(&args.out)?;
-    for b in &ann.baselines {
-        let suffix = if b.name == "knn" { "_knn" } else { "_baseline" };
-        b.table.write(&sibling(&args.out, suffix))?;
-    }
-    let mut rules = std::collections::BTreeMap::new();
-    rules.insert("spikgpt".to_string(), ann.rule.describe());
-    for b in &ann.baselines {
-        rules.insert(b.name.clone(), b.rule.clone());
-    }
-    write_json_atomic(&dir.join(format!("{stem}_rules.json")), &rules)?;
-    let energy = energy_report(&stats);
-    write_json_atomic(&dir.join(format!("{stem}_spiking.json")), &energy)?;
-    let mut counts: Vec<(String, usize)> = Vec::new();
-    for l in &ann.main.label {
-        match counts.iter_mut().find(|(n, _)| n == l) {
-            Some((_, k)) => *k += 1,
-            None => counts.push((l.clone(), 1)),
-        }
-    }
-    counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    let unknown = counts
-        .iter()
-        .find(|(n, _)| n == UNKNOWN)
-        .map(|c| c.1)
-        .unwrap_or(0);
-    let mut s = format!(
-        "annotated {} cells: {} Unknown ({}); wrote {}\n",
-        ids.len(),
-        unknown,
-        rule.describe(),
-        args.out.display()
-    );
+    let summary = write_annotation(&ann, &args.out, &stats)?;
+    let mut s = summary.to_string();
     if loaded.calibration.is_none() && args.threshold.is_none() {
         s.push_str("  note: this model folder has no calibration (older version): the paper's 0.95 cut-off was used\n");
     }
-    for (n, k) in counts {
-        s.push_str(&format!("  {n:<20} {k}\n"));
-    }
-    s.push_str(&energy.to_text());
     if let Some((dec, meaning, opts)) = explain {
         let summary = explain_annotation(
             &loaded,

@@ -6,6 +6,7 @@
 use candle_core::Tensor;
 
 use super::calibration::{distances, knn_baseline, score_cells, Rule};
+use super::energy::{energy_report, EnergyReport};
 use super::layers::Pass;
 use super::lif::FireMode;
 use super::metrics::UNKNOWN;
@@ -14,6 +15,7 @@ use super::novelty::{softmax_t, Score};
 use super::predictions::PredictionTable;
 use super::stats::ForwardStats;
 use crate::error::{Error, Result};
+use crate::io::atomic::write_json_atomic;
 
 /// The paper's rejection threshold.
 pub const DEFAULT_THRESHOLD: f64 = 0.95;
@@ -245,6 +247,85 @@ pub fn annotate(
         rule: rule.clone(),
         main,
         baselines,
+    })
+}
+
+/// What [`write_annotation`] reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AnnotationSummary {
+    /// The main table written.
+    pub out: std::path::PathBuf,
+    /// Cells annotated.
+    pub n_cells: usize,
+    /// Cells called Unknown.
+    pub n_unknown: usize,
+    /// The rule, in words.
+    pub rule: String,
+    /// Cells per call, most frequent first.
+    pub counts: Vec<(String, usize)>,
+    /// Firing rates and energy.
+    pub spiking: EnergyReport,
+}
+
+impl std::fmt::Display for AnnotationSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "annotated {} cells: {} Unknown ({}); wrote {}",
+            self.n_cells,
+            self.n_unknown,
+            self.rule,
+            self.out.display()
+        )?;
+        for (n, k) in &self.counts {
+            writeln!(f, "  {n:<20} {k}")?;
+        }
+        write!(f, "{}", self.spiking.to_text())
+    }
+}
+
+/// Write an annotation beside `out` (`out` itself: SpikGPT's table; `<stem>_baseline.*`,
+/// `<stem>_knn.*`: the baselines; `<stem>_rules.json`: each classifier's rule;
+/// `<stem>_spiking.json`: the spiking statistics of the pass).
+pub fn write_annotation(
+    ann: &Annotation,
+    out: &std::path::Path,
+    stats: &ForwardStats,
+) -> Result<AnnotationSummary> {
+    let (dir, stem) = split_stem(out);
+    ann.main.write(out)?;
+    for b in &ann.baselines {
+        let suffix = if b.name == "knn" { "_knn" } else { "_baseline" };
+        b.table.write(&super::predictions::sibling(out, suffix))?;
+    }
+    let mut rules = std::collections::BTreeMap::new();
+    rules.insert("spikgpt".to_string(), ann.rule.describe());
+    for b in &ann.baselines {
+        rules.insert(b.name.clone(), b.rule.clone());
+    }
+    write_json_atomic(&dir.join(format!("{stem}_rules.json")), &rules)?;
+    let spiking = energy_report(stats);
+    write_json_atomic(&dir.join(format!("{stem}_spiking.json")), &spiking)?;
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for l in &ann.main.label {
+        match counts.iter_mut().find(|(n, _)| n == l) {
+            Some((_, k)) => *k += 1,
+            None => counts.push((l.clone(), 1)),
+        }
+    }
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let n_unknown = counts
+        .iter()
+        .find(|(n, _)| n == UNKNOWN)
+        .map(|c| c.1)
+        .unwrap_or(0);
+    Ok(AnnotationSummary {
+        out: out.to_path_buf(),
+        n_cells: ann.main.cell_ids.len(),
+        n_unknown,
+        rule: ann.rule.describe(),
+        counts,
+        spiking,
     })
 }
 
