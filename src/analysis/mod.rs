@@ -19,6 +19,7 @@ pub mod pca;
 pub mod pipeline;
 pub mod report;
 pub mod stats;
+pub mod workflow;
 
 use serde::{Deserialize, Serialize};
 

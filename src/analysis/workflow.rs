@@ -1,0 +1,376 @@
+//! `scsae analyze` as one library call ([`analyze`]): read the data, labels and gene sets, take the
+//! features (a matrix file, cell-level activations, or activations encoded by an SAE), analyse them
+//! and the PCA baseline, and write the tables, figures and `report.md`.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::pipeline::{analyze_features, match_cells, select_columns, AnalysisContext, Comparison};
+use super::report::{self, Summary};
+use super::{
+    correlation::prepare_expression, fit_pca, read_gene_sets, AnalysisConfig, Direction,
+    ExpressionTransform,
+};
+use crate::activations::ActivationStore;
+use crate::data::{load, LoadOptions};
+use crate::error::{Error, Result};
+use crate::io::matrix::{read_matrix, DenseMatrix};
+use crate::runtime::Runtime;
+
+/// Which matrix the PCA baseline is fitted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+pub enum PcaSource {
+    /// The cell-level activations when `--activations` is given, otherwise none.
+    Auto,
+    /// The cell-level activations (`--activations DIR --layer L`).
+    Activations,
+    /// The (log-normalised) expression matrix of `--data`.
+    Expression,
+    /// No baseline.
+    None,
+}
+
+/// The paper's immune marker and functional gene sets, compiled in as the default gene sets.
+pub const PAPER_GENESETS: &str = include_str!("../../genesets/paper_immune.gmt");
+
+/// Where the analysed features come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeatureSource {
+    /// A cells x features matrix file (optionally a named tensor of a safetensors file).
+    Matrix {
+        /// The file.
+        path: PathBuf,
+        /// Tensor name.
+        key: Option<String>,
+    },
+    /// Cell-level activations of an extraction folder, encoded by an SAE when given.
+    Activations {
+        /// The extraction folder.
+        dir: PathBuf,
+        /// Its layer.
+        layer: String,
+        /// SAE folder.
+        sae: Option<PathBuf>,
+    },
+}
+
+/// Everything [`analyze`] reads and where it writes.
+#[derive(Debug, Clone)]
+pub struct AnalyzeInputs {
+    /// The features.
+    pub source: FeatureSource,
+    /// Single-cell data with the labels and expression.
+    pub data: PathBuf,
+    /// How to read it.
+    pub load: LoadOptions,
+    /// obs column with the cell types.
+    pub label_key: String,
+    /// GMT files or folders; empty = the paper's immune sets.
+    pub genesets: Vec<PathBuf>,
+    /// Expression preparation.
+    pub expression: ExpressionTransform,
+    /// Matrix of the PCA baseline.
+    pub pca_source: PcaSource,
+    /// Name of the features in tables and plots.
+    pub name: Option<String>,
+    /// Output folder.
+    pub out: PathBuf,
+}
+
+/// What [`analyze`] reports (the headline of `report.md`).
+#[derive(Debug, Clone, Serialize)]
+pub struct AnalyzeReport {
+    /// The summary written into `report.md` and `summary.json`.
+    pub summary: Summary,
+    /// Warnings (also in `report.md`).
+    pub warnings: Vec<String>,
+    /// How the expression matrix was prepared.
+    pub expression_note: String,
+}
+
+impl std::fmt::Display for AnalyzeReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let h = &self.summary.features;
+        let cfg = &self.summary.config;
+        write!(
+            f,
+            "{}: {} features ({} alive), {} cells, {} types; mean best AUROC {:.3}; {} types > {}; {} specific",
+            h.label, h.n_features, h.n_alive, h.n_cells, h.n_types_tested, h.mean_best_auroc, h.n_types_above,
+            cfg.auroc_threshold, h.n_specific
+        )?;
+        if let Some(p) = h.pct_enriched {
+            write!(f, "; {p:.1}% of alive features enriched")?;
+        }
+        if let Some(b) = &self.summary.pca {
+            write!(
+                f,
+                "\nPCA: {} components; mean best AUROC {:.3}; {} types > {}",
+                b.n_features, b.mean_best_auroc, b.n_types_above, cfg.auroc_threshold
+            )?;
+        }
+        write!(
+            f,
+            "\nreport: {}",
+            Path::new(&self.summary.out).join("report.md").display()
+        )
+    }
+}
+
+impl AnalysisConfig {
+    /// Check the values (one-line errors naming the option).
+    pub fn validate(&self) -> Result<()> {
+        let cfg = self;
+        if !(0.0..=1.0).contains(&cfg.alive_fraction) {
+            return Err(Error::invalid("--alive-fraction must be in [0, 1]"));
+        }
+        if !(0.0..1.0).contains(&cfg.fdr) || cfg.fdr == 0.0 {
+            return Err(Error::invalid("--fdr must be in (0, 1)"));
+        }
+        if !(-1.0..1.0).contains(&cfg.corr_cutoff) {
+            return Err(Error::invalid("--corr-cutoff must be in [-1, 1)"));
+        }
+        if !(0.0..=1.0).contains(&cfg.auroc_threshold) {
+            return Err(Error::invalid("--auroc-threshold must be in [0, 1]"));
+        }
+        Ok(())
+    }
+}
+
+/// Encode the cell-level activations `m` (from the extraction in `acts_dir`, at `layer`) with the SAE
+/// saved in `dir`, refusing an SAE trained on another layer or model.
+pub fn encode_with_sae(
+    dir: &Path,
+    m: &DenseMatrix,
+    layer: Option<&str>,
+    acts_dir: &Path,
+) -> Result<DenseMatrix> {
+    let sae = crate::sae::Sae::load(dir)?;
+    let model = crate::activations::Manifest::read(acts_dir)
+        .map(|man| man.model)
+        .unwrap_or(serde_json::Value::Null);
+    sae.check_source(&model, layer, acts_dir)?;
+    sae.encode(m)
+}
+
+/// Column names taken as cell ids when a table's first column is numeric (e.g. integer barcodes).
+const ID_COLUMNS: [&str; 7] = [
+    "cell_id",
+    "cell",
+    "barcode",
+    "obs_names",
+    "index",
+    "",
+    "cell_ids",
+];
+
+/// Read the feature matrix; a CSV/TSV/Parquet whose first column is an id-named numeric column
+/// (`cell_id`, `barcode`, `obs_names`, ...) gets that column, read back as text, as its row ids.
+pub fn read_features(path: &Path, key: Option<&str>) -> Result<DenseMatrix> {
+    let m = read_matrix(path, key)?;
+    let first = m
+        .col_names
+        .as_ref()
+        .and_then(|c| c.first())
+        .map(|c| c.to_ascii_lowercase());
+    match first {
+        Some(name) if m.row_ids.is_none() && ID_COLUMNS.contains(&name.as_str()) => {
+            let df = crate::io::table::read_dataframe(path)?;
+            let col = df
+                .columns()
+                .first()
+                .ok_or_else(|| Error::input(path, "table has no columns"))?;
+            let ids = crate::io::table::string_column(col).map_err(|e| Error::input(path, e))?;
+            let keep: Vec<usize> = (1..m.n_cols).collect();
+            let mut out = select_columns(&m, &keep);
+            out.row_ids = Some(ids);
+            if out.n_cols == 0 {
+                return Err(Error::input(
+                    path,
+                    "no feature columns besides the cell ids",
+                ));
+            }
+            Ok(out)
+        }
+        _ => Ok(m),
+    }
+}
+
+/// Analyse the features of `inputs` with `cfg` and write the output folder; nothing is written
+/// before every input has been read and checked.
+pub fn analyze(
+    inputs: &AnalyzeInputs,
+    cfg: &AnalysisConfig,
+    rt: &Runtime,
+) -> Result<AnalyzeReport> {
+    cfg.validate()?;
+    if inputs.pca_source == PcaSource::Activations
+        && !matches!(inputs.source, FeatureSource::Activations { .. })
+    {
+        return Err(Error::invalid(
+            "--pca-source activations needs --activations DIR --layer L",
+        ));
+    }
+    if inputs.out.is_file() {
+        return Err(Error::input(
+            &inputs.out,
+            "output path is a file; --out must be a folder",
+        ));
+    }
+    // ---- read and validate every input before writing anything
+    let ds = load(&inputs.data, &inputs.load)?;
+    let all_labels = ds.labels(&inputs.label_key)?;
+    let sets = if inputs.genesets.is_empty() {
+        crate::analysis::gmt::parse_gmt(PAPER_GENESETS, Path::new("genesets/paper_immune.gmt"))?
+    } else {
+        read_gene_sets(&inputs.genesets)?
+    };
+    let acts = match &inputs.source {
+        FeatureSource::Activations { dir, layer, .. } => {
+            let store = ActivationStore::open(dir)?;
+            Some((dir.clone(), store.cell_matrix(layer)?))
+        }
+        FeatureSource::Matrix { .. } => None,
+    };
+    let (features, features_path, source) = match (&inputs.source, &acts) {
+        (FeatureSource::Matrix { path, key }, _) => (
+            read_features(path, key.as_deref())?,
+            path.clone(),
+            format!("{}", path.display()),
+        ),
+        (
+            FeatureSource::Activations {
+                layer,
+                sae: Some(sae),
+                ..
+            },
+            Some((dir, a)),
+        ) => (
+            encode_with_sae(sae, a, Some(layer), dir)?,
+            dir.clone(),
+            format!("SAE {} on {} layer {}", sae.display(), dir.display(), layer),
+        ),
+        (FeatureSource::Activations { layer, .. }, Some((dir, a))) => (
+            a.clone(),
+            dir.clone(),
+            format!("activations {} layer {}", dir.display(), layer),
+        ),
+        (FeatureSource::Activations { .. }, None) => {
+            return Err(Error::invalid("nothing to analyse"))
+        }
+    };
+    let rows = match_cells(
+        features.row_ids.as_deref(),
+        &features_path,
+        &ds.cell_ids,
+        &inputs.data,
+    )?;
+    let sub = ds.select_cells(&rows);
+    let labels: Vec<String> = rows.iter().map(|&r| all_labels[r].clone()).collect();
+    let mut expr = sub.matrix.clone();
+    let expression_note = prepare_expression(&mut expr, inputs.expression);
+    let ctx = AnalysisContext::new(
+        &labels,
+        Some((expr, sub.gene_symbols.clone())),
+        Some(&sets),
+        cfg,
+    )?;
+
+    // PCA input, in the features' cell order
+    let pca_input = match (inputs.pca_source, &acts) {
+        (PcaSource::None, _) => None,
+        (PcaSource::Auto | PcaSource::Activations, Some((dir, a))) => {
+            // the activations must hold every analysed cell: map the features' ids into them
+            let act_rows = match_cells(
+                features.row_ids.as_deref(),
+                &features_path,
+                a.row_ids.as_deref().unwrap_or(&[]),
+                dir,
+            )?;
+            Some(("activations".to_string(), a.select_rows(&act_rows)))
+        }
+        (PcaSource::Auto, None) => None,
+        (PcaSource::Activations, None) => None,
+        (PcaSource::Expression, _) => {
+            let m = ctx
+                .expression
+                .as_ref()
+                .map(|(e, _)| e)
+                .ok_or_else(|| Error::invalid("no expression"))?;
+            let mut d = DenseMatrix::new(m.n_rows, m.n_cols, m.to_dense())?;
+            d.row_ids = features.row_ids.clone();
+            let keep: Vec<usize> = (0..d.n_cols).filter(|&j| ctx.measured[j]).collect();
+            Some(("expression".to_string(), select_columns(&d, &keep)))
+        }
+    };
+
+    let name = inputs.name.clone().unwrap_or_else(|| match &inputs.source {
+        FeatureSource::Matrix { .. } | FeatureSource::Activations { sae: Some(_), .. } => {
+            "SAE".into()
+        }
+        FeatureSource::Activations { sae: None, .. } => "activations".into(),
+    });
+    let main = analyze_features(&ctx, &name, &features, cfg.direction, cfg)?;
+    let baseline = match &pca_input {
+        Some((_, x)) => {
+            let pca = fit_pca(x, cfg.pca_components, cfg.pca_solver, rt.seed)?;
+            let fa = analyze_features(&ctx, "PCA", &pca.scores, Direction::Both, cfg)?;
+            Some((pca, fa))
+        }
+        None => None,
+    };
+
+    // ---- outputs
+    let out = &inputs.out;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let mut tables = report::write_analysis_tables(out, "", &main, &ctx, cfg)?;
+    report::write_cell_type_table(out, &main, baseline.as_ref().map(|b| &b.1), &ctx, cfg, 5)?;
+    tables.push("cell_types".into());
+    let comparison = Comparison::of(
+        &[
+            Some(&main.headline),
+            baseline.as_ref().map(|b| &b.1.headline),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>(),
+        cfg.auroc_threshold,
+        cfg.fdr,
+    );
+    report::write_comparison(out, &comparison)?;
+    tables.push("comparison".into());
+    if let Some((pca, fa)) = &baseline {
+        tables.extend(report::write_analysis_tables(out, "pca_", fa, &ctx, cfg)?);
+        report::write_pca_variance(out, pca)?;
+        tables.push("pca_variance".into());
+    }
+    let figures = report::write_figures(out, &main, baseline.as_ref().map(|b| &b.1), &ctx, cfg)?;
+    let summary = Summary {
+        out: out.display().to_string(),
+        feature_source: source,
+        n_cells: features.n_rows,
+        cell_types: ctx.type_names(),
+        n_gene_sets: ctx.sets.len(),
+        expression: Some(expression_note.clone()),
+        features: main.headline.clone(),
+        pca: baseline.as_ref().map(|b| b.1.headline.clone()),
+        n_warnings: ctx.warnings.len(),
+        config: cfg.clone(),
+    };
+    report::write_report(
+        out,
+        &summary,
+        &main,
+        baseline.as_ref().map(|b| &b.1),
+        Some(&comparison),
+        &tables,
+        &figures,
+        &ctx.warnings,
+        &ctx,
+    )?;
+    Ok(AnalyzeReport {
+        summary,
+        warnings: ctx.warnings.clone(),
+        expression_note,
+    })
+}
