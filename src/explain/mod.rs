@@ -11,6 +11,7 @@
 //! [`explain_annotation`] runs all of it for `spikgpt annotate --sae`.
 
 pub mod ablation;
+pub mod ablation_report;
 pub mod attribution;
 pub mod decompose;
 pub mod figures;
