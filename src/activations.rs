@@ -463,7 +463,28 @@ impl ActivationStore {
             let gi = tensor_i64(&path, &st, "gene_id")?;
             let pos = tensor_i64(&path, &st, "position")?;
             let vals = tensor_f32(&path, &st, &name, d)?;
-            for r in 0..ci.len() {
+            let rows = ci.len();
+            if gi.len() != rows || pos.len() != rows || vals.len() != rows * d {
+                return Err(Error::input(
+                    &path,
+                    format!(
+                        "token part disagrees with itself: {rows} cell indices, {} gene ids, {} positions, {} rows of '{name}'",
+                        gi.len(),
+                        pos.len(),
+                        vals.len() / d.max(1)
+                    ),
+                ));
+            }
+            if offset + rows > total {
+                return Err(Error::input(
+                    &path,
+                    format!(
+                        "the parts hold more token rows than the manifest's {total} (this part ends at row {})",
+                        offset + rows
+                    ),
+                ));
+            }
+            for r in 0..rows {
                 if keep.as_ref().is_none_or(|m| m[offset + r]) {
                     data.extend_from_slice(&vals[r * d..(r + 1) * d]);
                     index.cell_index.push(ci[r]);
@@ -553,5 +574,18 @@ mod tests {
         let t = s.token_matrix("1", None, 0).unwrap();
         assert_eq!(t.index.gene_id, vec![7]);
         assert_eq!(t.matrix.data, vec![9., 9.]);
+
+        // A manifest whose token row count disagrees with its parts (it used to panic on the
+        // subsampling mask): a one-line error naming the part.
+        let mpath = dir.path().join("manifest.json");
+        let mut man: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&mpath).unwrap()).unwrap();
+        for p in man["token_parts"].as_array_mut().unwrap() {
+            p["rows"] = serde_json::json!(0);
+        }
+        std::fs::write(&mpath, serde_json::to_string(&man).unwrap()).unwrap();
+        let s = ActivationStore::open(dir.path()).unwrap();
+        let e = s.token_matrix("1", Some(0), 0).unwrap_err().to_string();
+        assert!(e.contains("more token rows than the manifest"), "{e}");
     }
 }

@@ -55,6 +55,12 @@ impl CsrMatrix {
             if b < a {
                 return Err(format!("indptr decreases at row {r}"));
             }
+            if b > data.len() {
+                return Err(format!(
+                    "indptr points past the stored values at row {r} ({b} > {})",
+                    data.len()
+                ));
+            }
             let row = &indices[a..b];
             if let Some(&bad) = row.iter().find(|&&c| c as usize >= n_cols) {
                 return Err(format!(
@@ -280,5 +286,8 @@ mod tests {
         assert!(CsrMatrix::from_parts(1, 2, vec![0, 2], vec![1, 1], vec![1., 2.]).is_err());
         let m = CsrMatrix::from_parts(1, 3, vec![0, 2], vec![2, 0], vec![1., 2.]).unwrap();
         assert_eq!(m.to_dense(), vec![2., 0., 1.]);
+        // indptr pointing past the values in a middle row (it used to panic when slicing)
+        let e = CsrMatrix::from_parts(2, 2, vec![0, 5, 1], vec![0], vec![1.]).unwrap_err();
+        assert!(e.contains("past the stored values at row 0"), "{e}");
     }
 }

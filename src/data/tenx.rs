@@ -191,7 +191,16 @@ fn read_mtx(
                         ),
                     ));
                 }
-                triplets.reserve(n);
+                if n as u128 > r as u128 * c as u128 {
+                    return Err(Error::input(
+                        path,
+                        format!(
+                            "header announces {n} entries, more than the {r} x {c} matrix holds"
+                        ),
+                    ));
+                }
+                // The header is not trusted for memory: reserve at most 2^24 entries up front.
+                triplets.reserve(n.min(1 << 24));
                 size = Some((r, c, n));
             }
             Some((r, c, _)) => {
@@ -282,5 +291,36 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("matrix.mtx") && e.contains("barcodes"), "{e}");
+    }
+
+    #[test]
+    fn a_header_claiming_huge_counts_is_refused_without_allocating() {
+        // 9e12 entries used to abort on the allocation; more entries than cells is an error, and a
+        // plausible but wrong count is caught as a truncated file.
+        let d = tempfile::tempdir().unwrap();
+        let genes = "E1\tA\nE2\tB\n";
+        write_folder(
+            d.path(),
+            "%%MatrixMarket matrix coordinate integer general\n2 2 9000000000000\n1 1 5\n",
+            genes,
+            "AAA-1\nCCC-1\n",
+        );
+        let e = read_10x(d.path(), &LoadOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("matrix.mtx") && e.contains("more than the 2 x 2"),
+            "{e}"
+        );
+        write_folder(
+            d.path(),
+            "%%MatrixMarket matrix coordinate integer general\n2 2 4\n1 1 5\n",
+            genes,
+            "AAA-1\nCCC-1\n",
+        );
+        let e = read_10x(d.path(), &LoadOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("announces 4 entries, found 1"), "{e}");
     }
 }
