@@ -1,7 +1,7 @@
 """Regenerate the notebooks from their tests: notebooks/quickstart.ipynb from
-tests/notebook_quickstart.rs and notebooks/explain.ipynb from tests/notebook_explain.rs (the code
-cells between `// ----- cell -----` markers), so that every notebook is exactly code the test suite
-compiles and runs.
+tests/pipelines/notebook_quickstart.rs and notebooks/explain.ipynb from
+tests/pipelines/notebook_explain.rs (the code cells between `// ----- cell -----` markers), so that
+every notebook is exactly code the test suite compiles and runs.
 
 Run from the repository root:  python3 scripts/make_notebook.py
 """
@@ -13,14 +13,14 @@ KERNEL = ("the [evcxr](https://github.com/evcxr/evcxr) Rust kernel (`cargo insta
 
 NOTEBOOKS = {
     "quickstart": {
-        "test": "tests/notebook_quickstart.rs",
+        "test": "tests/pipelines/notebook_quickstart.rs",
         "intro": "# scsae quickstart\n\nLoad single-cell data with the scsae library from Jupyter through "
                  + KERNEL,
         "setup": [':dep scsae = { path = ".." }', 'let root = std::path::PathBuf::from("..");'],
         "titles": ["## Load a data set", "## Cells, genes and labels", "## A marker gene per cell type"],
     },
     "explain": {
-        "test": "tests/notebook_explain.rs",
+        "test": "tests/pipelines/notebook_explain.rs",
         "intro": "# Explaining SpikGPT's calls through SAE features\n\nTrain the spiking annotator and "
                  "a sparse autoencoder on the bundled immune embeddings (a PCA-50 stand-in for scGPT "
                  "CLS embeddings), attribute every call to SAE features, and check causally that the "

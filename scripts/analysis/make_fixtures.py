@@ -1,4 +1,5 @@
-"""Reference values for tests/analysis_reference.rs, from sklearn / scipy / statsmodels / numpy.
+"""Reference values for tests/reference/analysis_reference.rs, from sklearn / scipy / statsmodels /
+numpy.
 
 Run from the repository root:
     python scripts/analysis/make_fixtures.py

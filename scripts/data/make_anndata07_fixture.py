@@ -7,8 +7,8 @@ Writes tests/fixtures/data/anndata07.json, one entry per file: shape, first/last
 gene symbols, obs and var columns with their dtypes, the label columns' per-cell values at both
 ends and value counts, the number of non-zero values, per-cell totals of the first cells, per-gene
 sums of the first genes (float64, over all cells), and a few whole rows as (gene index, value)
-pairs. Deterministic: same files and anndata version, same bytes. tests/data_h5ad.rs compares the
-Rust reader against it.
+pairs. Deterministic: same files and anndata version, same bytes. tests/reference/data_h5ad.rs
+compares the Rust reader against it.
 """
 import importlib.metadata
 import json

@@ -4,7 +4,8 @@ Run from the repository root (needs numpy, scipy, anndata, h5py):
     python scripts/data/make_fixtures.py
 Writes tests/fixtures/data/<name>.json for each bundled file and matrix layer: shapes, stored
 non-zeros, per-cell and per-gene sums, stored values per cell, a few full rows, cell ids, gene
-symbols and obs columns with label counts. tests/data_h5ad.rs compares the Rust reader against them.
+symbols and obs columns with label counts. tests/reference/data_h5ad.rs compares the Rust reader
+against them.
 """
 import importlib.metadata
 import json

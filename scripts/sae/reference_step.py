@@ -1,4 +1,5 @@
-"""Reference SAE training steps in plain PyTorch (the paper's recipe), for tests/sae_reference.rs.
+"""Reference SAE training steps in plain PyTorch (the paper's recipe), for
+tests/reference/sae_reference.rs.
 
 Run from the repository root:
     python scripts/sae/reference_step.py

@@ -6,7 +6,7 @@ How to run (from the repository root):
     pip install --no-deps scgpt==0.2.4 safetensors   # once
     python scripts/scgpt/make_fixtures.py             # tiny, committed
     python scripts/scgpt/make_fixtures.py --full /tmp/scgpt-full
-    SCSAE_SCGPT_FULL=/tmp/scgpt-full cargo test --test scgpt_parity      # full-size check
+    SCSAE_SCGPT_FULL=/tmp/scgpt-full cargo test --test reference scgpt_parity      # full-size check
 
 Default: writes tests/fixtures/scgpt/{tiny/,reference.safetensors,binning.json}
 for a 2-layer d=64 random model over a few hundred genes of the real vocabulary.

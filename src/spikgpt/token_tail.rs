@@ -19,7 +19,7 @@
 //! ([`DropMask`]), the per-token state is one `[T * B * m, d]` f32 buffer (`y`, reused for its
 //! gradient), and the function, its gradient, the BatchNorm semantics (batch statistics over all
 //! T * B * m rows, running statistics updated as PyTorch does) and the dropout masks are those of
-//! the straightforward computation over m physical tokens (`tests/spikgpt_model.rs` compares both).
+//! the straightforward computation over m physical tokens (`tests/reference/spikgpt_model.rs` compares both).
 //!
 //! Peak memory for the paper's defaults (T = 4, batch 128, m = 300, d = 512): 315 MB for `y`, 49 MB
 //! of masks, against several GB per tensor when all m tokens are materialised. CPU only: on CUDA the

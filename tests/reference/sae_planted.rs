@@ -2,15 +2,14 @@
 //! atoms recover the atoms (L1, TopK, BatchTopK); L1 warm-up and dead-feature resampling act as
 //! documented.
 
-mod sae_common;
-
-use sae_common::{fraction_recovered, planted};
 use scsae::io::matrix::DenseMatrix;
 use scsae::runtime::Runtime;
 use scsae::sae::config::{Arch, InputLevel, TrainConfig};
 use scsae::sae::input::Inputs;
 use scsae::sae::saelens::SourceInfo;
 use scsae::sae::train::{train, TrainOptions, TrainedRun};
+
+use crate::common::sae::{fraction_recovered, planted};
 
 fn inputs(m: DenseMatrix) -> Inputs {
     Inputs {

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-mod notebook_common;
+use crate::common::notebook;
 
 #[test]
 fn notebook_cells_run() -> Result<(), Box<dyn std::error::Error>> {
@@ -56,7 +56,7 @@ fn notebook_cells_run() -> Result<(), Box<dyn std::error::Error>> {
 fn notebook_matches_this_file() {
     let nb = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("notebooks/quickstart.ipynb");
     assert_eq!(
-        notebook_common::notebook_cells(&nb),
-        notebook_common::test_cells(include_str!("notebook_quickstart.rs"))
+        notebook::notebook_cells(&nb),
+        notebook::test_cells(include_str!("notebook_quickstart.rs"))
     );
 }

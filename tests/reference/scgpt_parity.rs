@@ -18,11 +18,9 @@ use scsae::scgpt::tokenize::{bin_ranges, bin_row};
 use scsae::scgpt::{Scgpt, TokenizedCell, Tokenizer, TokenizerOptions};
 use scsae::Runtime;
 
-const TOL: f32 = 1e-4;
+use crate::common::root as repo;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+const TOL: f32 = 1e-4;
 
 fn fixture_root() -> PathBuf {
     repo().join("tests/fixtures/scgpt")

@@ -31,7 +31,6 @@ pub fn small_model_args() -> Vec<&'static str> {
 }
 
 /// The same small model in the paper's training mode (dropout 0.1, the bounded-memory path), seed 42.
-#[allow(dead_code)]
 pub fn small_model_args_with_dropout() -> Vec<&'static str> {
     vec![
         "--tokens", "8", "--width", "64", "--heads", "4", "--epochs", "30", "--lr", "0.05",

@@ -9,9 +9,7 @@ use scsae::analysis::PcaSolver;
 use scsae::data::{load, LoadOptions};
 use scsae::io::matrix::DenseMatrix;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::common::root;
 
 /// Non-negative "SAE-like" features from expression PCA: PCk+ = max(score, 0), PCk- = max(-score, 0).
 fn split_pca_features(dir: &Path) -> PathBuf {

@@ -26,10 +26,9 @@ use scsae::spikgpt::lif::FireMode;
 use scsae::spikgpt::train::{train, TrainData, TrainOptions};
 use scsae::spikgpt::{ModelConfig, SpikGpt, TrainConfig};
 use scsae::Runtime;
-use serde_json::Value;
 
-mod spikgpt_common;
-use spikgpt_common::{small_model_args, DATA, EMB, KEY};
+use crate::common::json;
+use crate::common::spikgpt::{small_model_args, DATA, EMB, KEY};
 
 fn bin(name: &str) -> Command {
     let mut c = Command::cargo_bin(name).unwrap();
@@ -135,10 +134,6 @@ fn immune() -> &'static Immune {
             _dir: dir,
         }
     })
-}
-
-fn json(p: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
 /// Rows of a CSV as maps from column to text.

@@ -1,16 +1,6 @@
 //! `scsae inspect` end to end, including every bad-input case of the foundation issue.
 
-use std::path::PathBuf;
-
-use assert_cmd::Command;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn scsae() -> Command {
-    Command::cargo_bin("scsae").unwrap()
-}
+use crate::common::{root, scsae};
 
 #[test]
 fn inspect_json_reports_the_immune_numbers() {

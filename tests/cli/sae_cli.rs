@@ -1,20 +1,15 @@
 //! `scsae train`, `scsae sweep` and `scsae encode` end to end: saved files against brute-force
 //! recomputation, determinism, resume, and bad input.
 
-mod sae_common;
-
 use std::path::Path;
 
-use assert_cmd::Command;
 use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
-use sae_common::{planted, read_raw, write_store};
 use scsae::io::matrix::{read_matrix, DenseMatrix};
 use scsae::sae::Sae;
 
-fn scsae() -> Command {
-    Command::cargo_bin("scsae").unwrap()
-}
+use crate::common::sae::{planted, read_raw, write_store};
+use crate::common::scsae;
 
 fn small_matrix(dir: &Path) -> std::path::PathBuf {
     let (_, mut x) = planted(12, 16, 600, 3, 0.05, 11);

@@ -3,15 +3,13 @@
 //! saved SAE weights (z-score, ReLU encoder written out here) and O(n^2) pair counting.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use assert_cmd::Command;
 use scsae::activations::ActivationStore;
 use scsae::io::table::{read_dataframe, string_column};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::common::root;
 
 fn scsae(args: &[&str]) -> std::process::Output {
     Command::cargo_bin("scsae")

@@ -5,25 +5,11 @@ use scsae::spikgpt::baseline::{LogReg, LogRegConfig};
 use scsae::spikgpt::metrics::{auroc, classification_metrics};
 use serde_json::Value;
 
+use crate::common::{f64s, strings};
+
 fn fixture() -> Value {
     let text = std::fs::read_to_string("tests/fixtures/spikgpt/sklearn_reference.json").unwrap();
     serde_json::from_str(&text).unwrap()
-}
-
-fn f64s(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_str().unwrap().to_string())
-        .collect()
 }
 
 #[test]

@@ -5,31 +5,13 @@ use std::path::{Path, PathBuf};
 
 use scsae::data::{load, LoadOptions, MatrixLayer, Summary};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::common::{f64s, root, strings};
 
 fn fixture(name: &str) -> serde_json::Value {
     let p = root()
         .join("tests/fixtures/data")
         .join(format!("{name}.json"));
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-}
-
-fn f64s(v: &serde_json::Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
-
-fn strings(v: &serde_json::Value) -> Vec<String> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_str().unwrap().to_string())
-        .collect()
 }
 
 fn check_against_anndata(file: &Path, layer: MatrixLayer, name: &str) {

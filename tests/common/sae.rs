@@ -1,6 +1,5 @@
 //! Helpers shared by the SAE integration tests: planted-dictionary data, small activation stores,
 //! and a brute-force re-implementation of the SAE forward pass from the saved files.
-#![allow(dead_code)]
 
 use std::path::Path;
 

@@ -13,6 +13,8 @@ use scsae::data::CsrMatrix;
 use scsae::io::matrix::DenseMatrix;
 use serde_json::Value;
 
+use crate::common::{f32s, f64s};
+
 fn fixture() -> Value {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -20,18 +22,6 @@ fn fixture() -> Value {
     ))
     .unwrap();
     serde_json::from_str(&text).unwrap()
-}
-
-fn f64s(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
-
-fn f32s(v: &Value) -> Vec<f32> {
-    f64s(v).into_iter().map(|x| x as f32).collect()
 }
 
 fn usize_of(v: &Value) -> usize {

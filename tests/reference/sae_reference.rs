@@ -11,13 +11,7 @@ use scsae::sae::params::Params;
 use scsae::sae::train::{initial_state, train_step};
 use serde_json::Value;
 
-fn f32s(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
-}
+use crate::common::f32s;
 
 fn assert_close(a: &[f32], b: &[f32], rtol: f32, atol: f32, what: &str) {
     assert_eq!(a.len(), b.len(), "{what}: lengths");

@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-mod notebook_common;
+use crate::common::notebook;
 
 #[test]
 fn notebook_cells_run() -> Result<(), Box<dyn std::error::Error>> {
@@ -134,7 +134,7 @@ fn notebook_cells_run() -> Result<(), Box<dyn std::error::Error>> {
 fn notebook_matches_this_file() {
     let nb = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("notebooks/explain.ipynb");
     assert_eq!(
-        notebook_common::notebook_cells(&nb),
-        notebook_common::test_cells(include_str!("notebook_explain.rs"))
+        notebook::notebook_cells(&nb),
+        notebook::test_cells(include_str!("notebook_explain.rs"))
     );
 }

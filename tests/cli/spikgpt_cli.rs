@@ -12,15 +12,11 @@ use assert_cmd::Command;
 use scsae::io::matrix::{read_matrix, DenseMatrix};
 use serde_json::Value;
 
-mod spikgpt_common;
-use spikgpt_common::{small_model_args, small_model_args_with_dropout, DATA, EMB, KEY};
+use crate::common::json;
+use crate::common::spikgpt::{small_model_args, small_model_args_with_dropout, DATA, EMB, KEY};
 
 fn spikgpt() -> Command {
     Command::cargo_bin("spikgpt").unwrap()
-}
-
-fn json(p: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
 fn train_immune(out: &Path) {

@@ -10,9 +10,7 @@ use scsae::data::{load, Dataset, LoadOptions, MatrixLayer};
 use scsae::scgpt::{extract, ExtractOptions, Scgpt};
 use scsae::Runtime;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::common::root as repo;
 
 fn tiny() -> PathBuf {
     repo().join("tests/fixtures/scgpt/tiny")

@@ -1,0 +1,55 @@
+//! Helpers shared by the three integration-test binaries (`cli`, `reference`, `pipelines`).
+//!
+//! Each binary compiles this whole module but uses only part of it, hence the `dead_code` allowance.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+pub mod notebook;
+pub mod sae;
+pub mod spikgpt;
+
+/// The crate root (`cargo test` also runs integration tests there, so relative paths work too).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The `scsae` binary built for these tests.
+pub fn scsae() -> Command {
+    Command::cargo_bin("scsae").unwrap()
+}
+
+/// A JSON file.
+pub fn json(p: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+/// A JSON array of numbers.
+pub fn f64s(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+/// A JSON array of numbers, as f32.
+pub fn f32s(v: &Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
+/// A JSON array of strings.
+pub fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect()
+}
