@@ -58,6 +58,9 @@ pub struct AnalyzeArgs {
     /// Print the headline numbers as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Overwrite a finished analysis at --out (refused otherwise).
+    #[arg(long)]
+    pub force: bool,
     /// Name of the features in tables and plots (default: SAE, or "activations").
     #[arg(long)]
     pub name: Option<String>,
@@ -178,6 +181,12 @@ pub fn run(args: &AnalyzeArgs, rt: &Runtime) -> Result<String> {
         name: args.name.clone(),
         out: args.out.clone(),
     };
+    if args.out.join("report.md").exists() && !args.force {
+        return Err(Error::input(
+            &args.out,
+            "already holds a finished analysis (report.md); choose another --out or pass --force to overwrite it",
+        ));
+    }
     let report = analyze(&inputs, &cfg, rt)?;
     for w in report.warnings.iter().take(20) {
         eprintln!("warning: {w}");

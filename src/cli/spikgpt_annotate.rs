@@ -177,6 +177,9 @@ pub fn run(args: &AnnotateArgs, runtime: &RuntimeArgs) -> Result<String> {
                 .explain
                 .options(explain_threshold, args.batch_size, runtime.seed)?;
             let dec = load_for_model(dir, &loaded, &emb)?;
+            if let Some(c) = &opts.control {
+                c.validate(dec.dict.d_sae)?;
+            }
             let meaning = match &args.explain.analysis {
                 Some(a) => Interpretations::read(a, dec.dict.d_sae)?,
                 None => Interpretations::default(),

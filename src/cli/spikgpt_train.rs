@@ -10,6 +10,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::spikgpt::calibration::CalibrationOptions;
 use crate::spikgpt::config::{ModelConfig, Surrogate, TrainConfig};
 use crate::spikgpt::inputs::{cell_ids, labels_for, load_embeddings};
+use crate::spikgpt::model_dir::CONFIG_FILE as MODEL_CONFIG_FILE;
 use crate::spikgpt::novelty::Score;
 use crate::spikgpt::train::{TrainData, TrainOptions};
 use crate::spikgpt::training_report::train_and_report;
@@ -110,6 +111,9 @@ pub struct TrainArgs {
     /// Continue an interrupted run from OUT/checkpoint.
     #[arg(long)]
     pub resume: bool,
+    /// Overwrite a finished model folder at --out (refused otherwise).
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub data_args: DataArgs,
 }
@@ -216,6 +220,12 @@ pub fn run(args: &TrainArgs, runtime: &RuntimeArgs) -> Result<String> {
     let rt = runtime.runtime()?;
     let (mcfg, tcfg) = args.configs(rt.seed)?;
     let calibration = args.calibration()?;
+    if args.out.join(MODEL_CONFIG_FILE).exists() && !args.force && !args.resume {
+        return Err(Error::input(
+            &args.out,
+            "already holds a trained model; choose another --out or pass --force to overwrite it",
+        ));
+    }
     let emb = load_embeddings(&args.embeddings, &args.embedding_layer)?;
     emb.matrix.check_finite(&args.embeddings)?;
     let labels = labels_for(

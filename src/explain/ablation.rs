@@ -136,6 +136,18 @@ pub struct ControlOptions {
     pub batch_size: usize,
 }
 
+impl ControlOptions {
+    /// Check the feature counts against the dictionary size `d_sae` (`--ablation-k`).
+    pub fn validate(&self, d_sae: usize) -> crate::error::Result<()> {
+        if let Some(&k) = self.ks.iter().find(|&&k| k == 0 || k > d_sae) {
+            return Err(crate::error::Error::invalid(format!(
+                "--ablation-k {k}: must be between 1 and the SAE's {d_sae} features"
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl Default for ControlOptions {
     fn default() -> Self {
         ControlOptions {

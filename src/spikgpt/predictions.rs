@@ -213,3 +213,47 @@ pub fn sibling(out: &Path, suffix: &str) -> PathBuf {
     let ext = out.extension().and_then(|e| e.to_str()).unwrap_or("csv");
     dir.join(format!("{stem}{suffix}.{ext}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_duplicate_ids_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let classes = vec!["A".to_string(), "B".to_string()];
+        let t = PredictionTable::new(
+            vec!["007".into(), "c2".into()],
+            &classes,
+            vec![0.9, 0.1, 0.4, 0.6],
+            &[0, 1],
+            vec![0.9, 0.6],
+            vec![-1.5, -7.0],
+            &[false, true],
+            vec![(Score::KnnDistance, vec![-1.5, -7.0])],
+        );
+        let out = dir.path().join("p.csv");
+        t.write(&out).unwrap();
+        for f in ["p.csv", "p.parquet"] {
+            let back = PredictionTable::read(&dir.path().join(f)).unwrap();
+            // the numeric-looking id stays a string; Unknown, scores and probabilities survive
+            assert_eq!(back.cell_ids, vec!["007", "c2"]);
+            assert_eq!(back.label, vec!["A", "Unknown"]);
+            assert_eq!(back.best, vec!["A", "B"]);
+            assert_eq!(back.confidence, vec![-1.5, -7.0]);
+            assert_eq!(back.scores, vec![(Score::KnnDistance, vec![-1.5, -7.0])]);
+            assert_eq!(back.probs, vec![0.9, 0.1, 0.4, 0.6]);
+        }
+        let dup = dir.path().join("dup.csv");
+        std::fs::write(
+            &dup,
+            "cell_id,label,best_label,max_prob,prob_A\nx,A,A,0.9,0.9\nx,A,A,0.8,0.8\n",
+        )
+        .unwrap();
+        let e = PredictionTable::read(&dup).unwrap_err().to_string();
+        assert!(
+            e.contains("dup.csv") && e.contains("'x' appears more than once"),
+            "{e}"
+        );
+    }
+}

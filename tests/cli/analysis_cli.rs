@@ -111,6 +111,27 @@ fn analyze_end_to_end_on_immune_data() {
             .any(|l| l.contains("MS4A1") && l.contains("B_cell (q=")),
         "no B feature with MS4A1 and B_cell enrichment"
     );
+    // the finished folder is not overwritten without --force
+    let report_before = std::fs::read(out.join("report.md")).unwrap();
+    let feats_arg = feats.to_string_lossy().to_string();
+    let o = analyze(
+        &[
+            "--features",
+            &feats_arg,
+            "--data",
+            "data/immune1000.h5ad",
+            "--label-key",
+            "cell_type_annotations",
+        ],
+        &out,
+    )
+    .failure();
+    let err = String::from_utf8_lossy(&o.get_output().stderr).to_string();
+    assert!(
+        err.contains("already holds a finished analysis") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(out.join("report.md")).unwrap(), report_before);
 }
 
 fn analyze(args: &[&str], out: &Path) -> assert_cmd::assert::Assert {

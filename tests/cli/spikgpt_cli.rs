@@ -329,6 +329,32 @@ fn calibration_and_query_options_reject_bad_values() {
     // A trained model for the annotate / evaluate cases.
     let model = dir.path().join("model");
     train_immune(&model);
+    // A finished model folder is not overwritten without --force.
+    let before = std::fs::read(model.join("model.safetensors")).unwrap();
+    let o = spikgpt()
+        .args([
+            "train",
+            "--embeddings",
+            EMB,
+            "--data",
+            DATA,
+            "--label-key",
+            KEY,
+        ])
+        .arg("--out")
+        .arg(&model)
+        .args(small_model_args())
+        .assert()
+        .failure();
+    let err = String::from_utf8_lossy(&o.get_output().stderr).to_string();
+    assert!(
+        err.contains("already holds a trained model") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(model.join("model.safetensors")).unwrap(),
+        before
+    );
     let out = dir.path().join("bad/pred.csv");
     expect_failure(
         spikgpt()

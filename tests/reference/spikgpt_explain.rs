@@ -593,6 +593,17 @@ fn mismatched_sae_is_refused_before_writing() {
         "{err}"
     );
     assert!(!pred.exists());
+    // ablation sizes of 0 or beyond the dictionary (they used to give tables of NaN)
+    for k in ["0", "201"] {
+        let mut c = explain_cmd("annotate", &fx.model, Path::new(EMB), &fx.sae, &pred);
+        c.args(["--ablation-k", k]);
+        let err = failure_text(c);
+        assert!(
+            err.contains(&format!("--ablation-k {k}")) && err.contains("200 features"),
+            "{err}"
+        );
+        assert!(!pred.exists());
+    }
 }
 
 #[test]
