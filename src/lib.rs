@@ -13,6 +13,7 @@
 //! - [`analysis`]: AUROC, gene attribution, enrichment, PCA baseline and reports for features.
 //! - [`io`], [`plot`]: file formats, atomic output, figures.
 //! - [`spikgpt`]: the spiking self-attention annotator (train, annotate, evaluate).
+//! - [`stats`]: midranks, AUROC and median shared by the analysis and the annotator.
 
 pub mod activations;
 pub mod analysis;
@@ -26,6 +27,7 @@ pub mod runtime;
 pub mod sae;
 pub mod scgpt;
 pub mod spikgpt;
+pub mod stats;
 
 pub use error::{Error, Result};
 pub use runtime::{Runtime, RuntimeConfig};

@@ -76,27 +76,7 @@ impl LabelCodes {
     }
 }
 
-/// Midranks (1-based; ties get the mean of their ranks) of `values`, computed in `O(n log n)`.
-pub fn midranks(values: &[f32]) -> Vec<f64> {
-    let mut order: Vec<u32> = (0..values.len() as u32).collect();
-    order.sort_unstable_by(|&a, &b| values[a as usize].total_cmp(&values[b as usize]));
-    let mut ranks = vec![0f64; values.len()];
-    let mut i = 0;
-    while i < order.len() {
-        let v = values[order[i] as usize];
-        let mut j = i + 1;
-        // -0.0 and 0.0 are the same value for ranking purposes
-        while j < order.len() && values[order[j] as usize] == v {
-            j += 1;
-        }
-        let r = (i + 1 + j) as f64 / 2.0;
-        for &o in &order[i..j] {
-            ranks[o as usize] = r;
-        }
-        i = j;
-    }
-    ranks
-}
+pub use crate::stats::midranks;
 
 /// AUROC of one score vector for every label code (`NaN` for codes without positives or negatives).
 pub fn auroc_all_types(values: &[f32], codes: &[usize], counts: &[usize]) -> Vec<f64> {
@@ -105,25 +85,15 @@ pub fn auroc_all_types(values: &[f32], codes: &[usize], counts: &[usize]) -> Vec
     for (r, &c) in ranks.iter().zip(codes) {
         sums[c] += r;
     }
-    let n = codes.len() as f64;
     sums.iter()
         .zip(counts)
-        .map(|(&s, &k)| {
-            let k = k as f64;
-            if k == 0.0 || k == n {
-                f64::NAN
-            } else {
-                (s - k * (k + 1.0) / 2.0) / (k * (n - k))
-            }
-        })
+        .map(|(&s, &k)| crate::stats::auroc_from_rank_sum(s, k, codes.len()).unwrap_or(f64::NAN))
         .collect()
 }
 
 /// AUROC of a single binary problem: `positive[i]` marks the positives.
 pub fn auroc_binary(values: &[f32], positive: &[bool]) -> f64 {
-    let codes: Vec<usize> = positive.iter().map(|&p| usize::from(p)).collect();
-    let n_pos = codes.iter().sum::<usize>();
-    auroc_all_types(values, &codes, &[codes.len() - n_pos, n_pos])[1]
+    crate::stats::auroc(values, positive).unwrap_or(f64::NAN)
 }
 
 /// AUROC of every (feature, type) pair.

@@ -27,6 +27,7 @@ use crate::error::Result;
 use crate::io::atomic::write_json_atomic;
 use crate::io::table::Table;
 use crate::spikgpt::annotate::LoadedModel;
+use crate::stats::median;
 use ablation::{top_vs_random, ControlOptions, ControlRow};
 use attribution::{attribute, AttributionOptions, CellAttribution, Method};
 use decompose::Decomposition;
@@ -105,20 +106,6 @@ pub struct ExplainSummary {
     pub ablation: Vec<ControlRow>,
     /// Files written (stems beside the predictions).
     pub files: Vec<String>,
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.retain(|x| x.is_finite());
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2.0
-    }
 }
 
 fn completeness(attrs: &[CellAttribution]) -> Completeness {

@@ -6,6 +6,9 @@
 
 use serde::Serialize;
 
+/// The AUROC (Mann-Whitney, ties averaged; `None` without positives or negatives).
+pub use crate::stats::auroc;
+
 /// The label given to rejected cells.
 pub const UNKNOWN: &str = "Unknown";
 
@@ -173,35 +176,6 @@ pub fn argmax(row: &[f32]) -> usize {
 /// [`argmax`] of every row of a row-major `[n, c]` matrix.
 pub fn argmax_rows(values: &[f32], c: usize) -> Vec<usize> {
     values.chunks(c.max(1)).map(argmax).collect()
-}
-
-/// Area under the ROC curve of `scores` for telling `positive` cells from the rest (Mann-Whitney U
-/// with average ranks for ties). `None` when either group is empty.
-pub fn auroc(scores: &[f64], positive: &[bool]) -> Option<f64> {
-    let n_pos = positive.iter().filter(|&&p| p).count();
-    let n_neg = positive.len() - n_pos;
-    if n_pos == 0 || n_neg == 0 {
-        return None;
-    }
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
-    let mut rank_sum_pos = 0.0;
-    let mut i = 0;
-    while i < order.len() {
-        let mut j = i;
-        while j + 1 < order.len() && scores[order[j + 1]] == scores[order[i]] {
-            j += 1;
-        }
-        let avg_rank = (i + j) as f64 / 2.0 + 1.0;
-        for &o in &order[i..=j] {
-            if positive[o] {
-                rank_sum_pos += avg_rank;
-            }
-        }
-        i = j + 1;
-    }
-    let u = rank_sum_pos - (n_pos * (n_pos + 1)) as f64 / 2.0;
-    Some(u / (n_pos as f64 * n_neg as f64))
 }
 
 #[cfg(test)]
