@@ -19,7 +19,8 @@ fn spikgpt() -> Command {
     Command::cargo_bin("spikgpt").unwrap()
 }
 
-fn train_immune(out: &Path) {
+/// `spikgpt train` on the immune stand-in embeddings with `hold_out` removed, into `out`.
+fn immune_train(hold_out: &str, out: &Path) -> Command {
     let mut cmd = spikgpt();
     cmd.args([
         "train",
@@ -29,13 +30,18 @@ fn train_immune(out: &Path) {
         DATA,
         "--label-key",
         KEY,
-        "--hold-out",
-        "NK",
     ])
+    .args(["--hold-out", hold_out])
     .arg("--out")
-    .arg(out)
-    .args(small_model_args());
-    let o = cmd.assert().success();
+    .arg(out);
+    cmd
+}
+
+fn train_immune(out: &Path) {
+    let o = immune_train("NK", out)
+        .args(small_model_args())
+        .assert()
+        .success();
     let text = String::from_utf8_lossy(&o.get_output().stdout).to_string();
     assert!(text.contains("held-out rejected"), "{text}");
 }
@@ -331,18 +337,7 @@ fn calibration_and_query_options_reject_bad_values() {
     train_immune(&model);
     // A finished model folder is not overwritten without --force.
     let before = std::fs::read(model.join("model.safetensors")).unwrap();
-    let o = spikgpt()
-        .args([
-            "train",
-            "--embeddings",
-            EMB,
-            "--data",
-            DATA,
-            "--label-key",
-            KEY,
-        ])
-        .arg("--out")
-        .arg(&model)
+    let o = immune_train("NK", &model)
         .args(small_model_args())
         .assert()
         .failure();
@@ -455,32 +450,11 @@ fn training_with_dropout_does_not_depend_on_threads() {
     let mut bytes = Vec::new();
     for threads in ["1", "3"] {
         let out = dir.path().join(format!("t{threads}"));
-        spikgpt()
+        immune_train("plasma", &out)
             .args([
-                "train",
-                "--embeddings",
-                EMB,
-                "--data",
-                DATA,
-                "--label-key",
-                KEY,
-                "--hold-out",
-                "plasma",
-                "--tokens",
-                "12",
-                "--width",
-                "32",
-                "--heads",
-                "4",
-                "--epochs",
-                "2",
-                "--batch-size",
-                "128",
-                "--threads",
-                threads,
+                "--tokens", "12", "--width", "32", "--heads", "4", "--epochs", "2",
             ])
-            .arg("--out")
-            .arg(&out)
+            .args(["--batch-size", "128", "--threads", threads])
             .assert()
             .success();
         let read = |f: &str| std::fs::read(out.join(f)).unwrap();
@@ -507,20 +481,7 @@ fn training_with_dropout_does_not_depend_on_threads() {
 /// Train on the immune cells with `hold_out` removed (small model) and return the validation report.
 fn held_out_report(dir: &Path, hold_out: &str) -> Value {
     let out = dir.join(hold_out);
-    spikgpt()
-        .args([
-            "train",
-            "--embeddings",
-            EMB,
-            "--data",
-            DATA,
-            "--label-key",
-            KEY,
-            "--hold-out",
-            hold_out,
-        ])
-        .arg("--out")
-        .arg(&out)
+    immune_train(hold_out, &out)
         .args(small_model_args())
         .assert()
         .success();
