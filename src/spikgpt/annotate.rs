@@ -9,7 +9,7 @@ use super::calibration::{distances, knn_baseline, score_cells, Rule};
 use super::energy::{energy_report, EnergyReport};
 use super::layers::Pass;
 use super::lif::FireMode;
-use super::metrics::UNKNOWN;
+use super::metrics::{argmax, max_per_row, UNKNOWN};
 use super::model::SpikGpt;
 use super::novelty::{softmax_t, Score};
 use super::predictions::PredictionTable;
@@ -179,11 +179,8 @@ pub fn annotate(
             (None, Rule::Calibrated(_)) => (1.0, DEFAULT_THRESHOLD),
         };
         let probs = softmax_t(&lg, c, t);
-        let best: Vec<usize> = probs.chunks(c).map(argmax_f64).collect();
-        let maxp: Vec<f64> = probs
-            .chunks(c)
-            .map(|r| r.iter().cloned().fold(f64::NEG_INFINITY, f64::max))
-            .collect();
+        let best: Vec<usize> = probs.chunks(c).map(argmax).collect();
+        let maxp = max_per_row(&probs, c);
         let unknown: Vec<bool> = maxp.iter().map(|&v| v < th).collect();
         baselines.push(BaselineOutput {
             name: "logistic_regression".to_string(),
@@ -203,11 +200,8 @@ pub fn annotate(
     if let Some(cal) = &loaded.calibration {
         let k = cal.calibration.knn_k;
         let (probs, neg) = knn_baseline(&cal.reference, &cal.targets, c, x, k)?;
-        let best: Vec<usize> = probs.chunks(c).map(argmax_f64).collect();
-        let maxp: Vec<f64> = probs
-            .chunks(c)
-            .map(|r| r.iter().cloned().fold(f64::NEG_INFINITY, f64::max))
-            .collect();
+        let best: Vec<usize> = probs.chunks(c).map(argmax).collect();
+        let maxp = max_per_row(&probs, c);
         let (conf, unknown, text): (Vec<f64>, Vec<bool>, String) = match (base_rule("knn"), rule) {
             (Some(b), _) => (
                 neg.clone(),
@@ -342,16 +336,6 @@ pub fn check_embeddings(x: &[f32], k: usize) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-fn argmax_f64(row: &[f64]) -> usize {
-    let mut b = 0;
-    for (i, &v) in row.iter().enumerate() {
-        if v > row[b] {
-            b = i;
-        }
-    }
-    b
 }
 
 /// Per-cell calls from a probability matrix.

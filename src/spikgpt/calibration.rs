@@ -24,7 +24,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::baseline::{LogReg, LogRegConfig};
-use super::metrics::{argmax, auroc};
+use super::metrics::{argmax, auroc, max_per_row};
 use super::novelty::{
     confidence, fit_temperature, keep_threshold, knn_classify, knn_mean_distance,
     per_class_thresholds, select_score, softmax_t, Combiner, LotoFold, Score, ScoreInputs,
@@ -168,12 +168,6 @@ pub struct FitInputs<'a> {
     pub classes: &'a [String],
 }
 
-fn max_rows(p: &[f64], c: usize) -> Vec<f64> {
-    p.chunks(c)
-        .map(|r| r.iter().cloned().fold(f64::NEG_INFINITY, f64::max))
-        .collect()
-}
-
 /// Every score's confidences for cells with `logits` and neighbour distances `dist`.
 fn all_confidences(
     logits: &[f32],
@@ -209,7 +203,7 @@ pub fn fit(inp: &FitInputs<'_>, opts: &CalibrationOptions) -> Result<Calibration
     let k = opts.knn_k.min(inp.y_train.len().max(1));
     let dist = knn_mean_distance(inp.x_train, inp.x_val, inp.dim, k, false)?;
     let probs = softmax_t(inp.val_logits, c, t);
-    let maxp = max_rows(&probs, c);
+    let maxp = max_per_row(&probs, c);
     let neg: Vec<f64> = dist.iter().map(|d| -d).collect();
     let combiner = Combiner::fit(&maxp, &neg)?;
     let confs = all_confidences(inp.val_logits, c, t, &dist, &combiner)?;
@@ -246,8 +240,8 @@ pub fn fit(inp: &FitInputs<'_>, opts: &CalibrationOptions) -> Result<Calibration
         .expect("every score")
         .1;
     let (threshold, kept) = keep_threshold(conf, opts.keep)?;
+    let pred: Vec<usize> = inp.val_logits.chunks(c).map(argmax).collect();
     let per_class_thresholds = if opts.per_class {
-        let pred: Vec<usize> = inp.val_logits.chunks(c).map(argmax).collect();
         Some(per_class_thresholds(
             conf,
             &pred,
@@ -260,7 +254,6 @@ pub fn fit(inp: &FitInputs<'_>, opts: &CalibrationOptions) -> Result<Calibration
     };
     let validation_kept = match &per_class_thresholds {
         Some(th) => {
-            let pred: Vec<usize> = inp.val_logits.chunks(c).map(argmax).collect();
             conf.iter()
                 .zip(&pred)
                 .filter(|(v, &p)| **v >= th[p])
@@ -269,17 +262,16 @@ pub fn fit(inp: &FitInputs<'_>, opts: &CalibrationOptions) -> Result<Calibration
         }
         None => kept,
     };
-    let correct = inp
-        .val_logits
-        .chunks(c)
+    let correct = pred
+        .iter()
         .zip(inp.val_targets)
-        .filter(|(r, &y)| argmax(r) == y)
+        .filter(|(p, y)| p == y)
         .count();
 
     // Baselines under the same keep-rule.
     let lr_logits = inp.baseline.logits(inp.x_val)?;
     let t_lr = fit_temperature(&lr_logits, inp.val_targets, c)?;
-    let lr_conf = max_rows(&softmax_t(&lr_logits, c, t_lr), c);
+    let lr_conf = max_per_row(&softmax_t(&lr_logits, c, t_lr), c);
     let (lr_th, _) = keep_threshold(&lr_conf, opts.keep)?;
     let (knn_th, _) = keep_threshold(&neg, opts.keep)?;
     let baselines = vec![
@@ -378,7 +370,7 @@ fn leave_one_type_out(inp: &FitInputs<'_>, k: usize) -> Result<Vec<LotoFold>> {
             .collect();
         let t = fit_temperature(&logits[..nk * (c - 1)], &known_targets, c - 1)?;
         let dist = knn_mean_distance(&xt, &rows_x, dim, k.min(train_rows.len()), false)?;
-        let maxp = max_rows(&softmax_t(&logits, c - 1, t), c - 1);
+        let maxp = max_per_row(&softmax_t(&logits, c - 1, t), c - 1);
         let neg: Vec<f64> = dist.iter().map(|d| -d).collect();
         let combiner = Combiner::fit(&maxp[..nk], &neg[..nk])?;
         let confs = all_confidences(&logits, c - 1, t, &dist, &combiner)?;
@@ -495,8 +487,8 @@ pub fn score_cells(
 ) -> Result<ScoredCells> {
     let t = rule.temperature();
     let probs = softmax_t(logits, c, t);
-    let best: Vec<usize> = probs.chunks(c).map(argmax_f64).collect();
-    let max_prob = max_rows(&probs, c);
+    let best: Vec<usize> = probs.chunks(c).map(argmax).collect();
+    let max_prob = max_per_row(&probs, c);
     match rule {
         Rule::Paper { threshold } => Ok(ScoredCells {
             unknown: max_prob.iter().map(|&p| p < *threshold).collect(),
@@ -532,16 +524,6 @@ pub fn score_cells(
             })
         }
     }
-}
-
-fn argmax_f64(row: &[f64]) -> usize {
-    let mut b = 0;
-    for (i, &v) in row.iter().enumerate() {
-        if v > row[b] {
-            b = i;
-        }
-    }
-    b
 }
 
 /// The kNN classifier baseline on the reference: probabilities (vote fractions) and its confidence

@@ -160,20 +160,30 @@ impl Metrics {
 }
 
 /// Index of the largest value of `row` (the first one on ties; 0 for an empty row).
-pub fn argmax(row: &[f32]) -> usize {
-    row.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bv), (j, &v)| {
-            if v > bv {
-                (j, v)
-            } else {
-                (bi, bv)
-            }
-        })
-        .0
+pub fn argmax<T: Copy + PartialOrd>(row: &[T]) -> usize {
+    // NaN entries never win; ties go to the first index.
+    let mut best: Option<(usize, T)> = None;
+    for (j, &v) in row.iter().enumerate() {
+        let wins = match best {
+            Some((_, b)) => v > b,
+            // the first comparable (not NaN) value
+            None => v.partial_cmp(&v).is_some(),
+        };
+        if wins {
+            best = Some((j, v));
+        }
+    }
+    best.map_or(0, |(j, _)| j)
 }
 
-/// [`argmax`] of every row of a row-major `[n, c]` matrix.
+/// The largest value of every row of a row-major `n x c` matrix.
+pub fn max_per_row(values: &[f64], c: usize) -> Vec<f64> {
+    values
+        .chunks(c.max(1))
+        .map(|r| r.iter().cloned().fold(f64::NEG_INFINITY, f64::max))
+        .collect()
+}
+
 pub fn argmax_rows(values: &[f32], c: usize) -> Vec<usize> {
     values.chunks(c.max(1)).map(argmax).collect()
 }
@@ -184,6 +194,15 @@ mod tests {
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn argmax_and_row_max_by_hand() {
+        assert_eq!(argmax(&[1.0f64, 3.0, 3.0]), 1);
+        assert_eq!(argmax(&[f32::NAN, 2.0, 1.0]), 1);
+        assert_eq!(argmax(&[f32::NEG_INFINITY, f32::NEG_INFINITY]), 0);
+        assert_eq!(argmax::<f64>(&[]), 0);
+        assert_eq!(max_per_row(&[0.1, 0.9, 0.7, 0.3], 2), vec![0.9, 0.7]);
     }
 
     #[test]
