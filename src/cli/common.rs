@@ -63,13 +63,5 @@ impl DataArgs {
     }
 }
 
-/// Error unless `--threshold` is a probability.
-pub fn check_threshold(threshold: f64) -> Result<()> {
-    if (0.0..=1.0).contains(&threshold) {
-        Ok(())
-    } else {
-        Err(crate::error::Error::invalid(format!(
-            "--threshold {threshold} must be in [0, 1]"
-        )))
-    }
-}
+/// Error unless `--threshold` is a probability (the library's one check).
+pub use crate::spikgpt::calibration::check_threshold;

@@ -115,9 +115,7 @@ pub fn resolve_rule(
                 "--threshold (the paper's rule) cannot be combined with --keep or --score",
             ));
         }
-        if !(0.0..=1.0).contains(&t) {
-            return Err(Error::invalid(format!("--threshold {t} must be in [0, 1]")));
-        }
+        super::calibration::check_threshold(t)?;
         return Ok(Rule::Paper { threshold: t });
     }
     let rule = match &loaded.calibration {

@@ -92,6 +92,16 @@ pub fn check_keep(keep: f64) -> Result<()> {
     Ok(())
 }
 
+/// The paper's cut-off `--threshold` must lie in [0, 1].
+pub fn check_threshold(threshold: f64) -> Result<()> {
+    if !(0.0..=1.0).contains(&threshold) {
+        return Err(Error::invalid(format!(
+            "--threshold {threshold} must be in [0, 1]"
+        )));
+    }
+    Ok(())
+}
+
 /// The keep-rule of a baseline classifier.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BaselineRule {

@@ -117,9 +117,7 @@ pub fn read_label_map(path: &Path, classes: &[String]) -> Result<LabelMap> {
 /// Evaluate and write the report files; returns the report.
 pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluationReport> {
     if let Some(t) = opts.threshold {
-        if !(0.0..=1.0).contains(&t) {
-            return Err(Error::invalid(format!("--threshold {t} must be in [0, 1]")));
-        }
+        super::calibration::check_threshold(t)?;
     }
     let mut table = PredictionTable::read(&opts.predictions)?;
     let ds = load(&opts.data, &opts.load)?;
