@@ -52,7 +52,7 @@ impl DropMask {
 
     /// Whether element `(r, j)` is dropped.
     pub fn dropped(&self, r: usize, j: usize) -> bool {
-        (self.row(r)[j / 64] >> (j % 64)) & 1 == 1
+        bit(self.row(r), j)
     }
 
     /// The f32 multiplier of every element, row-major (`0` dropped, `scale` kept).
@@ -85,6 +85,12 @@ fn fill_row(seed: u64, stream: u64, width: usize, cut: u64, row: &mut [u64]) {
             row[j / 64] |= 1u64 << (j % 64);
         }
     }
+}
+
+/// Bit `j` of `words`.
+#[inline]
+pub fn bit(words: &[u64], j: usize) -> bool {
+    (words[j / 64] >> (j % 64)) & 1 == 1
 }
 
 /// Call `f(j)` for every set bit `j` of `words`, in increasing order.

@@ -32,7 +32,7 @@ use rand::Rng;
 use rayon::prelude::*;
 
 use super::config::{LifConfig, Surrogate};
-use super::dropout::{for_each_common_bit, for_each_set_bit, keep_scale, DropMask};
+use super::dropout::{bit, for_each_common_bit, for_each_set_bit, keep_scale, DropMask};
 use super::layers::{LinearBnLif, Pass};
 use crate::error::{Error, Result};
 
@@ -114,6 +114,8 @@ struct Saved {
     mean: Vec<f32>,
     /// `sqrt(var + eps)` per channel.
     std: Vec<f32>,
+    /// The fc1 spikes as bits per (step, cell) group ([`TailOp::spike_bits`]).
+    hbits: Vec<u64>,
 }
 
 /// Per-channel batch mean and biased variance of the BatchNorm input.
@@ -304,37 +306,11 @@ impl CustomOp3 for TailOp {
 
         // BatchNorm batch statistics over all rows (two passes, f64, fixed summation order).
         let n = self.rows() as f64;
-        let sums: Vec<Vec<f64>> = y
-            .par_chunks(m * dout)
-            .map(|yg| {
-                let mut s = vec![0f64; dout];
-                for r in yg.chunks(dout) {
-                    for (a, &v) in s.iter_mut().zip(r) {
-                        *a += v as f64;
-                    }
-                }
-                s
-            })
-            .collect();
-        let mean: Vec<f64> = (0..dout)
-            .map(|c| sums.iter().map(|s| s[c]).sum::<f64>() / n)
-            .collect();
-        let sq: Vec<Vec<f64>> = y
-            .par_chunks(m * dout)
-            .map(|yg| {
-                let mut s = vec![0f64; dout];
-                for r in yg.chunks(dout) {
-                    for ((a, &v), &mu) in s.iter_mut().zip(r).zip(&mean) {
-                        let d = v as f64 - mu;
-                        *a += d * d;
-                    }
-                }
-                s
-            })
-            .collect();
-        let var: Vec<f64> = (0..dout)
-            .map(|c| sq.iter().map(|s| s[c]).sum::<f64>() / n)
-            .collect();
+        let mean = channel_means(&y, m * dout, dout, n, |v, _| v);
+        let var = channel_means(&y, m * dout, dout, n, |v, c| {
+            let d = v - mean[c];
+            d * d
+        });
         let mean32: Vec<f32> = mean.iter().map(|&v| v as f32).collect();
         let var32: Vec<f32> = var.iter().map(|&v| v as f32).collect();
         let std32: Vec<f32> = var32
@@ -360,7 +336,7 @@ impl CustomOp3 for TailOp {
                             let x = (yr[c] - mean32[c]) / std32[c] * gamma[c] + beta[c];
                             let hm = neuron.charge(v[c], x);
                             let s = if hm - neuron.v_th >= 0.0 { 1.0 } else { 0.0 };
-                            if s == 1.0 && (m2[c / 64] >> (c % 64)) & 1 == 0 {
+                            if s == 1.0 && !bit(m2, c) {
                                 count[c] += 1;
                             }
                             v[c] = neuron.reset(hm, s);
@@ -379,6 +355,7 @@ impl CustomOp3 for TailOp {
                 y,
                 mean: mean32,
                 std: std32,
+                hbits,
             });
         }
         Ok((CpuStorage::F32(q), Shape::from((self.cells, dout))))
@@ -398,10 +375,14 @@ impl CustomOp3 for TailOp {
             .map_err(|_| candle_core::Error::Msg("token tail: poisoned state".into()))?
             .take()
             .ok_or_else(|| candle_core::Error::Msg("token tail: backward before forward".into()))?;
-        let Saved { y, mean, std } = saved;
+        let Saved {
+            y,
+            mean,
+            std,
+            hbits,
+        } = saved;
         let mut gy = vec![0f32; y.len()];
         let dq = grad_res.flatten_all()?.to_vec1::<f32>()?;
-        let hv = h.flatten_all()?.to_vec1::<f32>()?;
         let wv = wpack.flatten_all()?.to_vec1::<f32>()?;
         let bnv = bnpack.flatten_all()?.to_vec1::<f32>()?;
         let (m, din, dout, steps) = (self.tokens, self.din, self.dout, self.steps);
@@ -451,7 +432,7 @@ impl CustomOp3 for TailOp {
                             let out = unsafe { gy_ptr.row(row * dout, dout) };
                             for c in 0..dout {
                                 let k = step * dout + c;
-                                let kept = (m2[c / 64] >> (c % 64)) & 1 == 0;
+                                let kept = !bit(m2, c);
                                 let ds = if kept {
                                     dq[cell * dout + c] * norm
                                 } else {
@@ -496,7 +477,6 @@ impl CustomOp3 for TailOp {
 
         // Pass C, per (step, cell) group: dh and the weight-gradient partial sums.
         let hw = din.div_ceil(64);
-        let hbits = self.spike_bits(&hv);
         let groups = steps * self.cells;
         let chunk = groups.div_ceil(WEIGHT_GRAD_CHUNKS).max(1);
         let mut dh = vec![0f32; groups * din];
@@ -577,6 +557,32 @@ impl CustomOp3 for TailOp {
         let dbn = Tensor::from_vec(dbn, (2, dout), dev)?;
         Ok((Some(dh), Some(dw), Some(dbn)))
     }
+}
+
+/// Per-channel mean of `f(value, channel)` over all rows of `y` (`[rows, dout]`), in f64: partial sums
+/// per block of `block` values in parallel, then added in block order (independent of threads).
+fn channel_means(
+    y: &[f32],
+    block: usize,
+    dout: usize,
+    n: f64,
+    f: impl Fn(f64, usize) -> f64 + Sync,
+) -> Vec<f64> {
+    let partial: Vec<Vec<f64>> = y
+        .par_chunks(block)
+        .map(|yb| {
+            let mut s = vec![0f64; dout];
+            for r in yb.chunks(dout) {
+                for (c, (a, &v)) in s.iter_mut().zip(r).enumerate() {
+                    *a += f(v as f64, c);
+                }
+            }
+            s
+        })
+        .collect();
+    (0..dout)
+        .map(|c| partial.iter().map(|s| s[c]).sum::<f64>() / n)
+        .collect()
 }
 
 /// The pre-BatchNorm currents of the m tokens of one (step, cell) group `yg` (`[m, d]`): the
