@@ -191,6 +191,27 @@ fn lower_right_legend<'a, DB: DrawingBackend + 'a>(
         .map_err(e)
 }
 
+/// One classifier's curve (labelled for the legend) and its rule's operating point as a dot.
+fn curve_with_point<'a, DB: DrawingBackend + 'a>(
+    ch: &mut ChartContext<
+        'a,
+        DB,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+    pts: Vec<(f64, f64)>,
+    point: (f64, f64),
+    label: String,
+    col: RGBColor,
+) -> Result<(), String> {
+    ch.draw_series(LineSeries::new(pts, col.stroke_width(2)))
+        .map_err(e)?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], col.stroke_width(2)));
+    ch.draw_series(std::iter::once(Circle::new(point, 5, col.filled())))
+        .map_err(e)?;
+    Ok(())
+}
+
 /// Accuracy on the accepted known cells against the share left unclassified, one line per
 /// classifier with its rule's operating point (left); with held-out cells, the share of held-out
 /// cells rejected against the share of known cells rejected (right).
@@ -239,19 +260,14 @@ impl Figure for RejectionCurvePlot<'_> {
                 .filter(|p| p.known_accepted > 0)
                 .map(|p| (100.0 * p.rejected, p.known_accuracy))
                 .collect();
-            ch.draw_series(LineSeries::new(pts, col.stroke_width(2)))
-                .map_err(e)?
-                .label(r.model.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 15, y)], col.stroke_width(2))
-                });
             let op = &r.operating_point;
-            ch.draw_series(std::iter::once(Circle::new(
+            curve_with_point(
+                &mut ch,
+                pts,
                 (100.0 * op.rejected, op.known_accuracy),
-                5,
-                col.filled(),
-            )))
-            .map_err(e)?;
+                r.model.clone(),
+                col,
+            )?;
         }
         lower_right_legend(&mut ch)?;
         if let Some(right) = right {
@@ -274,25 +290,20 @@ impl Figure for RejectionCurvePlot<'_> {
                     .iter()
                     .map(|p| (100.0 * p.known_rejected, 100.0 * p.held_out_rejected))
                     .collect();
-                ch.draw_series(LineSeries::new(pts, col.stroke_width(2)))
-                    .map_err(e)?
-                    .label(format!(
+                let op = &r.operating_point;
+                curve_with_point(
+                    &mut ch,
+                    pts,
+                    (100.0 * op.known_rejected, 100.0 * op.held_out_rejected),
+                    format!(
                         "{} (AUROC {})",
                         r.model,
                         r.auroc
                             .map(|a| format!("{a:.3}"))
                             .unwrap_or_else(|| "n/a".into())
-                    ))
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 15, y)], col.stroke_width(2))
-                    });
-                let op = &r.operating_point;
-                ch.draw_series(std::iter::once(Circle::new(
-                    (100.0 * op.known_rejected, 100.0 * op.held_out_rejected),
-                    5,
-                    col.filled(),
-                )))
-                .map_err(e)?;
+                    ),
+                    col,
+                )?;
             }
             lower_right_legend(&mut ch)?;
         }
