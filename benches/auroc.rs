@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use scsae::analysis::auroc::{auroc_table, Direction, LabelCodes};
 use scsae::analysis::correlation::{attribute_genes, AttributionOptions};
 use scsae::data::CsrMatrix;
-use scsae::io::matrix::DenseMatrix;
+use scsae::data::DenseMatrix;
 
 /// Same generator as the Python script: codes are ReLU(N(0,1) - 1) rounded to 1e-3 (ties and zeros),
 /// labels uniform over 14 types.

@@ -19,13 +19,14 @@ pub enum Error {
     /// An option or argument has an invalid value, or options contradict each other.
     #[error("{0}")]
     Invalid(String),
-    /// An operating-system I/O error while touching `path`.
-    #[error("{}: {source}", path.display())]
+    /// An operating-system I/O error while touching `path`. The OS message is part of this error's
+    /// text (and deliberately not a `source`, so that printing the error chain does not repeat it).
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file or folder being read or written.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// An error from the candle tensor runtime.
     #[error("tensor runtime: {0}")]
@@ -53,7 +54,7 @@ impl Error {
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.as_ref().to_path_buf(),
-            source,
+            error: source,
         }
     }
 }
@@ -62,6 +63,18 @@ impl Error {
 pub trait IoContext<T> {
     /// Convert an `std::io::Error` into [`Error::Io`] naming `path`.
     fn at(self, path: impl AsRef<Path>) -> Result<T>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_state_the_os_message_once_in_the_chain() {
+        let e = Error::io("x.txt", std::io::Error::from(std::io::ErrorKind::NotFound));
+        let chain = format!("{:#}", anyhow::Error::from(e));
+        assert_eq!(chain.matches("not found").count(), 1, "{chain}");
+    }
 }
 
 impl<T> IoContext<T> for std::result::Result<T, std::io::Error> {

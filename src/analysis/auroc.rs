@@ -8,8 +8,8 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::data::DenseMatrix;
 use crate::error::{Error, Result};
-use crate::io::matrix::DenseMatrix;
 
 /// Which way a feature may separate a type from the rest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

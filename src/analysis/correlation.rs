@@ -10,8 +10,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::data::CsrMatrix;
+use crate::data::DenseMatrix;
 use crate::error::{Error, Result};
-use crate::io::matrix::DenseMatrix;
 
 /// How expression values are prepared before correlating.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]

@@ -5,8 +5,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::gmt::ResolvedSet;
-use crate::analysis::stats::{benjamini_hochberg, fisher_greater};
 use crate::error::{Error, Result};
+use crate::stats::{benjamini_hochberg, fisher_greater};
 
 /// Gene universe of the Fisher tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

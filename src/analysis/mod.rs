@@ -4,7 +4,6 @@
 //! - [`auroc`]: per (feature, cell type) AUROC, Mann-Whitney with midranks, parallel.
 //! - [`correlation`]: gene attribution by Pearson correlation with expression.
 //! - [`gmt`]: gene sets from GMT files, with warnings naming lines.
-//! - [`stats`]: exact one-sided Fisher test and Benjamini-Hochberg.
 //! - [`enrichment`]: Fisher/BH enrichment of each feature's correlated genes.
 //! - [`pca`]: the PCA baseline (exact or randomised SVD with faer).
 //! - [`pipeline`]: everything for one feature matrix, and the SAE-vs-PCA comparison.
@@ -13,23 +12,23 @@
 pub mod auroc;
 pub mod correlation;
 pub mod enrichment;
+pub mod features_table;
 pub mod figures;
 pub mod gmt;
 pub mod pca;
 pub mod pipeline;
 pub mod report;
-pub mod stats;
 pub mod workflow;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::stats::{benjamini_hochberg, fisher_greater, FisherResult};
 pub use auroc::{auroc_table, AurocTable, Direction, LabelCodes};
 pub use correlation::{attribute_genes, AttributionOptions, ExpressionTransform, GeneAttribution};
 pub use enrichment::{enrich, Background, Enrichment, EnrichmentTest};
 pub use gmt::{read_gene_sets, GeneSet, GeneSetCollection, ResolvedSet};
 pub use pca::{fit_pca, Pca, PcaSolver};
 pub use pipeline::{analyze_features, Comparison, FeatureAnalysis, Headline};
-pub use stats::{benjamini_hochberg, fisher_greater, FisherResult};
 
 /// Analysis settings; defaults are the paper's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -9,8 +9,8 @@ use crate::analysis::enrichment::{enrich, Enrichment};
 use crate::analysis::gmt::{resolve, GeneSetCollection, ResolvedSet};
 use crate::analysis::AnalysisConfig;
 use crate::data::CsrMatrix;
+use crate::data::DenseMatrix;
 use crate::error::{Error, Result};
-use crate::io::matrix::DenseMatrix;
 
 /// Everything shared by the analyses of one set of cells: labels, expression, gene sets.
 #[derive(Debug, Clone)]

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::analysis::features_table::{self, FeatureRow};
 use crate::analysis::figures::{self, AurocHeatmap, BestAurocComparison, EnrichmentSummary};
 use crate::analysis::pca::Pca;
 use crate::analysis::pipeline::{AnalysisContext, Comparison, FeatureAnalysis, Headline};
@@ -21,14 +22,29 @@ fn genes_with_r(list: &[(usize, f64)], genes: &[String]) -> String {
         .join("; ")
 }
 
-/// Tables of one analysis, file stems prefixed with `prefix` (`""` or `"pca_"`).
-pub fn write_analysis_tables(
-    out: &Path,
-    prefix: &str,
+/// The significant gene sets of each AUROC row `(set, q, negative side)`, most significant first.
+fn significant_sets(fa: &FeatureAnalysis, cfg: &AnalysisConfig) -> Vec<Vec<(usize, f64, bool)>> {
+    let n_rows = fa.auroc.features.len();
+    let mut sig: Vec<Vec<(usize, f64, bool)>> = vec![Vec::new(); n_rows];
+    if let Some(e) = &fa.enrichment {
+        for test in &e.tests {
+            if test.q < cfg.fdr {
+                sig[test.feature % n_rows].push((test.set, test.q, test.feature >= n_rows));
+            }
+        }
+    }
+    for s in sig.iter_mut() {
+        s.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    }
+    sig
+}
+
+/// One [`FeatureRow`] per feature of `fa`, in index order (dead features have only their activity).
+fn feature_rows(
     fa: &FeatureAnalysis,
     ctx: &AnalysisContext,
     cfg: &AnalysisConfig,
-) -> Result<Vec<String>> {
+) -> Vec<FeatureRow> {
     let types = ctx.type_names();
     let genes: &[String] = ctx
         .expression
@@ -42,127 +58,110 @@ pub fn write_analysis_tables(
         row_of[j] = Some(r);
     }
     let best = t.best_per_feature();
-    let mut written = Vec::new();
-
-    // per-feature table
-    let mut best_type = Vec::with_capacity(nf);
-    let mut best_auroc = Vec::with_capacity(nf);
-    let mut best_lower = Vec::with_capacity(nf);
-    let mut n_above = Vec::with_capacity(nf);
-    let mut specific = Vec::with_capacity(nf);
-    let mut top_pos = Vec::with_capacity(nf);
-    let mut top_neg = Vec::with_capacity(nf);
-    let mut n_corr = Vec::with_capacity(nf);
-    let mut n_sets = Vec::with_capacity(nf);
-    let mut sets_str = Vec::with_capacity(nf);
-    let mut best_set = Vec::with_capacity(nf);
-    let mut best_q = Vec::with_capacity(nf);
-    let mut enriched = Vec::with_capacity(nf);
-    // significant tests per alive row
-    let n_rows = t.features.len();
     let signed = t.direction == crate::analysis::Direction::Both;
-    let mut sig: Vec<Vec<(usize, f64, bool)>> = vec![Vec::new(); n_rows];
-    if let Some(e) = &fa.enrichment {
-        for test in &e.tests {
-            if test.q < cfg.fdr {
-                sig[test.feature % n_rows].push((test.set, test.q, test.feature >= n_rows));
+    let sig = significant_sets(fa, cfg);
+    let set_list = |r: usize| {
+        sig[r]
+            .iter()
+            .map(|&(s, q, neg)| {
+                let end = if !signed {
+                    ""
+                } else if neg {
+                    " [-]"
+                } else {
+                    " [+]"
+                };
+                format!("{}{end} (q={q:.2e})", ctx.sets[s].name)
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    (0..nf)
+        .map(|j| {
+            let mut row = FeatureRow {
+                feature: fa.feature_names[j].clone(),
+                alive: fa.alive[j],
+                frac_active: fa.frac_active[j],
+                mean: fa.mean_value[j],
+                ..FeatureRow::default()
+            };
+            let Some(r) = row_of[j] else {
+                return row;
+            };
+            let b = best[r];
+            row.best_type = b.map(|(ti, _)| types[ti].clone());
+            row.best_auroc = b.map(|(_, v)| v);
+            row.best_is_lower = b
+                .map(|(ti, _)| t.flipped[r * t.types.len() + ti])
+                .unwrap_or(false);
+            let k = (0..t.types.len())
+                .filter(|&ti| t.get(r, ti) > cfg.auroc_threshold)
+                .count();
+            row.n_types_above = k as u64;
+            row.specific = k > 0;
+            if let Some(a) = &fa.attribution {
+                row.top_positive = Some(genes_with_r(&a.top_positive[r], genes));
+                row.top_negative = Some(genes_with_r(&a.top_negative[r], genes));
+                row.n_correlated = Some(a.hits[r].len() as f64);
             }
-        }
-    }
-    for s in sig.iter_mut() {
-        s.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-    }
-    for row in row_of.iter().copied() {
-        match row {
-            Some(r) => {
-                let b = best[r];
-                best_type.push(b.map(|(ti, _)| types[ti].clone()));
-                best_auroc.push(b.map(|(_, v)| v));
-                best_lower.push(
-                    b.map(|(ti, _)| t.flipped[r * t.types.len() + ti])
-                        .unwrap_or(false),
-                );
-                let k = (0..t.types.len())
-                    .filter(|&ti| t.get(r, ti) > cfg.auroc_threshold)
-                    .count();
-                n_above.push(k as u64);
-                specific.push(k > 0);
-                match &fa.attribution {
-                    Some(a) => {
-                        top_pos.push(Some(genes_with_r(&a.top_positive[r], genes)));
-                        top_neg.push(Some(genes_with_r(&a.top_negative[r], genes)));
-                        n_corr.push(Some(a.hits[r].len() as f64));
-                    }
-                    None => {
-                        top_pos.push(None);
-                        top_neg.push(None);
-                        n_corr.push(None);
-                    }
-                }
-                n_sets.push(sig[r].len() as u64);
-                sets_str.push(
-                    sig[r]
-                        .iter()
-                        .map(|&(s, q, neg)| {
-                            let end = if !signed {
-                                ""
-                            } else if neg {
-                                " [-]"
-                            } else {
-                                " [+]"
-                            };
-                            format!("{}{end} (q={q:.2e})", ctx.sets[s].name)
-                        })
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                );
-                best_set.push(sig[r].first().map(|&(s, _, _)| ctx.sets[s].name.clone()));
-                best_q.push(sig[r].first().map(|&(_, q, _)| q));
-                enriched.push(fa.enriched[r]);
-            }
-            None => {
-                best_type.push(None);
-                best_auroc.push(None);
-                best_lower.push(false);
-                n_above.push(0);
-                specific.push(false);
-                top_pos.push(None);
-                top_neg.push(None);
-                n_corr.push(None);
-                n_sets.push(0);
-                sets_str.push(String::new());
-                best_set.push(None);
-                best_q.push(None);
-                enriched.push(false);
-            }
-        }
-    }
-    let mut table = Table::new(nf)
-        .str("feature", fa.feature_names.clone())
-        .u64("index", (0..nf as u64).collect())
-        .bool("alive", fa.alive.clone())
-        .f64("frac_active", fa.frac_active.clone())
-        .f64("mean", fa.mean_value.clone())
-        .opt_str("best_type", best_type)
-        .opt_f64("best_auroc", best_auroc);
-    if t.direction == crate::analysis::Direction::Both {
-        table = table.bool("best_is_lower_in_type", best_lower);
-    }
-    table
-        .u64("n_types_above_threshold", n_above)
-        .bool("cell_type_specific", specific)
-        .opt_str("top_positive_genes", top_pos)
-        .opt_str("top_negative_genes", top_neg)
-        .opt_f64("n_correlated_genes", n_corr)
-        .bool("enriched", enriched)
-        .u64("n_enriched_sets", n_sets)
-        .str("enriched_sets", sets_str)
-        .opt_str("best_set", best_set)
-        .opt_f64("best_set_q", best_q)
-        .write(out, &format!("{prefix}features"))?;
-    written.push(format!("{prefix}features"));
+            row.n_sets = sig[r].len() as u64;
+            row.sets = set_list(r);
+            row.best_set = sig[r].first().map(|&(s, _, _)| ctx.sets[s].name.clone());
+            row.best_set_q = sig[r].first().map(|&(_, q, _)| q);
+            row.enriched = fa.enriched[r];
+            row
+        })
+        .collect()
+}
 
-    // long AUROC table
+/// Tables of one analysis, file stems prefixed with `prefix` (`""` or `"pca_"`); returns the stems
+/// written.
+pub fn write_analysis_tables(
+    out: &Path,
+    prefix: &str,
+    fa: &FeatureAnalysis,
+    ctx: &AnalysisContext,
+    cfg: &AnalysisConfig,
+) -> Result<Vec<String>> {
+    let types = ctx.type_names();
+    let genes: &[String] = ctx
+        .expression
+        .as_ref()
+        .map(|e| e.1.as_slice())
+        .unwrap_or(&[]);
+    features_table::write(
+        out,
+        &format!("{prefix}features"),
+        &feature_rows(fa, ctx, cfg),
+        fa.auroc.direction == crate::analysis::Direction::Both,
+    )?;
+    let mut written = vec![format!("{prefix}features")];
+    for (stem, done) in [
+        ("auroc", write_auroc_table(out, prefix, fa, &types)?),
+        (
+            "gene_attribution",
+            write_attribution_table(out, prefix, fa, genes)?,
+        ),
+        (
+            "enrichment",
+            write_enrichment_table(out, prefix, fa, ctx, cfg, genes)?,
+        ),
+    ] {
+        if done {
+            written.push(format!("{prefix}{stem}"));
+        }
+    }
+    Ok(written)
+}
+
+/// `<prefix>auroc.*`: one row per (alive feature, cell type).
+fn write_auroc_table(
+    out: &Path,
+    prefix: &str,
+    fa: &FeatureAnalysis,
+    types: &[String],
+) -> Result<bool> {
+    let t = &fa.auroc;
     let n = t.features.len() * t.types.len();
     let mut f_col = Vec::with_capacity(n);
     let mut ty_col = Vec::with_capacity(n);
@@ -184,103 +183,123 @@ pub fn write_analysis_tables(
         at = at.bool("lower_in_type", lower_col);
     }
     at.write(out, &format!("{prefix}auroc"))?;
-    written.push(format!("{prefix}auroc"));
+    Ok(true)
+}
 
-    // gene attribution (long)
-    if let Some(a) = &fa.attribution {
-        let (mut f, mut dir, mut rank, mut gene, mut r_col) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (r, &j) in t.features.iter().enumerate() {
-            for (d, list) in [
-                ("positive", &a.top_positive[r]),
-                ("negative", &a.top_negative[r]),
-            ] {
-                for (k, &(g, rv)) in list.iter().enumerate() {
-                    f.push(fa.feature_names[j].clone());
-                    dir.push(d.to_string());
-                    rank.push(k as u64 + 1);
-                    gene.push(genes[g].clone());
-                    r_col.push(rv);
-                }
+/// `<prefix>gene_attribution.*`: each alive feature's top correlated genes (with expression).
+fn write_attribution_table(
+    out: &Path,
+    prefix: &str,
+    fa: &FeatureAnalysis,
+    genes: &[String],
+) -> Result<bool> {
+    let t = &fa.auroc;
+    let Some(a) = &fa.attribution else {
+        return Ok(false);
+    };
+    let (mut f, mut dir, mut rank, mut gene, mut r_col) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (r, &j) in t.features.iter().enumerate() {
+        for (d, list) in [
+            ("positive", &a.top_positive[r]),
+            ("negative", &a.top_negative[r]),
+        ] {
+            for (k, &(g, rv)) in list.iter().enumerate() {
+                f.push(fa.feature_names[j].clone());
+                dir.push(d.to_string());
+                rank.push(k as u64 + 1);
+                gene.push(genes[g].clone());
+                r_col.push(rv);
             }
         }
-        Table::new(f.len())
-            .str("feature", f)
-            .str("direction", dir)
-            .u64("rank", rank)
-            .str("gene", gene)
-            .f64("pearson_r", r_col)
-            .write(out, &format!("{prefix}gene_attribution"))?;
-        written.push(format!("{prefix}gene_attribution"));
     }
+    Table::new(f.len())
+        .str("feature", f)
+        .str("direction", dir)
+        .u64("rank", rank)
+        .str("gene", gene)
+        .f64("pearson_r", r_col)
+        .write(out, &format!("{prefix}gene_attribution"))?;
+    Ok(true)
+}
 
-    // enrichment tests with overlap
-    if let Some(e) = &fa.enrichment {
-        let m = e.tests.len();
-        let mut cols: (Vec<String>, Vec<String>, Vec<String>) = (
-            Vec::with_capacity(m),
-            Vec::with_capacity(m),
-            Vec::with_capacity(m),
+/// `<prefix>enrichment.*`: every (feature, gene set) Fisher test with its overlap.
+fn write_enrichment_table(
+    out: &Path,
+    prefix: &str,
+    fa: &FeatureAnalysis,
+    ctx: &AnalysisContext,
+    cfg: &AnalysisConfig,
+    genes: &[String],
+) -> Result<bool> {
+    let t = &fa.auroc;
+    let n_rows = t.features.len();
+    let Some(e) = &fa.enrichment else {
+        return Ok(false);
+    };
+    let m = e.tests.len();
+    let mut cols: (Vec<String>, Vec<String>, Vec<String>) = (
+        Vec::with_capacity(m),
+        Vec::with_capacity(m),
+        Vec::with_capacity(m),
+    );
+    let (mut ov, mut nh, mut ss, mut bg) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut or, mut p, mut lp, mut q, mut sig, mut g) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    let mut side = Vec::with_capacity(m);
+    for test in &e.tests {
+        cols.0
+            .push(fa.feature_names[t.features[test.feature % n_rows]].clone());
+        side.push(
+            if test.feature >= n_rows {
+                "negative"
+            } else {
+                "positive"
+            }
+            .to_string(),
         );
-        let (mut ov, mut nh, mut ss, mut bg) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut or, mut p, mut lp, mut q, mut sig, mut g) = (
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
+        cols.1.push(ctx.sets[test.set].name.clone());
+        cols.2.push(ctx.sets[test.set].source.clone());
+        ov.push(test.overlap as u64);
+        nh.push(test.n_hits as u64);
+        ss.push(test.set_size as u64);
+        bg.push(test.background as u64);
+        or.push(test.odds_ratio);
+        p.push(test.p);
+        lp.push(test.log10_p);
+        q.push(test.q);
+        sig.push(test.q < cfg.fdr);
+        g.push(
+            test.genes
+                .iter()
+                .map(|&k| genes[k].as_str())
+                .collect::<Vec<_>>()
+                .join(";"),
         );
-        let mut side = Vec::with_capacity(m);
-        for test in &e.tests {
-            cols.0
-                .push(fa.feature_names[t.features[test.feature % n_rows]].clone());
-            side.push(
-                if test.feature >= n_rows {
-                    "negative"
-                } else {
-                    "positive"
-                }
-                .to_string(),
-            );
-            cols.1.push(ctx.sets[test.set].name.clone());
-            cols.2.push(ctx.sets[test.set].source.clone());
-            ov.push(test.overlap as u64);
-            nh.push(test.n_hits as u64);
-            ss.push(test.set_size as u64);
-            bg.push(test.background as u64);
-            or.push(test.odds_ratio);
-            p.push(test.p);
-            lp.push(test.log10_p);
-            q.push(test.q);
-            sig.push(test.q < cfg.fdr);
-            g.push(
-                test.genes
-                    .iter()
-                    .map(|&k| genes[k].as_str())
-                    .collect::<Vec<_>>()
-                    .join(";"),
-            );
-        }
-        Table::new(m)
-            .str("feature", cols.0)
-            .str("correlation_sign", side)
-            .str("gene_set", cols.1)
-            .str("gmt_file", cols.2)
-            .u64("overlap", ov)
-            .u64("n_correlated_genes", nh)
-            .u64("set_size", ss)
-            .u64("background", bg)
-            .f64("odds_ratio", or)
-            .f64("p_value", p)
-            .f64("log10_p", lp)
-            .f64("q_value", q)
-            .bool("significant", sig)
-            .str("overlap_genes", g)
-            .write(out, &format!("{prefix}enrichment"))?;
-        written.push(format!("{prefix}enrichment"));
     }
-    Ok(written)
+    Table::new(m)
+        .str("feature", cols.0)
+        .str("correlation_sign", side)
+        .str("gene_set", cols.1)
+        .str("gmt_file", cols.2)
+        .u64("overlap", ov)
+        .u64("n_correlated_genes", nh)
+        .u64("set_size", ss)
+        .u64("background", bg)
+        .f64("odds_ratio", or)
+        .f64("p_value", p)
+        .f64("log10_p", lp)
+        .f64("q_value", q)
+        .bool("significant", sig)
+        .str("overlap_genes", g)
+        .write(out, &format!("{prefix}enrichment"))?;
+    Ok(true)
 }
 
 /// Per cell type: its best features in `main` and the best component of `baseline`.

@@ -12,10 +12,11 @@ use super::{
     correlation::prepare_expression, fit_pca, read_gene_sets, AnalysisConfig, Direction,
     ExpressionTransform,
 };
-use crate::activations::ActivationStore;
+use crate::activations::{read_cells, CellMatrix};
+use crate::data::DenseMatrix;
 use crate::data::{load, LoadOptions};
 use crate::error::{Error, Result};
-use crate::io::matrix::{read_matrix, DenseMatrix};
+use crate::io::lock::{remove_stale_temporaries, OutputLock};
 use crate::runtime::Runtime;
 
 /// Which matrix the PCA baseline is fitted on.
@@ -76,6 +77,8 @@ pub struct AnalyzeInputs {
     pub name: Option<String>,
     /// Output folder.
     pub out: PathBuf,
+    /// Overwrite a finished analysis in `out` (otherwise refused).
+    pub force: bool,
 }
 
 /// What [`analyze`] reports (the headline of `report.md`).
@@ -130,6 +133,9 @@ impl AnalysisConfig {
         if !(-1.0..1.0).contains(&cfg.corr_cutoff) {
             return Err(Error::invalid("--corr-cutoff must be in [-1, 1)"));
         }
+        if cfg.pca_components == 0 {
+            return Err(Error::invalid("--pca-components must be at least 1"));
+        }
         if !(0.0..=1.0).contains(&cfg.auroc_threshold) {
             return Err(Error::invalid("--auroc-threshold must be in [0, 1]"));
         }
@@ -137,63 +143,26 @@ impl AnalysisConfig {
     }
 }
 
-/// Encode the cell-level activations `m` (from the extraction in `acts_dir`, at `layer`) with the SAE
-/// saved in `dir`, refusing an SAE trained on another layer or model.
-pub fn encode_with_sae(
-    dir: &Path,
-    m: &DenseMatrix,
-    layer: Option<&str>,
-    acts_dir: &Path,
-) -> Result<DenseMatrix> {
+/// Encode cell-level activations with the SAE saved in `dir`, refusing an SAE trained on another
+/// layer or model.
+pub fn encode_with_sae(dir: &Path, acts: &CellMatrix) -> Result<DenseMatrix> {
     let sae = crate::sae::Sae::load(dir)?;
-    let model = crate::activations::Manifest::read(acts_dir)
-        .map(|man| man.model)
-        .unwrap_or(serde_json::Value::Null);
-    sae.check_source(&model, layer, acts_dir)?;
-    sae.encode(m)
+    sae.check_source(&acts.provenance, &acts.provenance.path)?;
+    sae.encode(&acts.matrix)
 }
 
-/// Column names taken as cell ids when a table's first column is numeric (e.g. integer barcodes).
-const ID_COLUMNS: [&str; 7] = [
-    "cell_id",
-    "cell",
-    "barcode",
-    "obs_names",
-    "index",
-    "",
-    "cell_ids",
-];
+/// The file written last, that marks a finished analysis folder.
+pub const REPORT_FILE: &str = "report.md";
 
-/// Read the feature matrix; a CSV/TSV/Parquet whose first column is an id-named numeric column
-/// (`cell_id`, `barcode`, `obs_names`, ...) gets that column, read back as text, as its row ids.
-pub fn read_features(path: &Path, key: Option<&str>) -> Result<DenseMatrix> {
-    let m = read_matrix(path, key)?;
-    let first = m
-        .col_names
-        .as_ref()
-        .and_then(|c| c.first())
-        .map(|c| c.to_ascii_lowercase());
-    match first {
-        Some(name) if m.row_ids.is_none() && ID_COLUMNS.contains(&name.as_str()) => {
-            let df = crate::io::table::read_dataframe(path)?;
-            let col = df
-                .columns()
-                .first()
-                .ok_or_else(|| Error::input(path, "table has no columns"))?;
-            let ids = crate::io::table::string_column(col).map_err(|e| Error::input(path, e))?;
-            let keep: Vec<usize> = (1..m.n_cols).collect();
-            let mut out = select_columns(&m, &keep);
-            out.row_ids = Some(ids);
-            if out.n_cols == 0 {
-                return Err(Error::input(
-                    path,
-                    "no feature columns besides the cell ids",
-                ));
-            }
-            Ok(out)
-        }
-        _ => Ok(m),
+/// Error unless `out` holds no finished analysis or `force` is set.
+fn check_not_finished(out: &Path, force: bool) -> Result<()> {
+    if out.join(REPORT_FILE).exists() && !force {
+        return Err(Error::input(
+            out,
+            "already holds a finished analysis (report.md); choose another --out or pass --force to overwrite it",
+        ));
     }
+    Ok(())
 }
 
 /// Analyse the features of `inputs` with `cfg` and write the output folder; nothing is written
@@ -217,8 +186,10 @@ pub fn analyze(
             "output path is a file; --out must be a folder",
         ));
     }
+    check_not_finished(&inputs.out, inputs.force)?;
     // ---- read and validate every input before writing anything
     let ds = load(&inputs.data, &inputs.load)?;
+    ds.check_expression()?;
     let all_labels = ds.labels(&inputs.label_key)?;
     let sets = if inputs.genesets.is_empty() {
         crate::analysis::gmt::parse_gmt(PAPER_GENESETS, Path::new("genesets/paper_immune.gmt"))?
@@ -227,14 +198,14 @@ pub fn analyze(
     };
     let acts = match &inputs.source {
         FeatureSource::Activations { dir, layer, .. } => {
-            let store = ActivationStore::open(dir)?;
-            Some((dir.clone(), store.cell_matrix(layer)?))
+            let cells = read_cells(dir, Some(layer), None)?;
+            Some((dir.clone(), cells))
         }
         FeatureSource::Matrix { .. } => None,
     };
     let (features, features_path, source) = match (&inputs.source, &acts) {
         (FeatureSource::Matrix { path, key }, _) => (
-            read_features(path, key.as_deref())?,
+            read_cells(path, None, key.as_deref())?.matrix,
             path.clone(),
             format!("{}", path.display()),
         ),
@@ -246,12 +217,12 @@ pub fn analyze(
             },
             Some((dir, a)),
         ) => (
-            encode_with_sae(sae, a, Some(layer), dir)?,
+            encode_with_sae(sae, a)?,
             dir.clone(),
             format!("SAE {} on {} layer {}", sae.display(), dir.display(), layer),
         ),
         (FeatureSource::Activations { layer, .. }, Some((dir, a))) => (
-            a.clone(),
+            a.matrix.clone(),
             dir.clone(),
             format!("activations {} layer {}", dir.display(), layer),
         ),
@@ -284,10 +255,10 @@ pub fn analyze(
             let act_rows = match_cells(
                 features.row_ids.as_deref(),
                 &features_path,
-                a.row_ids.as_deref().unwrap_or(&[]),
+                a.matrix.row_ids.as_deref().unwrap_or(&[]),
                 dir,
             )?;
-            Some(("activations".to_string(), a.select_rows(&act_rows)))
+            Some(("activations".to_string(), a.matrix.select_rows(&act_rows)))
         }
         (PcaSource::Auto, None) => None,
         (PcaSource::Activations, None) => None,
@@ -322,7 +293,15 @@ pub fn analyze(
 
     // ---- outputs
     let out = &inputs.out;
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    // one writer per folder; `report.md` is written last and vouches for the rest, so an
+    // overwrite removes it first (a killed run never looks finished)
+    let _lock = OutputLock::acquire(out)?;
+    check_not_finished(out, inputs.force)?;
+    let manifest = out.join(REPORT_FILE);
+    if manifest.exists() {
+        std::fs::remove_file(&manifest).map_err(|e| Error::io(&manifest, e))?;
+    }
+    remove_stale_temporaries(out)?;
     let mut tables = report::write_analysis_tables(out, "", &main, &ctx, cfg)?;
     report::write_cell_type_table(out, &main, baseline.as_ref().map(|b| &b.1), &ctx, cfg, 5)?;
     tables.push("cell_types".into());

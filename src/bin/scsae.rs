@@ -38,32 +38,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Inspect(a) => {
             let _ = &cli.runtime;
-            println!("{}", cli::inspect::run(&a)?);
+            cli::common::print_out(cli::inspect::run(&a)?);
         }
         Command::Extract(a) => {
             let report = cli::extract::run(&a, &cli.runtime.runtime()?)?;
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                cli::common::print_out(serde_json::to_string_pretty(&report)?);
             } else {
-                println!("{}", cli::extract::summary(&report, &a.out));
+                cli::common::print_out(cli::extract::summary(&report, &a.out));
             }
         }
-        Command::Train(a) => println!("{}", cli::train::run(&a, &cli.runtime.runtime()?)?),
-        Command::Sweep(a) => println!("{}", cli::sweep::run(&a, &cli.runtime.runtime()?)?),
+        Command::Train(a) => cli::common::print_out(cli::train::run(&a, &cli.runtime.runtime()?)?),
+        Command::Sweep(a) => cli::common::print_out(cli::sweep::run(&a, &cli.runtime.runtime()?)?),
         Command::Encode(a) => {
             cli.runtime.runtime()?;
-            println!("{}", cli::encode::run(&a)?);
+            cli::common::print_out(cli::encode::run(&a)?);
         }
         Command::Analyze(a) => {
             let rt = cli.runtime.runtime()?;
-            println!("{}", cli::analyze::run(&a, &rt)?);
+            cli::common::print_out(cli::analyze::run(&a, &rt)?);
         }
     }
     Ok(())
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    match run(cli::common::parse_args::<Cli>()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

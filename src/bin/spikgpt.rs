@@ -37,12 +37,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ablate(a) => cli::spikgpt_ablate::run(a, &cli.runtime)?,
         Command::Evaluate(a) => cli::spikgpt_evaluate::run(a)?,
     };
-    println!("{text}");
+    cli::common::print_out(text);
     Ok(())
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    match run(cli::common::parse_args::<Cli>()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::analysis::workflow::{analyze, AnalyzeInputs, FeatureSource};
-pub use crate::analysis::workflow::{encode_with_sae, read_features, PcaSource, PAPER_GENESETS};
+pub use crate::analysis::workflow::{PcaSource, PAPER_GENESETS};
 use crate::analysis::{AnalysisConfig, Background, Direction, ExpressionTransform, PcaSolver};
 use crate::data::{LoadOptions, MatrixLayer};
 use crate::error::{Error, Result};
@@ -49,6 +49,10 @@ pub struct AnalyzeArgs {
     /// CSV/TSV/Parquet of cell labels joined on cell id (adds obs columns).
     #[arg(long)]
     pub labels: Option<PathBuf>,
+    /// Rename duplicate gene symbols / cell ids (`X`, `X-1`, ...) as AnnData's
+    /// `var_names_make_unique` does, instead of refusing the file.
+    #[arg(long)]
+    pub make_unique: bool,
     /// GMT files or folders of GMT files (repeat or comma-separate). Default: the paper's immune sets.
     #[arg(long, value_delimiter = ',')]
     pub genesets: Vec<PathBuf>,
@@ -142,6 +146,11 @@ pub fn run(args: &AnalyzeArgs, rt: &Runtime) -> Result<String> {
             "--sae needs --activations DIR --layer L to encode",
         ));
     }
+    if args.features.is_some() && args.activations.is_some() {
+        return Err(Error::invalid(
+            "--features and --activations are alternatives: analyse a matrix file or an extraction, not both",
+        ));
+    }
     if args.activations.is_some() && args.layer.is_none() {
         return Err(Error::invalid(
             "--activations needs --layer (e.g. --layer 11)",
@@ -173,6 +182,7 @@ pub fn run(args: &AnalyzeArgs, rt: &Runtime) -> Result<String> {
             layer: args.data_layer,
             gene_key: args.gene_key.clone(),
             labels: args.labels.clone(),
+            make_unique: args.make_unique,
         },
         label_key: args.label_key.clone(),
         genesets: args.genesets.clone(),
@@ -180,13 +190,8 @@ pub fn run(args: &AnalyzeArgs, rt: &Runtime) -> Result<String> {
         pca_source: args.pca_source,
         name: args.name.clone(),
         out: args.out.clone(),
+        force: args.force,
     };
-    if args.out.join("report.md").exists() && !args.force {
-        return Err(Error::input(
-            &args.out,
-            "already holds a finished analysis (report.md); choose another --out or pass --force to overwrite it",
-        ));
-    }
     let report = analyze(&inputs, &cfg, rt)?;
     for w in report.warnings.iter().take(20) {
         eprintln!("warning: {w}");

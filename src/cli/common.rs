@@ -50,6 +50,10 @@ pub struct DataArgs {
     /// CSV/TSV/Parquet table of cell labels, joined on cell id (first column or cell_id/barcode).
     #[arg(long)]
     pub labels: Option<PathBuf>,
+    /// Rename duplicate gene symbols / cell ids (`X`, `X-1`, ...) as AnnData's
+    /// `var_names_make_unique` does, instead of refusing the file.
+    #[arg(long)]
+    pub make_unique: bool,
 }
 
 impl DataArgs {
@@ -59,9 +63,85 @@ impl DataArgs {
             layer: self.layer,
             gene_key: self.gene_key.clone(),
             labels: self.labels.clone(),
+            make_unique: self.make_unique,
         }
     }
 }
 
+/// Error unless `--batch-size` is at least 1.
+pub fn check_batch_size(batch_size: usize) -> Result<()> {
+    if batch_size == 0 {
+        return Err(crate::error::Error::invalid(
+            "--batch-size must be at least 1",
+        ));
+    }
+    Ok(())
+}
+
 /// Error unless `--threshold` is a probability (the library's one check).
 pub use crate::spikgpt::calibration::check_threshold;
+
+/// Parse the command line. Help and `--version` print as clap does; a usage error becomes one line
+/// on stderr (clap's first paragraph, e.g. the invalid value and why, or the missing options) and
+/// exit status 2.
+pub fn parse_args<P: clap::Parser>() -> P {
+    use clap::error::ErrorKind;
+    match P::try_parse() {
+        Ok(p) => p,
+        Err(e) => match e.kind() {
+            ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+            _ => {
+                eprintln!("{}", usage_error_line(&e.render().to_string()));
+                std::process::exit(2);
+            }
+        },
+    }
+}
+
+/// The first paragraph of a clap error as one line.
+fn usage_error_line(text: &str) -> String {
+    let first: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| l.is_empty())
+        .take_while(|l| !l.is_empty())
+        .collect();
+    if first.is_empty() {
+        "error: invalid command line (see --help)".into()
+    } else {
+        format!("{} (see --help)", first.join(" "))
+    }
+}
+
+/// Print `text` and a newline on stdout; a closed pipe (`scsae inspect ... | head`) ends quietly.
+pub fn print_out(text: impl std::fmt::Display) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{text}") {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_errors_become_one_line() {
+        let clap_text = "error: the following required arguments were not provided:\n  --data <DATA>\n  --out <OUT>\n\nUsage: scsae extract --data <DATA>\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            usage_error_line(clap_text),
+            "error: the following required arguments were not provided: --data <DATA> --out <OUT> (see --help)"
+        );
+        assert_eq!(
+            usage_error_line("error: invalid value 'x' for '--lambda <LAMBDA>': invalid float literal\n\nFor more information, try '--help'.\n"),
+            "error: invalid value 'x' for '--lambda <LAMBDA>': invalid float literal (see --help)"
+        );
+    }
+}

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::activations::ActivationStore;
+use crate::activations::{ActivationStore, Provenance};
 use crate::error::Result;
 use crate::sae::codes::{check_output_path, write_codes};
 use crate::sae::config::InputLevel;
@@ -38,11 +38,15 @@ pub struct EncodeArgs {
     /// Output file: .safetensors (tensor `codes`), .npy, .csv or .parquet.
     #[arg(long)]
     pub out: PathBuf,
+    /// Overwrite an existing output.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Encode; returns a one-line summary.
 pub fn run(args: &EncodeArgs) -> Result<String> {
     check_output_path(&args.out)?;
+    crate::io::atomic::check_new_output(&[&args.out], args.force)?;
     let sae = Sae::load(&args.sae)?;
     let layer = args.layer.clone().or_else(|| {
         if args.activations.is_dir() {
@@ -54,7 +58,9 @@ pub fn run(args: &EncodeArgs) -> Result<String> {
     if args.activations.is_dir() {
         // refuse another layer or model before reading any activations
         let store = ActivationStore::open(&args.activations)?;
-        sae.check_source(&store.manifest.model, layer.as_deref(), &args.activations)?;
+        let mut theirs = Provenance::of_store(&store, "");
+        theirs.layer = layer.clone();
+        sae.check_source(&theirs, &args.activations)?;
     }
     let inputs = read_inputs(&InputSpec {
         path: &args.activations,

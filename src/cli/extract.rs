@@ -63,6 +63,7 @@ pub struct ExtractArgs {
 pub fn run(args: &ExtractArgs, rt: &Runtime) -> Result<ExtractReport> {
     let scgpt = Scgpt::load_with(&args.model, args.weights.as_deref(), rt)?;
     let mut ds = load(&args.data, &args.data_args.load_options())?;
+    ds.check_expression()?;
     if let Some(k) = args.first_cells {
         if k == 0 {
             return Err(Error::invalid("--first-cells must be at least 1"));

@@ -37,6 +37,9 @@ pub struct AblateArgs {
     /// Per-cell table (`.csv`; a `.parquet` twin and `<stem>_summary.json` are written beside it).
     #[arg(long)]
     pub out: PathBuf,
+    /// Overwrite an existing output.
+    #[arg(long)]
+    pub force: bool,
     /// Cells per inference batch (results do not depend on it).
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,
@@ -44,6 +47,8 @@ pub struct AblateArgs {
 
 /// Run `spikgpt ablate`, returning the summary to print.
 pub fn run(args: &AblateArgs, runtime: &RuntimeArgs) -> Result<String> {
+    crate::spikgpt::predictions::check_table_out(&args.out, args.force)?;
+    crate::cli::common::check_batch_size(args.batch_size)?;
     crate::cli::common::check_threshold(args.threshold)?;
     let rt = runtime.runtime()?;
     let (loaded, emb) = args.input.load(&rt)?;

@@ -11,6 +11,7 @@ use crate::explain::attribution::Method;
 use crate::explain::decompose::load_for_model;
 use crate::explain::interpret::Interpretations;
 use crate::explain::{explain_annotation, ExplainOptions};
+use crate::spikgpt::activity::ForwardStats;
 use crate::spikgpt::annotate::{
     annotate, load_model_dir, resolve_rule, write_annotation, LoadedModel, DEFAULT_THRESHOLD,
 };
@@ -18,7 +19,6 @@ use crate::spikgpt::calibration::Rule;
 use crate::spikgpt::inputs::{cell_ids, load_embeddings, Embeddings};
 use crate::spikgpt::novelty::Score;
 use crate::spikgpt::predictions::split_stem;
-use crate::spikgpt::stats::ForwardStats;
 
 /// The annotator and the cells it reads (shared by `annotate` and `ablate`).
 #[derive(Debug, Clone, Args)]
@@ -65,6 +65,9 @@ pub struct AnnotateArgs {
     /// `<stem>_spiking.json`).
     #[arg(long)]
     pub out: PathBuf,
+    /// Overwrite an existing output.
+    #[arg(long)]
+    pub force: bool,
     /// Cells per inference batch (results do not depend on it).
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,
@@ -124,12 +127,15 @@ impl ExplainArgs {
             AttributionArg::Grad => Method::GradientXActivation,
             AttributionArg::Ig => Method::parse("ig", self.ig_steps)?,
         };
+        if self.ablation_draws == 0 {
+            return Err(Error::invalid("--ablation-draws must be at least 1"));
+        }
         if self.top_features == 0 {
             return Err(Error::invalid("--top-features must be at least 1"));
         }
         let control = (!self.no_ablation).then(|| ControlOptions {
             ks: self.ablation_k.clone(),
-            draws: self.ablation_draws.max(1),
+            draws: self.ablation_draws,
             seed,
             threshold,
             batch_size,
@@ -149,6 +155,8 @@ impl ExplainArgs {
 
 /// Run `spikgpt annotate`, returning the summary to print.
 pub fn run(args: &AnnotateArgs, runtime: &RuntimeArgs) -> Result<String> {
+    crate::spikgpt::predictions::check_table_out(&args.out, args.force)?;
+    crate::cli::common::check_batch_size(args.batch_size)?;
     let rt = runtime.runtime()?;
     let (loaded, emb) = args.input.load(&rt)?;
     let score = args.score.as_deref().map(Score::parse).transpose()?;

@@ -55,6 +55,9 @@ pub struct EvaluateArgs {
     /// File stem of the report files.
     #[arg(long, default_value = "evaluation")]
     pub stem: String,
+    /// Overwrite an existing output.
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub data_args: DataArgs,
 }
@@ -86,6 +89,7 @@ pub fn run(args: &EvaluateArgs) -> Result<String> {
         spiking: args.spiking.clone(),
         out_dir: args.out_dir.clone(),
         stem: args.stem.clone(),
+        force: args.force,
     };
     let report = evaluate(&opts)?;
     let out_dir = args

@@ -122,6 +122,7 @@ fn read_file(file: &File, opts: &LoadOptions) -> Res<Dataset> {
         gene_symbols,
         obs: obs.columns,
         source: Default::default(),
+        labels_file: None,
     })
 }
 

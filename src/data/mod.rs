@@ -3,6 +3,7 @@
 //! [`load`] reads `.h5ad` files (AnnData >= 0.8 and the old < 0.7 layout) and 10x Matrix Market folders
 //! (labels joined from a CSV on cell id).
 
+pub mod dense;
 pub mod h5ad;
 pub mod obs;
 pub mod sparse;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+pub use dense::DenseMatrix;
 pub use obs::{Obs, ObsColumn, ObsValues};
 pub use sparse::CsrMatrix;
 pub use summary::Summary;
@@ -50,6 +52,10 @@ pub struct LoadOptions {
     pub gene_key: Option<String>,
     /// CSV/TSV with cell labels, joined on cell id (needed for 10x folders; optional for h5ad).
     pub labels: Option<PathBuf>,
+    /// Make duplicate gene symbols and cell ids unique the way AnnData's `var_names_make_unique`
+    /// does (`X`, `X-1`, `X-2`, ...) instead of refusing the file.
+    #[serde(default)]
+    pub make_unique: bool,
 }
 
 /// A loaded single-cell data set.
@@ -65,6 +71,8 @@ pub struct Dataset {
     pub obs: Obs,
     /// The file or folder it came from.
     pub source: PathBuf,
+    /// The label table joined onto `obs` (`--labels`), named in errors about label columns.
+    pub labels_file: Option<PathBuf>,
 }
 
 impl Dataset {
@@ -83,14 +91,22 @@ impl Dataset {
     /// Errors name the file and list the available columns when `key` is missing, and name the first
     /// cell without a label when some are missing.
     pub fn labels(&self, key: &str) -> Result<Vec<String>> {
-        let col = self.obs.get(key).ok_or_else(|| {
-            Error::input(
+        let col = self.obs.get(key).ok_or_else(|| match &self.labels_file {
+            Some(table) => Error::input(
+                table,
+                format!(
+                    "no column '{key}' in the label table or in the obs of {} (available: {})",
+                    self.source.display(),
+                    self.obs.names().join(", ")
+                ),
+            ),
+            None => Error::input(
                 &self.source,
                 format!(
                     "no obs column '{key}' (available: {})",
                     self.obs.names().join(", ")
                 ),
-            )
+            ),
         })?;
         let vals = col.values.as_strings();
         if let Some(i) = vals.iter().position(|v| v.is_none()) {
@@ -113,6 +129,7 @@ impl Dataset {
             gene_symbols: self.gene_symbols.clone(),
             obs: self.obs.select_rows(rows),
             source: self.source.clone(),
+            labels_file: self.labels_file.clone(),
         }
     }
 
@@ -123,6 +140,69 @@ impl Dataset {
             m.entry(id.as_str()).or_insert(i);
         }
         m
+    }
+}
+
+impl Dataset {
+    /// Error naming the file at the first negative value, for the consumers that need counts or
+    /// log-normalised expression (scGPT's tokeniser, the analysis's gene attribution). A scaled
+    /// matrix (e.g. scanpy's `pbmc68k_reduced` X) is still readable for its labels and metadata;
+    /// `--layer raw` reads the counts of a processed file.
+    pub fn check_expression(&self) -> Result<()> {
+        check_non_negative(self, &self.source)
+    }
+}
+
+fn check_non_negative(ds: &Dataset, path: &Path) -> Result<()> {
+    let m = &ds.matrix;
+    if let Some(k) = m.data.iter().position(|&v| v < 0.0) {
+        let row = m.indptr.partition_point(|&p| p <= k) - 1;
+        let gene = m.indices[k] as usize;
+        return Err(Error::input(
+            path,
+            format!(
+                "negative expression value {} (cell '{}', gene '{}'): expected counts or log-normalised values (for a scaled .h5ad, read the counts with --layer raw)",
+                m.data[k],
+                ds.cell_ids.get(row).map(String::as_str).unwrap_or("?"),
+                ds.gene_symbols.get(gene).map(String::as_str).unwrap_or("?"),
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The first name that appears twice, with both positions.
+fn first_duplicate(names: &[String]) -> Option<(&str, usize, usize)> {
+    let mut seen = std::collections::HashMap::with_capacity(names.len());
+    for (j, n) in names.iter().enumerate() {
+        if let Some(i) = seen.insert(n.as_str(), j) {
+            return Some((n.as_str(), i, j));
+        }
+    }
+    None
+}
+
+/// AnnData's `make_index_unique(join="-")`: the first occurrence keeps its name, later ones get
+/// `-1`, `-2`, ... (skipping suffixes that are already names).
+pub fn make_unique(names: &mut [String]) {
+    use std::collections::{HashMap, HashSet};
+    let mut taken: HashSet<String> = names.iter().cloned().collect();
+    let mut count: HashMap<String, usize> = HashMap::new();
+    let mut first: HashSet<String> = HashSet::with_capacity(names.len());
+    for n in names.iter_mut() {
+        if first.insert(n.clone()) {
+            continue;
+        }
+        let c = count.entry(n.clone()).or_insert(0);
+        let new = loop {
+            *c += 1;
+            let cand = format!("{n}-{c}");
+            if !taken.contains(&cand) {
+                break cand;
+            }
+        };
+        taken.insert(new.clone());
+        *n = new;
     }
 }
 
@@ -148,8 +228,44 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Dataset> {
     ds.matrix
         .check_finite()
         .map_err(|e| Error::input(path, e.to_string()))?;
+    for (names, what) in [
+        (&mut ds.gene_symbols, "gene symbol"),
+        (&mut ds.cell_ids, "cell id"),
+    ] {
+        if opts.make_unique {
+            make_unique(names);
+        } else if let Some((name, i, j)) = first_duplicate(names) {
+            return Err(Error::input(
+                path,
+                format!(
+                    "{what} '{name}' appears twice (positions {i} and {j}); pass --make-unique to rename duplicates as AnnData's var_names_make_unique does"
+                ),
+            ));
+        }
+    }
     if let Some(labels) = &opts.labels {
         obs::join_labels(&mut ds, labels)?;
+        ds.labels_file = Some(labels.clone());
     }
     Ok(ds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn make_unique_matches_anndata() {
+        // anndata.utils.make_index_unique(pd.Index(["a", "a", "b", "a", "a-1"]))
+        // -> ["a", "a-2", "b", "a-3", "a-1"] (existing "a-1" is skipped)
+        let mut v: Vec<String> = ["a", "a", "b", "a", "a-1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        make_unique(&mut v);
+        assert_eq!(v, ["a", "a-2", "b", "a-3", "a-1"]);
+        assert_eq!(first_duplicate(&v), None);
+        let w: Vec<String> = ["x", "y", "x"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(first_duplicate(&w), Some(("x", 0, 2)));
+    }
 }

@@ -122,6 +122,7 @@ pub fn read_10x(path: &Path, opts: &LoadOptions) -> Result<Dataset> {
         gene_symbols: genes,
         obs: Obs::default(),
         source: dir,
+        labels_file: None,
     })
 }
 

@@ -12,11 +12,11 @@
 
 use std::path::Path;
 
+use crate::activations::Provenance;
+use crate::data::DenseMatrix;
 use crate::error::{Error, Result};
-use crate::io::matrix::DenseMatrix;
 use crate::sae::Sae;
 use crate::spikgpt::annotate::LoadedModel;
-use crate::spikgpt::inputs::EmbeddingSource;
 
 /// The SAE dictionary expressed in embedding space.
 #[derive(Debug, Clone)]
@@ -174,14 +174,14 @@ impl Decomposition {
 }
 
 /// Refuse an SAE that does not belong to the annotator's embedding space: its width must equal the
-/// model's input dimension, and where the provenance is recorded (the extraction manifest copied into
-/// the SAE's `cfg.json`, the embedding store and the model's `config.json`), the layer and the scGPT
-/// model must agree.
+/// model's input dimension, and where the provenance is recorded (the SAE's `cfg.json`, the
+/// embedding store and the model's `config.json`), the layer and the scGPT model must agree
+/// ([`Provenance::check_matches`]).
 pub fn check_compatible(
     sae: &Sae,
     sae_dir: &Path,
     model: &LoadedModel,
-    embeddings: &EmbeddingSource,
+    embeddings: &Provenance,
 ) -> Result<()> {
     let k = model.model.config.input_dim;
     if sae.d_in() != k {
@@ -194,61 +194,14 @@ pub fn check_compatible(
             ),
         ));
     }
-    let sae_layer = sae.source_layer();
-    let layers = [
-        (
-            "the embeddings",
-            embeddings.layer.as_deref(),
-            &embeddings.path,
-        ),
-        (
-            "the SpikGPT model's training embeddings",
-            model.file.embedding.layer.as_deref(),
-            &model.file.embedding.path,
-        ),
-    ];
-    if let Some(mine) = sae_layer.as_deref() {
-        for (what, layer, path) in layers {
-            if let Some(theirs) = layer {
-                if theirs != mine {
-                    return Err(Error::input(
-                        sae_dir,
-                        format!(
-                            "the SAE was trained on layer {mine} activations but {what} ({}) are layer {theirs}",
-                            path.display()
-                        ),
-                    ));
-                }
-            }
-        }
-    }
-    let sae_model = sae.source_model();
-    let models = [
-        (
-            "the embeddings",
-            embeddings.model.as_ref(),
-            &embeddings.path,
-        ),
-        (
-            "the SpikGPT model's training embeddings",
-            model.file.embedding.model.as_ref(),
-            &model.file.embedding.path,
-        ),
-    ];
-    if !sae_model.is_null() {
-        for (what, m, path) in models {
-            if let Some(m) = m.filter(|m| !m.is_null()) {
-                if m != sae_model {
-                    return Err(Error::input(
-                        sae_dir,
-                        format!(
-                            "the SAE was trained on activations of another scGPT model than {what} ({})",
-                            path.display()
-                        ),
-                    ));
-                }
-            }
-        }
+    let training = &model.file.embedding;
+    for (what, theirs) in [
+        ("the embeddings", embeddings),
+        ("the SpikGPT model's training embeddings", training),
+    ] {
+        let theirs_text = format!("{what} ({})", theirs.path.display());
+        sae.provenance()
+            .check_matches(theirs, "the SAE", &theirs_text, sae_dir)?;
     }
     Ok(())
 }

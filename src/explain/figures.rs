@@ -6,8 +6,8 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 
 use super::attribution::CellAttribution;
+use super::drivers::{CellCalls, Driver};
 use super::interpret::Interpretations;
-use super::report::{CellCalls, Driver};
 use crate::plot::{colour_bar, text, DrawResult, Figure, Grid};
 use crate::spikgpt::metrics::UNKNOWN;
 

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use crate::analysis::features_table::{self, col};
 use crate::error::{Error, Result};
 use crate::io::table::{nullable_string_column, read_dataframe};
 
@@ -37,18 +38,9 @@ impl Interpretations {
     /// Read `features.parquet` (or `features.csv`) from an analysis folder, or that file itself, and
     /// check that it describes `d_sae` features.
     pub fn read(path: &Path, d_sae: usize) -> Result<Interpretations> {
-        let file = if path.is_dir() {
-            let pq = path.join("features.parquet");
-            if pq.exists() {
-                pq
-            } else {
-                path.join("features.csv")
-            }
-        } else {
-            path.to_path_buf()
-        };
+        let file = features_table::locate(path);
         let df = read_dataframe(&file)?;
-        let col = |name: &str| -> Result<Vec<Option<String>>> {
+        let column = |name: &str| -> Result<Vec<Option<String>>> {
             match df.column(name) {
                 Ok(c) => nullable_string_column(c).map_err(|e| Error::input(&file, e)),
                 Err(_) => Err(Error::input(
@@ -59,12 +51,12 @@ impl Interpretations {
                 )),
             }
         };
-        let index = col("index")?;
-        let names = col("feature")?;
-        let types = col("best_type")?;
-        let aurocs = col("best_auroc")?;
-        let sets = col("best_set")?;
-        let qs = col("best_set_q")?;
+        let index = column(col::INDEX)?;
+        let names = column(col::FEATURE)?;
+        let types = column(col::BEST_TYPE)?;
+        let aurocs = column(col::BEST_AUROC)?;
+        let sets = column(col::BEST_SET)?;
+        let qs = column(col::BEST_SET_Q)?;
         if index.len() != d_sae {
             return Err(Error::input(
                 &file,
@@ -95,9 +87,9 @@ impl Interpretations {
             features[f] = FeatureMeaning {
                 name: names[r].clone(),
                 best_type: types[r].clone().filter(|s| !s.is_empty()),
-                best_auroc: num(&aurocs[r], "best_auroc", r)?,
+                best_auroc: num(&aurocs[r], col::BEST_AUROC, r)?,
                 best_set: sets[r].clone().filter(|s| !s.is_empty()),
-                best_set_q: num(&qs[r], "best_set_q", r)?,
+                best_set_q: num(&qs[r], col::BEST_SET_Q, r)?,
             };
         }
         Ok(Interpretations { features })

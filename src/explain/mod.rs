@@ -6,7 +6,8 @@
 //!   activation or integrated gradients through the surrogate gradients) with the error term.
 //! - [`ablation`]: remove features, re-run the annotator; top-attributed against random features.
 //! - [`interpret`]: feature meanings from `scsae analyze`.
-//! - [`report`], [`figures`]: tables, per-class drivers, Unknown-cell features and the heatmap.
+//! - [`drivers`]: per-class driving features and the features of Unknown cells.
+//! - [`report`], [`figures`]: their tables and the per-class heatmap.
 //!
 //! [`explain_annotation`] runs all of it for `spikgpt annotate --sae`.
 
@@ -14,6 +15,7 @@ pub mod ablation;
 pub mod ablation_report;
 pub mod attribution;
 pub mod decompose;
+pub mod drivers;
 pub mod figures;
 pub mod gradient;
 pub mod interpret;
@@ -31,8 +33,9 @@ use crate::stats::median;
 use ablation::{top_vs_random, ControlOptions, ControlRow};
 use attribution::{attribute, AttributionOptions, CellAttribution, Method};
 use decompose::Decomposition;
+use drivers::{class_drivers, novel_features, CellCalls};
 use interpret::Interpretations;
-use report::{class_drivers, novel_features, write_cell_tables, write_class_reports, CellCalls};
+use report::{write_cell_tables, write_class_reports};
 
 /// Options of [`explain_annotation`].
 #[derive(Debug, Clone)]

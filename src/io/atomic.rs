@@ -19,11 +19,20 @@ where
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::input(dir, "is a file, not a folder"));
+    }
     fs::create_dir_all(dir).at(dir)?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".scsae-tmp-")
-        .tempfile_in(dir)
-        .at(dir)?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(crate::io::lock::TMP_PREFIX);
+    // temporary files are private (0600); the output gets the mode of any new file (0666 minus the
+    // umask), as `open(2)` applies the umask to the requested mode
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(fs::Permissions::from_mode(0o666));
+    }
+    let tmp = builder.tempfile_in(dir).at(dir)?;
     {
         let mut w = BufWriter::new(tmp.as_file());
         fill(&mut w)?;
@@ -32,6 +41,21 @@ where
     tmp.as_file().sync_all().at(path)?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(())
+}
+
+/// Error naming the first of `paths` that exists, unless `force`: a finished output is never
+/// overwritten without being told.
+pub fn check_new_output(paths: &[&Path], force: bool) -> Result<()> {
+    if force {
+        return Ok(());
+    }
+    match paths.iter().find(|p| p.exists()) {
+        Some(p) => Err(Error::input(
+            p,
+            "already exists; choose another --out or pass --force to overwrite it",
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Write `bytes` to `path` atomically.
@@ -64,5 +88,19 @@ mod tests {
         // no temporary files left behind
         let n = fs::read_dir(dir.path()).unwrap().count();
         assert_eq!(n, 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn outputs_get_the_mode_of_a_new_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.txt");
+        write_bytes_atomic(&p, b"x").unwrap();
+        // the mode `touch` would give: 0666 minus the process umask
+        let q = dir.path().join("plain.txt");
+        fs::File::create(&q).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&p), mode(&q));
     }
 }

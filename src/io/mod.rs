@@ -3,10 +3,11 @@
 
 pub mod atomic;
 pub mod json;
+pub mod lock;
 pub mod matrix;
 pub mod npy;
 pub mod table;
 
 pub use atomic::{write_atomic, write_bytes_atomic, write_json_atomic};
 pub use json::read_json;
-pub use matrix::{read_matrix, DenseMatrix};
+pub use matrix::read_matrix;

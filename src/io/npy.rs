@@ -60,7 +60,10 @@ fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
                 .map_err(|_| format!("bad shape entry '{s}'"))
         })
         .collect::<std::result::Result<_, _>>()?;
-    let n: usize = shape.iter().product();
+    let n = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| format!("shape {shape:?} is too large"))?;
     let body = &bytes[end..];
     let (size, conv): (usize, fn(&[u8]) -> f32) = match descr {
         "<f4" => (4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
@@ -80,15 +83,16 @@ fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
             ))
         }
     };
-    if body.len() < n * size {
+    let need = n
+        .checked_mul(size)
+        .ok_or_else(|| format!("shape {shape:?} is too large"))?;
+    if body.len() < need {
         return Err(format!(
-            "truncated data: expected {} bytes for shape {:?}, found {}",
-            n * size,
-            shape,
+            "truncated data: expected {need} bytes for shape {shape:?}, found {}",
             body.len()
         ));
     }
-    let mut data: Vec<f32> = body[..n * size].chunks_exact(size).map(conv).collect();
+    let mut data: Vec<f32> = body[..need].chunks_exact(size).map(conv).collect();
     if fortran && shape.len() == 2 {
         let (r, c) = (shape[0], shape[1]);
         let mut out = vec![0f32; n];

@@ -5,9 +5,9 @@ use std::path::Path;
 
 use polars::prelude::*;
 
+use crate::data::DenseMatrix;
 use crate::error::{Error, Result};
 use crate::io::atomic::write_atomic;
-use crate::io::matrix::DenseMatrix;
 
 /// Read a CSV (`,`), TSV (`\t`) or Parquet file into a data frame, by extension.
 pub fn read_dataframe(path: &Path) -> Result<DataFrame> {
@@ -42,8 +42,9 @@ pub fn read_dataframe(path: &Path) -> Result<DataFrame> {
 }
 
 /// First-column names that mark row ids even when the ids are numbers.
-pub const ID_COLUMN_NAMES: [&str; 8] = [
+pub const ID_COLUMN_NAMES: [&str; 9] = [
     "cell_id",
+    "row_id",
     "cell",
     "cell_ids",
     "barcode",
@@ -61,6 +62,9 @@ pub fn read_table_matrix(path: &Path, _tsv: bool) -> Result<DenseMatrix> {
     let cols = df.columns();
     if cols.is_empty() {
         return Err(Error::input(path, "table has no columns"));
+    }
+    if df.height() == 0 {
+        return Err(Error::input(path, "table has no rows (only a header)"));
     }
     let first = cols[0].name().to_lowercase();
     let id_named = ID_COLUMN_NAMES.contains(&first.as_str()) || first.starts_with("unnamed");

@@ -7,9 +7,10 @@ use polars::prelude::*;
 use safetensors::tensor::{Dtype, TensorView};
 
 use crate::activations::TokenIndex;
+use crate::data::DenseMatrix;
 use crate::error::{Error, Result};
 use crate::io::atomic::{write_atomic, write_bytes_atomic};
-use crate::io::matrix::{f32_bytes, DenseMatrix};
+use crate::io::matrix::f32_bytes;
 use crate::io::npy::write_npy_f32;
 
 /// Output formats, chosen by the file extension.

@@ -10,6 +10,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::sae::kernel::Sparsifier;
 
 /// SAE architecture (the encoder's sparsifying non-linearity).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -23,6 +24,64 @@ pub enum Arch {
     /// Keep the `batch * k` largest activations over the whole batch while training (Bussmann et al.
     /// 2024); at inference a JumpReLU with the learned threshold.
     Batchtopk,
+    /// A JumpReLU SAE imported from SAELens: loaded and applied with its `threshold`, never trained.
+    Jumprelu,
+}
+
+/// When a sparsifier is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// During training (BatchTopK selects over the batch).
+    Training,
+    /// Encoding and evaluation (BatchTopK is a JumpReLU with the learned threshold).
+    Inference,
+}
+
+impl Arch {
+    /// Parse `cfg.json`'s `architecture` (SAELens's `jumprelu` included); `None` when unsupported.
+    pub fn from_saved(s: &str) -> Option<Arch> {
+        match s {
+            "standard" => Some(Arch::Standard),
+            "topk" => Some(Arch::Topk),
+            "batchtopk" => Some(Arch::Batchtopk),
+            "jumprelu" => Some(Arch::Jumprelu),
+            _ => None,
+        }
+    }
+
+    /// The one mapping from an architecture to its encoder non-linearity. `k` is used by TopK and
+    /// training-time BatchTopK; `threshold` by BatchTopK at inference and JumpReLU. `None` when the
+    /// threshold it needs is missing, or for training a JumpReLU SAE.
+    pub fn sparsifier(
+        self,
+        k: usize,
+        threshold: Option<&[f32]>,
+        phase: Phase,
+    ) -> Option<Sparsifier<'_>> {
+        match (self, phase) {
+            (Arch::Standard, _) => Some(Sparsifier::Relu),
+            (Arch::Topk, _) => Some(Sparsifier::TopK(k)),
+            (Arch::Batchtopk, Phase::Training) => Some(Sparsifier::BatchTopK(k)),
+            (Arch::Jumprelu, Phase::Training) => None,
+            (Arch::Batchtopk | Arch::Jumprelu, Phase::Inference) => {
+                threshold.map(Sparsifier::Threshold)
+            }
+        }
+    }
+
+    /// SAELens's `activation_fn_str`: `"topk"` for TopK, `"relu"` otherwise (BatchTopK and JumpReLU
+    /// apply their threshold on top of a ReLU).
+    pub fn activation_fn_str(self) -> &'static str {
+        match self {
+            Arch::Topk => "topk",
+            _ => "relu",
+        }
+    }
+
+    /// Whether the architecture has a `k` (SAELens's `activation_fn_kwargs.k`).
+    pub fn uses_k(self) -> bool {
+        matches!(self, Arch::Topk | Arch::Batchtopk)
+    }
 }
 
 impl FromStr for Arch {
@@ -32,6 +91,9 @@ impl FromStr for Arch {
             "standard" | "l1" | "relu" => Ok(Arch::Standard),
             "topk" => Ok(Arch::Topk),
             "batchtopk" | "batch-topk" => Ok(Arch::Batchtopk),
+            "jumprelu" => Err(Error::invalid(
+                "--arch jumprelu: JumpReLU SAEs can be imported and applied, not trained here",
+            )),
             other => Err(Error::invalid(format!(
                 "--arch {other}: expected standard, topk or batchtopk"
             ))),
@@ -45,6 +107,7 @@ impl fmt::Display for Arch {
             Arch::Standard => "standard",
             Arch::Topk => "topk",
             Arch::Batchtopk => "batchtopk",
+            Arch::Jumprelu => "jumprelu",
         })
     }
 }
@@ -217,9 +280,14 @@ impl TrainConfig {
         if self.grad_clip < 0.0 || !self.grad_clip.is_finite() {
             return Err(Error::invalid("--grad-clip must be non-negative"));
         }
-        if self.arch != Arch::Standard && (self.k == 0 || self.k > self.d_sae) {
+        if self.arch == Arch::Jumprelu {
+            return Err(Error::invalid(
+                "arch jumprelu: JumpReLU SAEs can be imported and applied, not trained here",
+            ));
+        }
+        if self.arch.uses_k() && (self.k == 0 || self.k > self.d_sae) {
             return Err(Error::invalid(format!(
-                "--k {} must be between 1 and --features {}",
+                "--k (--ks) {} must be between 1 and --features {}",
                 self.k, self.d_sae
             )));
         }

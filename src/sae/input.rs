@@ -6,11 +6,10 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::activations::{ActivationStore, TokenIndex};
+use crate::activations::{read_cells, require_layer, ActivationStore, Provenance, TokenIndex};
+use crate::data::DenseMatrix;
 use crate::error::{Error, Result};
-use crate::io::matrix::{read_matrix, DenseMatrix};
 use crate::sae::config::InputLevel;
-use crate::sae::saelens::SourceInfo;
 
 /// Activations read for training or encoding.
 #[derive(Debug, Clone)]
@@ -20,7 +19,7 @@ pub struct Inputs {
     /// Per-token index columns when the rows are tokens of an extraction folder.
     pub tokens: Option<TokenIndex>,
     /// Where they came from.
-    pub source: SourceInfo,
+    pub source: Provenance,
     /// Tokens or cells.
     pub level: InputLevel,
 }
@@ -58,71 +57,11 @@ pub fn subsample_rows(n: usize, k: usize, seed: u64) -> Vec<usize> {
 /// Read the inputs; non-finite values are an error naming the file.
 pub fn read_inputs(spec: &InputSpec<'_>) -> Result<Inputs> {
     let path = spec.path;
-    if path.is_dir() {
-        let store = ActivationStore::open(path)?;
-        let layer = spec.layer.ok_or_else(|| {
-            Error::input(
-                path,
-                format!(
-                    "--layer is required with an extraction folder (available: {})",
-                    store.manifest.layers.join(", ")
-                ),
-            )
-        })?;
-        let max = (spec.max_rows > 0).then_some(spec.max_rows);
-        let (matrix, tokens) = match spec.level {
-            InputLevel::Tokens => {
-                let t = store.token_matrix(layer, max, spec.sample_seed)?;
-                let mut m = t.matrix;
-                m.row_ids = Some(
-                    t.index
-                        .cell_index
-                        .iter()
-                        .zip(&t.index.position)
-                        .map(|(c, p)| {
-                            let id = usize::try_from(*c)
-                                .ok()
-                                .and_then(|c| store.cell_ids.get(c))
-                                .cloned()
-                                .unwrap_or_else(|| c.to_string());
-                            format!("{id}:{p}")
-                        })
-                        .collect(),
-                );
-                (m, Some(t.index))
-            }
-            InputLevel::Cells => {
-                let m = store.cell_matrix(layer)?;
-                let keep = subsample_rows(m.n_rows, spec.max_rows, spec.sample_seed);
-                let m = if keep.len() < m.n_rows {
-                    m.select_rows(&keep)
-                } else {
-                    m
-                };
-                (m, None)
-            }
-        };
-        if matrix.n_rows == 0 {
-            return Err(Error::input(
-                path,
-                format!("no {} activations for layer {layer}", spec.level),
-            ));
-        }
-        matrix.check_finite(path)?;
-        return Ok(Inputs {
-            matrix,
-            tokens,
-            source: SourceInfo {
-                kind: "activations".into(),
-                path: path.display().to_string(),
-                layer: Some(layer.to_string()),
-                model: store.manifest.model.clone(),
-                data: store.manifest.data.clone(),
-            },
-            level: spec.level,
-        });
+    if path.is_dir() && spec.level == InputLevel::Tokens {
+        return read_token_inputs(spec);
     }
-    let m = read_matrix(path, spec.key)?;
+    let cells = read_cells(path, spec.layer, spec.key)?;
+    let m = cells.matrix;
     let keep = subsample_rows(m.n_rows, spec.max_rows, spec.sample_seed);
     let matrix = if keep.len() < m.n_rows {
         m.select_rows(&keep)
@@ -132,13 +71,45 @@ pub fn read_inputs(spec: &InputSpec<'_>) -> Result<Inputs> {
     Ok(Inputs {
         matrix,
         tokens: None,
-        source: SourceInfo {
-            kind: "matrix".into(),
-            path: path.display().to_string(),
-            layer: spec.layer.map(str::to_string),
-            model: serde_json::Value::Null,
-            data: serde_json::Value::Null,
-        },
+        source: cells.provenance,
+        level: spec.level,
+    })
+}
+
+/// The per-token activations of one layer of an extraction folder, row ids `cell:position`.
+fn read_token_inputs(spec: &InputSpec<'_>) -> Result<Inputs> {
+    let path = spec.path;
+    let store = ActivationStore::open(path)?;
+    let layer = require_layer(&store, spec.layer)?;
+    let max = (spec.max_rows > 0).then_some(spec.max_rows);
+    let t = store.token_matrix(layer, max, spec.sample_seed)?;
+    let mut matrix = t.matrix;
+    matrix.row_ids = Some(
+        t.index
+            .cell_index
+            .iter()
+            .zip(&t.index.position)
+            .map(|(c, p)| {
+                let id = usize::try_from(*c)
+                    .ok()
+                    .and_then(|c| store.cell_ids.get(c))
+                    .cloned()
+                    .unwrap_or_else(|| c.to_string());
+                format!("{id}:{p}")
+            })
+            .collect(),
+    );
+    if matrix.n_rows == 0 {
+        return Err(Error::input(
+            path,
+            format!("no {} activations for layer {layer}", spec.level),
+        ));
+    }
+    matrix.check_finite(path)?;
+    Ok(Inputs {
+        matrix,
+        tokens: Some(t.index),
+        source: Provenance::of_store(&store, layer),
         level: spec.level,
     })
 }

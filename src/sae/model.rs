@@ -4,8 +4,10 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 
+use crate::activations::Provenance;
+use crate::data::DenseMatrix;
 use crate::error::{Error, Result};
-use crate::io::matrix::DenseMatrix;
+use crate::sae::config::{Arch, Phase};
 use crate::sae::kernel::{activate, decode, pre_activations, ParamsView, Sparsifier};
 use crate::sae::saelens::{self, SaeConfig, SaeTensors};
 use crate::sae::zscore;
@@ -103,9 +105,23 @@ impl Sae {
         self.dir.clone().unwrap_or_else(|| PathBuf::from("<sae>"))
     }
 
-    /// The inference-time sparsifier for this architecture.
+    /// The architecture named in `cfg.json` (parsed by [`Arch::from_saved`]).
+    pub fn arch(&self) -> Result<Arch> {
+        Arch::from_saved(&self.cfg.architecture).ok_or_else(|| {
+            Error::input(
+                self.origin(),
+                format!(
+                    "cfg.json: unsupported architecture '{}' (expected standard, topk, batchtopk or jumprelu)",
+                    self.cfg.architecture
+                ),
+            )
+        })
+    }
+
+    /// The inference-time sparsifier for this architecture ([`Arch::sparsifier`]).
     pub fn sparsifier(&self) -> Result<Sparsifier<'_>> {
-        let k = || -> Result<usize> {
+        let arch = self.arch()?;
+        let k = if arch.uses_k() {
             self.cfg
                 .activation_fn_kwargs
                 .get("k")
@@ -113,26 +129,21 @@ impl Sae {
                 .map(|k| k as usize)
                 .filter(|&k| k >= 1)
                 .ok_or_else(|| {
-                    Error::input(self.origin(), "cfg.json: activation_fn_kwargs.k is missing")
-                })
+                    Error::input(
+                        self.origin(),
+                        "cfg.json: activation_fn_kwargs.k must be a whole number of at least 1",
+                    )
+                })?
+        } else {
+            0
         };
-        match self.cfg.architecture.as_str() {
-            "standard" => Ok(Sparsifier::Relu),
-            "topk" => Ok(Sparsifier::TopK(k()?)),
-            "batchtopk" | "jumprelu" => match &self.threshold {
-                Some(th) => Ok(Sparsifier::Threshold(th)),
-                None => Err(Error::input(
+        arch.sparsifier(k, self.threshold.as_deref(), Phase::Inference)
+            .ok_or_else(|| {
+                Error::input(
                     self.origin(),
-                    format!("{} SAE without a 'threshold' tensor", self.cfg.architecture),
-                )),
-            },
-            other => Err(Error::input(
-                self.origin(),
-                format!(
-                    "unsupported architecture '{other}' (expected standard, topk or batchtopk)"
-                ),
-            )),
-        }
+                    format!("{arch} SAE without a 'threshold' tensor"),
+                )
+            })
     }
 
     fn check_width(&self, n_cols: usize, what: &str) -> Result<()> {
@@ -213,50 +224,21 @@ impl Sae {
         Ok(out)
     }
 
+    /// Where the SAE's training activations came from (`cfg.json`'s `scsae.source`).
+    pub fn provenance(&self) -> &Provenance {
+        &self.cfg.scsae.source
+    }
+
     /// The layer the SAE was trained on (`"11"`, `"cls"`, ...), when known.
     pub fn source_layer(&self) -> Option<String> {
-        self.cfg.scsae.source.layer.clone()
+        self.provenance().layer.clone()
     }
 
-    /// The extraction's model description the SAE was trained on (null for a matrix file).
-    pub fn source_model(&self) -> &serde_json::Value {
-        &self.cfg.scsae.source.model
-    }
-
-    /// The extraction's data description the SAE was trained on (null for a matrix file).
-    pub fn source_data(&self) -> &serde_json::Value {
-        &self.cfg.scsae.source.data
-    }
-
-    /// Error unless activations from `model` at `layer` match what the SAE was trained on. Unknown
-    /// values on either side (a matrix file) are accepted.
-    pub fn check_source(
-        &self,
-        model: &serde_json::Value,
-        layer: Option<&str>,
-        what: &Path,
-    ) -> Result<()> {
-        if let (Some(mine), Some(theirs)) = (self.source_layer(), layer) {
-            if mine != theirs {
-                return Err(Error::input(
-                    what,
-                    format!(
-                        "layer {theirs} requested, but the SAE in {} was trained on layer {mine}",
-                        self.origin().display()
-                    ),
-                ));
-            }
-        }
-        let mine = self.source_model();
-        if !mine.is_null() && !model.is_null() && mine != model {
-            return Err(Error::input(
-                what,
-                format!(
-                    "activations come from another model than the SAE in {} was trained on",
-                    self.origin().display()
-                ),
-            ));
-        }
-        Ok(())
+    /// Error (naming `what`, the other side's file) unless activations from `other` can be encoded
+    /// by this SAE ([`Provenance::check_matches`]: same layer and scGPT model where both are known).
+    pub fn check_source(&self, other: &Provenance, what: &Path) -> Result<()> {
+        let mine = format!("the SAE in {}", self.origin().display());
+        let theirs = format!("the activations ({})", other.path.display());
+        self.provenance().check_matches(other, &mine, &theirs, what)
     }
 }

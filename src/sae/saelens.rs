@@ -11,6 +11,7 @@ use std::path::Path;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
+use crate::activations::Provenance;
 use crate::error::{Error, IoContext, Result};
 use crate::io::atomic::{write_bytes_atomic, write_json_atomic};
 use crate::io::matrix::{f32_bytes, tensor_to_f32};
@@ -23,22 +24,6 @@ pub const WEIGHTS_FILE: &str = "sae_weights.safetensors";
 pub const CFG_FILE: &str = "cfg.json";
 /// Format tag in `cfg.json`'s `scsae.format`.
 pub const FORMAT: &str = "scsae-sae/1";
-
-/// Where the training activations came from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(default)]
-pub struct SourceInfo {
-    /// `"activations"` (an extraction folder) or `"matrix"` (a matrix file).
-    pub kind: String,
-    /// The folder or file given to `--activations`.
-    pub path: String,
-    /// Layer name (`"11"`, `"embeddings"`, `"cls"`), when known.
-    pub layer: Option<String>,
-    /// The extraction manifest's model description (null for a matrix file).
-    pub model: serde_json::Value,
-    /// The extraction manifest's data description (null for a matrix file).
-    pub data: serde_json::Value,
-}
 
 /// The `scsae` object inside `cfg.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -53,7 +38,7 @@ pub struct ScsaeInfo {
     /// Tokens or cells.
     pub level: InputLevel,
     /// Activation source.
-    pub source: SourceInfo,
+    pub source: Provenance,
     /// Number of training inputs after subsampling.
     pub n_train_inputs: usize,
     /// Final metrics on the training inputs.

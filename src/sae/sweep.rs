@@ -8,6 +8,7 @@ use polars::prelude::*;
 
 use crate::activations::ActivationStore;
 use crate::error::{Error, Result};
+use crate::io::lock::OutputLock;
 use crate::io::table::write_table;
 use crate::plot::{save_figure, Figure, FONT};
 use crate::runtime::Runtime;
@@ -100,12 +101,20 @@ pub fn run_sweep(
             ));
         }
     }
+    let mut names = std::collections::BTreeSet::new();
     for layer in &spec.layers {
         for cfg in &cfgs {
             cfg.validate(store.manifest.d_model, 1)?;
-            check_out_dir(&out.join(run_name(layer, cfg)), cfg, opts.resume)?;
+            let name = run_name(layer, cfg);
+            if !names.insert(name.clone()) {
+                return Err(Error::invalid(format!(
+                    "run {name} is listed twice: --layers, --lambdas and --ks must not repeat a value"
+                )));
+            }
+            check_out_dir(&out.join(&name), cfg, opts.resume)?;
         }
     }
+    let _lock = OutputLock::acquire(out)?;
     let mut rows = Vec::new();
     for layer in &spec.layers {
         let inputs = read_inputs(&InputSpec {

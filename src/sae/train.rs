@@ -14,7 +14,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::io::atomic::write_json_atomic;
 use crate::runtime::Runtime;
 use crate::sae::checkpoint::{self, EpochLog, StateMeta, TrainState, CHECKPOINT_FILE};
-use crate::sae::config::{Arch, InputLevel, TrainConfig};
+use crate::sae::config::{Arch, InputLevel, Phase, TrainConfig};
 use crate::sae::input::Inputs;
 use crate::sae::kernel::{loss_and_grads, Sparsifier};
 use crate::sae::metrics::{evaluate, Metrics};
@@ -102,12 +102,10 @@ fn read_metrics(dir: &Path) -> Result<RunMetrics> {
     crate::io::json::read_json(&p, "metrics")
 }
 
-fn train_sparsifier(cfg: &TrainConfig) -> Sparsifier<'static> {
-    match cfg.arch {
-        Arch::Standard => Sparsifier::Relu,
-        Arch::Topk => Sparsifier::TopK(cfg.k),
-        Arch::Batchtopk => Sparsifier::BatchTopK(cfg.k),
-    }
+fn train_sparsifier(cfg: &TrainConfig) -> Result<Sparsifier<'static>> {
+    cfg.arch
+        .sparsifier(cfg.k, None, Phase::Training)
+        .ok_or_else(|| Error::invalid(format!("{} SAEs cannot be trained", cfg.arch)))
 }
 
 fn epoch_rng(seed: u64, stream: u64) -> ChaCha8Rng {
@@ -168,7 +166,7 @@ pub fn train_step(
         &state.params.view(),
         batch,
         n,
-        train_sparsifier(cfg),
+        train_sparsifier(cfg)?,
         lambda,
         cfg.loss,
     )?;
@@ -317,7 +315,7 @@ pub fn train_partial(
     bar.set_position(state.meta.step as u64);
     let start_epoch = state.meta.epoch;
     let t0 = std::time::Instant::now();
-    let sparsifier = train_sparsifier(cfg);
+    let sparsifier = train_sparsifier(cfg)?;
     let mut batch = vec![0f32; bs * d];
     for epoch in start_epoch..cfg.epochs {
         bar.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
@@ -391,11 +389,10 @@ pub fn train_partial(
 
     let threshold = (cfg.arch == Arch::Batchtopk)
         .then(|| vec![state.meta.threshold().unwrap_or(0.0).max(0.0); m]);
-    let eval_sparsifier = match (&threshold, cfg.arch) {
-        (Some(th), _) => Sparsifier::Threshold(th),
-        (None, Arch::Topk) => Sparsifier::TopK(cfg.k),
-        _ => Sparsifier::Relu,
-    };
+    let eval_sparsifier = cfg
+        .arch
+        .sparsifier(cfg.k, threshold.as_deref(), Phase::Inference)
+        .ok_or_else(|| Error::invalid(format!("{} SAE without a threshold", cfg.arch)))?;
     let metrics = evaluate(
         dev,
         &state.params.view(),
@@ -417,21 +414,16 @@ pub fn train_partial(
         d_in: d,
         d_sae: m,
         architecture: cfg.arch.to_string(),
-        activation_fn_str: if cfg.arch == Arch::Topk {
-            "topk"
-        } else {
-            "relu"
-        }
-        .into(),
-        activation_fn_kwargs: if cfg.arch == Arch::Standard {
-            serde_json::json!({})
-        } else {
+        activation_fn_str: cfg.arch.activation_fn_str().into(),
+        activation_fn_kwargs: if cfg.arch.uses_k() {
             serde_json::json!({ "k": cfg.k })
+        } else {
+            serde_json::json!({})
         },
         hook_name,
         hook_layer,
         model_name,
-        dataset_path: inputs.source.path.clone(),
+        dataset_path: inputs.source.path.display().to_string(),
         scsae: ScsaeInfo {
             format: FORMAT.into(),
             software_version: env!("CARGO_PKG_VERSION").into(),

@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::activations::{Manifest, StoreWriter, TokenIndex, FORMAT};
 use crate::data::Dataset;
+use crate::data::DenseMatrix;
 use crate::error::{Error, Result};
-use crate::io::matrix::DenseMatrix;
 use crate::runtime::Runtime;
 use crate::scgpt::checkpoint::Scgpt;
 use crate::scgpt::layers::{site_name, LayerSelection};

@@ -85,16 +85,25 @@ impl GeneMatch {
         self.vocab_ids.len()
     }
 
-    /// A warning when few genes matched (under half of the data's genes, or under 500).
+    /// A warning when few genes matched: under half of the data's genes (the symbols are probably
+    /// not human gene symbols), or under 500 genes in all (too few for scGPT's context).
     pub fn warning(&self) -> Option<String> {
         let n = self.n_genes();
-        if self.n_matched > 0 && (2 * self.n_matched < n || self.n_matched < 500) {
+        if self.n_matched == 0 {
+            None
+        } else if 2 * self.n_matched < n {
             Some(format!(
                 "only {} of {} genes are in the model vocabulary (e.g. not found: {}); \
                  check that the genes are human gene symbols, or pick the symbol column with --gene-key",
                 self.n_matched,
                 n,
                 self.unmatched_examples.join(", ")
+            ))
+        } else if self.n_matched < 500 {
+            Some(format!(
+                "only {} genes are in the model vocabulary ({} in the data); scGPT's cell embeddings \
+                 are meant for whole transcriptomes (thousands of genes)",
+                self.n_matched, n
             ))
         } else {
             None

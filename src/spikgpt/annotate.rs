@@ -5,6 +5,7 @@
 
 use candle_core::Tensor;
 
+use super::activity::ForwardStats;
 use super::calibration::{distances, knn_baseline, score_cells, Rule};
 use super::energy::{energy_report, EnergyReport};
 use super::layers::Pass;
@@ -13,7 +14,6 @@ use super::metrics::{argmax, max_per_row, UNKNOWN};
 use super::model::SpikGpt;
 use super::novelty::{softmax_t, Score};
 use super::predictions::PredictionTable;
-use super::stats::ForwardStats;
 use crate::error::{Error, Result};
 use crate::io::atomic::write_json_atomic;
 

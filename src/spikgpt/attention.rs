@@ -8,11 +8,11 @@
 use candle_core::Tensor;
 use rand_chacha::ChaCha8Rng;
 
+use super::activity::AttentionRecord;
 use super::config::ModelConfig;
 use super::layers::{LinearBnLif, Pass};
 use super::lif::lif_multistep;
 use super::params::ParamStore;
-use super::stats::AttentionRecord;
 use crate::error::Result;
 
 /// One SSA layer.

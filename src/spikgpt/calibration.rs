@@ -29,8 +29,9 @@ use super::novelty::{
     confidence, fit_temperature, keep_threshold, knn_classify, knn_mean_distance,
     per_class_thresholds, select_score, softmax_t, Combiner, LotoFold, Score, ScoreInputs,
 };
+use crate::data::DenseMatrix;
 use crate::error::{Error, Result};
-use crate::io::matrix::{read_matrix, DenseMatrix};
+use crate::io::matrix::read_matrix;
 
 /// Format tag of `calibration.json`.
 pub const CALIBRATION_FORMAT: &str = "spikgpt-calibration/1";

@@ -194,7 +194,10 @@ impl ModelConfig {
         }
         if self.lif.tau <= 1.0 && self.lif.decay_input {
             // tau <= 1 makes the membrane overshoot; SpikingJelly requires tau > 1.
-            return Err(Error::invalid(format!("tau {} must be > 1", self.lif.tau)));
+            return Err(Error::invalid(format!(
+                "--tau {} must be > 1",
+                self.lif.tau
+            )));
         }
         if self.lif.v_threshold <= 0.0 || self.attn_threshold <= 0.0 {
             return Err(Error::invalid("thresholds must be positive"));

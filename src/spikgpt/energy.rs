@@ -15,7 +15,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::stats::ForwardStats;
+use super::activity::ForwardStats;
 
 /// Energy per accumulate (pJ).
 pub const E_AC_PJ: f64 = 0.9;
@@ -151,7 +151,7 @@ impl EnergyReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spikgpt::stats::{AttentionRecord, LinearRecord, SpikeRecord};
+    use crate::spikgpt::activity::{AttentionRecord, LinearRecord, SpikeRecord};
 
     #[test]
     fn hand_counted_operations() {

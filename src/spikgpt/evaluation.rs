@@ -46,6 +46,8 @@ pub struct EvaluateOptions {
     pub out_dir: Option<PathBuf>,
     /// Report file stem.
     pub stem: String,
+    /// Overwrite an existing report with this stem.
+    pub force: bool,
 }
 
 /// A label map: query type -> the model's type, or `None` for a type absent from the reference.
@@ -116,6 +118,27 @@ pub fn read_label_map(path: &Path, classes: &[String]) -> Result<LabelMap> {
 
 /// Evaluate and write the report files; returns the report.
 pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluationReport> {
+    if opts.stem.is_empty()
+        || opts.stem.contains(['/', '\\'])
+        || opts.stem == "."
+        || opts.stem == ".."
+    {
+        return Err(Error::invalid(format!(
+            "--stem '{}' must be a plain file name (no folders; use --out-dir)",
+            opts.stem
+        )));
+    }
+    let out_dir = match &opts.out_dir {
+        Some(d) => d.clone(),
+        None => split_stem(&opts.predictions).0,
+    };
+    crate::io::atomic::check_new_output(
+        &[
+            &out_dir.join(format!("{}.json", opts.stem)),
+            &out_dir.join(format!("{}.txt", opts.stem)),
+        ],
+        opts.force,
+    )?;
     if let Some(t) = opts.threshold {
         super::calibration::check_threshold(t)?;
     }
@@ -299,10 +322,6 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluationReport> {
         batches.as_deref(),
         spiking,
     );
-    let out_dir = match &opts.out_dir {
-        Some(d) => d.clone(),
-        None => split_stem(&opts.predictions).0,
-    };
     report.write(&out_dir, &opts.stem)?;
     Ok(report)
 }

@@ -1,28 +1,11 @@
 //! Inputs: cell embeddings (an extraction store folder or a matrix file) and labels joined by cell id.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
-use crate::activations::ActivationStore;
+use crate::activations::{read_cells, Provenance};
+use crate::data::DenseMatrix;
 use crate::data::{load, LoadOptions};
 use crate::error::{Error, Result};
-use crate::io::matrix::{read_matrix, DenseMatrix};
-
-/// Where embeddings came from (saved in the model's `config.json`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct EmbeddingSource {
-    /// The path given.
-    pub path: PathBuf,
-    /// The store's cell matrix used (`cls` or a layer), when the path is an extraction store.
-    pub layer: Option<String>,
-    /// The store manifest's model description, when from a store.
-    pub model: Option<serde_json::Value>,
-    /// The store manifest's data description, when from a store.
-    pub data: Option<serde_json::Value>,
-}
 
 /// Cell embeddings with their provenance.
 #[derive(Debug, Clone)]
@@ -30,46 +13,20 @@ pub struct Embeddings {
     /// Cells x dims, row ids = cell ids when known.
     pub matrix: DenseMatrix,
     /// Provenance.
-    pub source: EmbeddingSource,
+    pub source: Provenance,
 }
 
 /// Read embeddings from an extraction store folder (`layer` = `cls` or a layer name) or from a
 /// `.safetensors` / `.npy` / `.csv` / `.tsv` / `.parquet` matrix. Non-finite values and duplicate cell
 /// ids are errors naming the file.
 pub fn load_embeddings(path: &Path, layer: &str) -> Result<Embeddings> {
-    let (matrix, source) = if path.is_dir() {
-        let store = ActivationStore::open(path)?;
-        let m = store.cell_matrix(layer)?;
-        let source = EmbeddingSource {
-            path: path.to_path_buf(),
-            layer: Some(layer.to_string()),
-            model: Some(store.manifest.model.clone()),
-            data: Some(store.manifest.data.clone()),
-        };
-        (m, source)
-    } else {
-        let m = read_matrix(path, None)?;
-        (
-            m,
-            EmbeddingSource {
-                path: path.to_path_buf(),
-                ..EmbeddingSource::default()
-            },
-        )
-    };
-    matrix.check_finite(path)?;
-    if let Some(ids) = &matrix.row_ids {
-        let mut seen = HashMap::with_capacity(ids.len());
-        for (i, id) in ids.iter().enumerate() {
-            if let Some(j) = seen.insert(id.as_str(), i) {
-                return Err(Error::input(
-                    path,
-                    format!("cell id '{id}' appears twice (rows {j} and {i})"),
-                ));
-            }
-        }
-    }
-    Ok(Embeddings { matrix, source })
+    // a matrix file has no layers: `layer` (default `cls`) applies to extraction folders only
+    let layer = path.is_dir().then_some(layer);
+    let cells = read_cells(path, layer, None)?;
+    Ok(Embeddings {
+        matrix: cells.matrix,
+        source: cells.provenance,
+    })
 }
 
 /// The cell ids of `m`, or `cell_<row>` when the matrix has none.

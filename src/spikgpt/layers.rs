@@ -8,11 +8,11 @@ use candle_core::{Tensor, Var};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use super::activity::{ForwardStats, LinearRecord};
 use super::config::LifConfig;
 use super::dropout::{keep_scale, DropMask};
 use super::lif::{lif_multistep, FireMode};
 use super::params::ParamStore;
-use super::stats::{ForwardStats, LinearRecord};
 use crate::error::Result;
 
 /// Settings of one forward pass.

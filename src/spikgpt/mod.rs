@@ -20,6 +20,7 @@
 //! # let _ = calls; Ok(()) }
 //! ```
 
+pub mod activity;
 pub mod annotate;
 pub mod attention;
 pub mod baseline;
@@ -42,7 +43,6 @@ pub mod predictions;
 pub mod rejection;
 pub mod report;
 pub mod split;
-pub mod stats;
 pub mod token_tail;
 pub mod train;
 pub mod training_report;

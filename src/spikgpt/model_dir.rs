@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::baseline::LogReg;
 use super::calibration::Calibration;
 use super::config::{ModelConfig, TrainConfig};
-use super::inputs::EmbeddingSource;
 use super::model::SpikGpt;
+use crate::activations::Provenance;
 use crate::error::{Error, Result};
 use crate::io::atomic::write_json_atomic;
 use crate::runtime::Runtime;
@@ -40,7 +40,7 @@ pub struct ModelFile {
     /// Class names, index order of the logits (also in `labels.json`).
     pub labels: Vec<String>,
     /// Where the training embeddings came from.
-    pub embedding: EmbeddingSource,
+    pub embedding: Provenance,
     /// Label column used.
     pub label_key: String,
     /// Cell types removed from training (`--hold-out`).
@@ -61,7 +61,7 @@ pub struct CalibrationData {
     /// `calibration.json`.
     pub calibration: Calibration,
     /// Training embeddings (`reference.safetensors`).
-    pub reference: crate::io::matrix::DenseMatrix,
+    pub reference: crate::data::DenseMatrix,
     /// Their classes.
     pub targets: Vec<usize>,
 }

@@ -495,7 +495,7 @@ impl Score {
             .ok_or_else(|| {
                 let names: Vec<&str> = Score::ALL.iter().map(|sc| sc.name()).collect();
                 Error::invalid(format!(
-                    "unknown novelty score `{s}` (expected one of: {})",
+                    "--score: unknown novelty score `{s}` (expected one of: {})",
                     names.join(", ")
                 ))
             })

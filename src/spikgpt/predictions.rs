@@ -193,6 +193,26 @@ impl PredictionTable {
     }
 }
 
+/// Error unless `out` names a table the way the tables are written: `<stem>.csv` or
+/// `<stem>.parquet` (both files are written, beside each other), and, unless `force`, neither
+/// exists yet.
+pub fn check_table_out(out: &Path, force: bool) -> Result<()> {
+    let ext = out
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("csv" | "parquet") => crate::io::atomic::check_new_output(
+            &[&out.with_extension("csv"), &out.with_extension("parquet")],
+            force,
+        ),
+        _ => Err(Error::input(
+            out,
+            "--out must end in .csv or .parquet (the table is written as <stem>.csv and <stem>.parquet)",
+        )),
+    }
+}
+
 /// `(folder, stem)` of an output path like `out/predictions.csv`.
 pub fn split_stem(out: &Path) -> (PathBuf, String) {
     let dir = match out.parent() {

@@ -21,16 +21,16 @@ use super::annotate::{predict_logits, predict_proba};
 use super::baseline::{LogReg, LogRegConfig};
 use super::calibration::{self, Calibration, CalibrationOptions, FitInputs};
 use super::config::{ModelConfig, TrainConfig};
-use super::inputs::EmbeddingSource;
 use super::layers::Pass;
 use super::lif::FireMode;
 use super::model::SpikGpt;
 use super::model_dir::{write_model_file, ModelFile, BASELINE_FILE, MODEL_FORMAT, WEIGHTS_FILE};
 use super::optim::{cosine_lr, Sgd};
 use super::split::stratified_split;
+use crate::activations::Provenance;
+use crate::data::DenseMatrix;
 use crate::error::{Error, IoContext, Result};
 use crate::io::atomic::{write_bytes_atomic, write_json_atomic};
-use crate::io::matrix::DenseMatrix;
 use crate::runtime::Runtime;
 
 /// Labelled embeddings to train on.
@@ -49,7 +49,7 @@ pub struct TrainData {
     /// Label column.
     pub label_key: String,
     /// Provenance of the embeddings.
-    pub embedding: EmbeddingSource,
+    pub embedding: Provenance,
 }
 
 /// What to train and how.

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::activity::ForwardStats;
 use super::annotate::{annotate, load_model_dir, resolve_rule};
 use super::calibration::Calibration;
 use super::energy::energy_report;
 use super::plots::CurvePlot;
 use super::report::{build_report, EvaluationReport, ModelOutputs};
-use super::stats::ForwardStats;
 use super::train::{gather, train, EpochRecord, TrainData, TrainOptions};
 use crate::error::Result;
 use crate::plot::save_figure;

@@ -6,8 +6,8 @@ use assert_cmd::Command;
 use predicates::prelude::*;
 use scsae::analysis::fit_pca;
 use scsae::analysis::PcaSolver;
+use scsae::data::DenseMatrix;
 use scsae::data::{load, LoadOptions};
-use scsae::io::matrix::DenseMatrix;
 
 use crate::common::root;
 

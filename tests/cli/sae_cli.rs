@@ -5,7 +5,8 @@ use std::path::Path;
 
 use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
-use scsae::io::matrix::{read_matrix, DenseMatrix};
+use scsae::data::DenseMatrix;
+use scsae::io::matrix::read_matrix;
 use scsae::sae::Sae;
 
 use crate::common::sae::{planted, read_raw, write_store};

@@ -9,7 +9,8 @@
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
-use scsae::io::matrix::{read_matrix, DenseMatrix};
+use scsae::data::DenseMatrix;
+use scsae::io::matrix::read_matrix;
 use serde_json::Value;
 
 use crate::common::json;

@@ -6,7 +6,7 @@ use std::path::Path;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use scsae::activations::{Manifest, StoreWriter, TokenIndex, FORMAT};
-use scsae::io::matrix::DenseMatrix;
+use scsae::data::DenseMatrix;
 
 /// Standard normal by Box-Muller.
 pub fn normal(rng: &mut ChaCha8Rng) -> f64 {

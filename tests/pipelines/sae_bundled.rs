@@ -2,8 +2,9 @@
 //! `raw.X`) trains, beats the trivial mean reconstruction, and encodes cells with their ids.
 
 use assert_cmd::Command;
+use scsae::data::DenseMatrix;
 use scsae::data::{load, LoadOptions, MatrixLayer};
-use scsae::io::matrix::{read_matrix, DenseMatrix};
+use scsae::io::matrix::read_matrix;
 
 #[test]
 fn sae_on_pbmc_cells_end_to_end() {

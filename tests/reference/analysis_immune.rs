@@ -7,8 +7,8 @@ use std::path::Path;
 use scsae::analysis::gmt::read_gene_sets;
 use scsae::analysis::pipeline::{analyze_features, select_columns, AnalysisContext};
 use scsae::analysis::{fit_pca, AnalysisConfig, Direction, PcaSolver};
+use scsae::data::DenseMatrix;
 use scsae::data::{load, LoadOptions};
-use scsae::io::matrix::DenseMatrix;
 
 const B_MARKERS: [&str; 6] = ["CD79A", "CD79B", "MS4A1", "CD19", "BANK1", "PAX5"];
 

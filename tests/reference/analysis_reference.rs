@@ -8,9 +8,9 @@ use scsae::analysis::correlation::pearson_matrix;
 use scsae::analysis::enrichment::{enrich, Background};
 use scsae::analysis::gmt::ResolvedSet;
 use scsae::analysis::pca::{fit_pca, PcaSolver};
-use scsae::analysis::stats::{benjamini_hochberg, fisher_greater};
 use scsae::data::CsrMatrix;
-use scsae::io::matrix::DenseMatrix;
+use scsae::data::DenseMatrix;
+use scsae::stats::{benjamini_hochberg, fisher_greater};
 use serde_json::Value;
 
 use crate::common::{f32s, f64s};

@@ -132,12 +132,23 @@ fn issue_numbers_hold() {
 
 #[test]
 fn gene_key_picks_a_var_column_and_unknown_key_is_an_error() {
-    let opts = LoadOptions {
+    // a numeric var column has repeated values: refused as duplicate symbols unless made unique
+    let mut opts = LoadOptions {
         gene_key: Some("n_cells_by_counts".into()),
         ..Default::default()
     };
+    let e = load(&root().join("data/immune1000.h5ad"), &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("appears twice") && e.contains("--make-unique"),
+        "{e}"
+    );
+    opts.make_unique = true;
     let ds = load(&root().join("data/immune1000.h5ad"), &opts).unwrap();
     assert!(ds.gene_symbols[0].parse::<f64>().is_ok());
+    let unique: std::collections::HashSet<_> = ds.gene_symbols.iter().collect();
+    assert_eq!(unique.len(), ds.gene_symbols.len());
     let opts = LoadOptions {
         gene_key: Some("nope".into()),
         ..Default::default()

@@ -2,11 +2,11 @@
 //! atoms recover the atoms (L1, TopK, BatchTopK); L1 warm-up and dead-feature resampling act as
 //! documented.
 
-use scsae::io::matrix::DenseMatrix;
+use scsae::activations::Provenance;
+use scsae::data::DenseMatrix;
 use scsae::runtime::Runtime;
 use scsae::sae::config::{Arch, InputLevel, TrainConfig};
 use scsae::sae::input::Inputs;
-use scsae::sae::saelens::SourceInfo;
 use scsae::sae::train::{train, TrainOptions, TrainedRun};
 
 use crate::common::sae::{fraction_recovered, planted};
@@ -15,7 +15,7 @@ fn inputs(m: DenseMatrix) -> Inputs {
     Inputs {
         matrix: m,
         tokens: None,
-        source: SourceInfo::default(),
+        source: Provenance::default(),
         level: InputLevel::Tokens,
     }
 }

@@ -4,14 +4,14 @@
 use candle_core::Device;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use scsae::activations::Provenance;
+use scsae::spikgpt::activity::ForwardStats;
 use scsae::spikgpt::annotate::predict_proba;
 use scsae::spikgpt::config::{ModelConfig, TrainConfig};
-use scsae::spikgpt::inputs::EmbeddingSource;
 use scsae::spikgpt::layers::Pass;
 use scsae::spikgpt::lif::FireMode;
 use scsae::spikgpt::model::SpikGpt;
 use scsae::spikgpt::optim::Sgd;
-use scsae::spikgpt::stats::ForwardStats;
 use scsae::spikgpt::train::{train, TrainData, TrainOptions};
 use scsae::Runtime;
 
@@ -264,7 +264,7 @@ fn data(x: Vec<f32>, labels: Vec<String>, k: usize) -> TrainData {
         labels,
         label_source: "planted".into(),
         label_key: "type".into(),
-        embedding: EmbeddingSource::default(),
+        embedding: Provenance::default(),
     }
 }
 

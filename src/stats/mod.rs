@@ -1,6 +1,10 @@
-//! Shared rank statistics: midranks, the AUROC (one implementation for the analysis, the annotator's
-//! rejection reports and the calibration) and the median. Fisher's exact test and Benjamini-Hochberg
-//! live with the enrichment (`analysis::stats`).
+//! Shared statistics: midranks, the AUROC (one implementation for the analysis, the annotator's
+//! rejection reports and the calibration), the median, and ([`fisher`]) the exact one-sided Fisher
+//! test with Benjamini-Hochberg used by the enrichment.
+
+pub mod fisher;
+
+pub use fisher::{benjamini_hochberg, fisher_greater, hypergeom_ln_sf_ge, FisherResult};
 
 /// Values that can be ranked: a total order for sorting, and equality for ties (so that `-0.0` and
 /// `0.0` tie, as in scipy's `rankdata`).

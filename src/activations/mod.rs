@@ -28,10 +28,18 @@ use rand_chacha::ChaCha8Rng;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
+use crate::data::DenseMatrix;
 use crate::error::{Error, IoContext, Result};
 use crate::io::atomic::{write_bytes_atomic, write_json_atomic};
 use crate::io::json::read_json;
-use crate::io::matrix::{f32_bytes, tensor_to_f32, DenseMatrix};
+use crate::io::lock::{remove_stale_temporaries, OutputLock};
+use crate::io::matrix::{f32_bytes, tensor_to_f32};
+
+mod provenance;
+mod source;
+
+pub use provenance::{Provenance, SourceKind};
+pub use source::{check_unique_ids, read_cells, require_layer, CellMatrix};
 
 /// Version tag written into every manifest.
 pub const FORMAT: &str = "scsae-activations/1";
@@ -124,6 +132,7 @@ impl Manifest {
 pub struct StoreWriter {
     dir: PathBuf,
     manifest: Manifest,
+    _lock: OutputLock,
 }
 
 impl StoreWriter {
@@ -139,12 +148,20 @@ impl StoreWriter {
         resume: bool,
     ) -> Result<(StoreWriter, BTreeSet<usize>)> {
         let mpath = dir.join("manifest.json");
+        let refuse = || {
+            Err(Error::input(
+                dir,
+                "output folder already holds an extraction; pass --resume to continue it or choose another --out",
+            ))
+        };
+        if mpath.exists() && !resume {
+            return refuse();
+        }
+        // one writer per folder; checked again under the lock (another run may have started)
+        let lock = OutputLock::acquire(dir)?;
         if mpath.exists() {
             if !resume {
-                return Err(Error::input(
-                    dir,
-                    "output folder already holds an extraction; pass --resume to continue it or choose another --out",
-                ));
+                return refuse();
             }
             let old = Manifest::read(dir)?;
             let same = old.model == manifest.model
@@ -165,10 +182,15 @@ impl StoreWriter {
                 let idx = read_i64(&dir.join(&p.file), "cell_index")?;
                 done.extend(idx.into_iter().map(|i| i as usize));
             }
+            // parts of a killed run were written as temporaries: remove them
+            for sub in ["", "cells", "tokens"] {
+                remove_stale_temporaries(&dir.join(sub))?;
+            }
             return Ok((
                 StoreWriter {
                     dir: dir.to_path_buf(),
                     manifest: old,
+                    _lock: lock,
                 },
                 done,
             ));
@@ -181,6 +203,7 @@ impl StoreWriter {
         let w = StoreWriter {
             dir: dir.to_path_buf(),
             manifest,
+            _lock: lock,
         };
         write_json_atomic(&mpath, &w.manifest)?;
         Ok((w, BTreeSet::new()))
