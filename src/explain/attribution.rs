@@ -26,7 +26,6 @@
 //! `residual = L(e) - L(e0) - sum_f a_f - a_error` is reported for every cell (0 up to rounding when
 //! normalised) with the `scale`, so the size of the correction is always visible.
 
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use super::decompose::Decomposition;
@@ -197,17 +196,8 @@ pub fn attribute(
     let n = dec.n_cells();
     let base_logits = logits(model, &dec.dict.baseline)?;
     let bs = opts.batch_size.max(1);
-    let bar = if opts.progress {
-        let b = ProgressBar::new(n as u64);
-        if let Ok(s) =
-            ProgressStyle::with_template("attributing {bar:30} {pos}/{len} cells [{elapsed}<{eta}]")
-        {
-            b.set_style(s);
-        }
-        b
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = crate::progress::bar(opts.progress, n as u64, "cells");
+    bar.set_prefix("attributing");
     let mut out = Vec::with_capacity(n);
     let mut start = 0;
     while start < n {
