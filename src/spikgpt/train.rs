@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::annotate::{predict_logits, predict_proba};
 use super::baseline::{LogReg, LogRegConfig};
 use super::calibration::{self, Calibration, CalibrationOptions, FitInputs};
+use super::checkpoint::{self, Checkpoint};
 use super::config::{ModelConfig, TrainConfig};
 use super::inputs::EmbeddingSource;
 use super::layers::Pass;
@@ -27,10 +28,19 @@ use super::model::SpikGpt;
 use super::model_dir::{write_model_file, ModelFile, BASELINE_FILE, MODEL_FORMAT, WEIGHTS_FILE};
 use super::optim::{cosine_lr, Sgd};
 use super::split::stratified_split;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::io::atomic::{write_bytes_atomic, write_json_atomic};
 use crate::io::matrix::DenseMatrix;
 use crate::runtime::Runtime;
+
+/// The checkpoint's last-epoch weights.
+const LAST_FILE: &str = "last.safetensors";
+/// The checkpoint's SGD momentum buffers.
+const MOMENTUM_FILE: &str = "momentum.safetensors";
+/// The checkpoint's best-epoch weights.
+const BEST_FILE: &str = "best.safetensors";
+/// The checkpoint's progress (`CheckpointState`).
+const STATE_FILE: &str = "state.json";
 
 /// Labelled embeddings to train on.
 #[derive(Debug, Clone)]
@@ -392,7 +402,6 @@ impl RunState {
         out: &Path,
         resume: bool,
     ) -> Result<RunState> {
-        let ckpt_dir = out.join("checkpoint");
         let mut run = RunState {
             opt: Sgd::new(tcfg.momentum, tcfg.weight_decay),
             state: CheckpointState {
@@ -405,25 +414,31 @@ impl RunState {
             },
             best_bytes: None,
         };
-        if resume && ckpt_dir.join("state.json").exists() {
-            let p = ckpt_dir.join("state.json");
-            let s: CheckpointState = crate::io::json::read_json(&p, "checkpoint")?;
-            if s.fingerprint != run.state.fingerprint {
-                return Err(Error::input(
-                    &p,
-                    "the checkpoint belongs to a different run (inputs or options changed); remove it or drop --resume",
-                ));
+        checkpoint::recover(out)?;
+        if resume {
+            if let Some(ck) = checkpoint::read(out)? {
+                run.resume_from(model, &ck)?;
             }
-            model.params.load(&ckpt_dir.join("last.safetensors"))?;
-            let mp = ckpt_dir.join("momentum.safetensors");
-            if mp.exists() {
-                run.opt.buffers = read_buffers(&mp)?;
-            }
-            let bp = ckpt_dir.join("best.safetensors");
-            run.best_bytes = Some(std::fs::read(&bp).at(&bp)?);
-            run.state = s;
         }
         Ok(run)
+    }
+
+    /// Continue from the verified checkpoint `ck`, which must belong to this run.
+    fn resume_from(&mut self, model: &SpikGpt, ck: &Checkpoint) -> Result<()> {
+        let p = ck.path(STATE_FILE);
+        let s: CheckpointState = serde_json::from_slice(ck.file(STATE_FILE)?)
+            .map_err(|e| Error::input(&p, format!("malformed checkpoint: {e}")))?;
+        if s.fingerprint != self.state.fingerprint {
+            return Err(Error::input(
+                &p,
+                "the checkpoint belongs to a different run (inputs or options changed); remove it or drop --resume",
+            ));
+        }
+        model.params.load(&ck.path(LAST_FILE))?;
+        self.opt.buffers = read_buffers(ck.file(MOMENTUM_FILE)?, &ck.path(MOMENTUM_FILE))?;
+        self.best_bytes = Some(ck.file(BEST_FILE)?.to_vec());
+        self.state = s;
+        Ok(())
     }
 
     /// Append an epoch to the curve and keep the model's weights when the epoch is the best so far:
@@ -445,18 +460,18 @@ impl RunState {
         Ok(())
     }
 
-    /// Checkpoint: last weights, momentum, best weights, state.
+    /// Checkpoint (atomically, see [`checkpoint`]): last weights, momentum, best weights, state.
     fn checkpoint(&self, model: &SpikGpt, out: &Path) -> Result<()> {
-        let ckpt_dir = out.join("checkpoint");
-        write_bytes_atomic(
-            &ckpt_dir.join("last.safetensors"),
-            &model.params.to_safetensors_bytes(HashMap::new())?,
-        )?;
-        write_buffers(&ckpt_dir.join("momentum.safetensors"), &self.opt)?;
+        let last = model.params.to_safetensors_bytes(HashMap::new())?;
+        let momentum = buffers_bytes(&self.opt)?;
+        let state = serde_json::to_vec_pretty(&self.state)
+            .map_err(|e| Error::invalid(format!("cannot serialise the checkpoint state: {e}")))?;
+        let mut files: Vec<(&str, &[u8])> = vec![(LAST_FILE, &last), (MOMENTUM_FILE, &momentum)];
         if let Some(b) = &self.best_bytes {
-            write_bytes_atomic(&ckpt_dir.join("best.safetensors"), b)?;
+            files.push((BEST_FILE, b));
         }
-        write_json_atomic(&ckpt_dir.join("state.json"), &self.state)
+        files.push((STATE_FILE, &state));
+        checkpoint::write(out, &files)
     }
 }
 
@@ -641,7 +656,8 @@ fn write_curve(out: &Path, curve: &[EpochRecord]) -> Result<()> {
     crate::io::table::write_table(&mut df, out, "training_curve")
 }
 
-fn write_buffers(path: &Path, opt: &Sgd) -> Result<()> {
+/// The momentum buffers as safetensors bytes.
+fn buffers_bytes(opt: &Sgd) -> Result<Vec<u8>> {
     use safetensors::tensor::{Dtype, TensorView};
     let bytes: Vec<(String, Vec<u8>, usize)> = opt
         .buffers
@@ -655,14 +671,12 @@ fn write_buffers(path: &Path, opt: &Sgd) -> Result<()> {
             TensorView::new(Dtype::F32, vec![*n], b).map_err(|e| Error::invalid(e.to_string()))?,
         ));
     }
-    let out = safetensors::serialize(views, Some(HashMap::new()))
-        .map_err(|e| Error::invalid(e.to_string()))?;
-    write_bytes_atomic(path, &out)
+    safetensors::serialize(views, Some(HashMap::new())).map_err(|e| Error::invalid(e.to_string()))
 }
 
-fn read_buffers(path: &Path) -> Result<std::collections::BTreeMap<String, Vec<f32>>> {
-    let bytes = std::fs::read(path).at(path)?;
-    let st = safetensors::SafeTensors::deserialize(&bytes)
+/// Momentum buffers from safetensors `bytes` (read from `path`, named in errors).
+fn read_buffers(bytes: &[u8], path: &Path) -> Result<std::collections::BTreeMap<String, Vec<f32>>> {
+    let st = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| Error::input(path, format!("not a valid safetensors file: {e}")))?;
     let mut out = std::collections::BTreeMap::new();
     for (name, view) in st.tensors() {
