@@ -118,6 +118,42 @@ pub struct Prepared {
 pub fn prepare(data: &TrainData, opts: &TrainOptions) -> Result<Prepared> {
     opts.train.validate()?;
     opts.calibration.validate()?;
+    check_data(data, &opts.hold_out)?;
+    let classes = known_classes(data, &opts.hold_out)?;
+    let class_idx: HashMap<&str, usize> = classes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.as_str(), i))
+        .collect();
+    let target: Vec<usize> = data
+        .labels
+        .iter()
+        .map(|l| class_idx.get(l.as_str()).copied().unwrap_or(usize::MAX))
+        .collect();
+    let n = data.labels.len();
+    let held_out: Vec<usize> = (0..n).filter(|&i| target[i] == usize::MAX).collect();
+    let known: Vec<usize> = (0..n).filter(|&i| target[i] != usize::MAX).collect();
+    let (train, val) = split_known(data, opts, &known)?;
+    let mut train_classes: Vec<usize> = train.iter().map(|&i| target[i]).collect();
+    train_classes.sort_unstable();
+    train_classes.dedup();
+    if train_classes.len() < 2 {
+        return Err(Error::input(
+            &data.label_source,
+            "single-class training set: the training split has fewer than 2 cell types",
+        ));
+    }
+    Ok(Prepared {
+        classes,
+        train,
+        val,
+        held_out,
+        target,
+    })
+}
+
+/// Sizes agree, every value is finite, every held-out type occurs.
+fn check_data(data: &TrainData, hold_out: &[String]) -> Result<()> {
     let n = data.labels.len();
     if data.dim == 0 || data.x.len() != n * data.dim || data.cell_ids.len() != n {
         return Err(Error::invalid(
@@ -130,7 +166,7 @@ pub fn prepare(data: &TrainData, opts: &TrainOptions) -> Result<Prepared> {
             i / data.dim.max(1)
         )));
     }
-    for h in &opts.hold_out {
+    for h in hold_out {
         if !data.labels.iter().any(|l| l == h) {
             let mut all: Vec<&String> = data.labels.iter().collect();
             all.sort();
@@ -148,10 +184,15 @@ pub fn prepare(data: &TrainData, opts: &TrainOptions) -> Result<Prepared> {
             ));
         }
     }
+    Ok(())
+}
+
+/// The classes left after the hold-out, sorted (at least 2).
+fn known_classes(data: &TrainData, hold_out: &[String]) -> Result<Vec<String>> {
     let mut classes: Vec<String> = data
         .labels
         .iter()
-        .filter(|l| !opts.hold_out.contains(l))
+        .filter(|l| !hold_out.contains(l))
         .cloned()
         .collect();
     classes.sort();
@@ -167,19 +208,17 @@ pub fn prepare(data: &TrainData, opts: &TrainOptions) -> Result<Prepared> {
             ),
         ));
     }
-    let class_idx: HashMap<&str, usize> = classes
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.as_str(), i))
-        .collect();
-    let target: Vec<usize> = data
-        .labels
-        .iter()
-        .map(|l| class_idx.get(l.as_str()).copied().unwrap_or(usize::MAX))
-        .collect();
-    let held_out: Vec<usize> = (0..n).filter(|&i| target[i] == usize::MAX).collect();
-    let known: Vec<usize> = (0..n).filter(|&i| target[i] != usize::MAX).collect();
-    let (train, val) = match &opts.query_cells {
+    Ok(classes)
+}
+
+/// The `known` rows split into (training, validation): the explicit query cells, or a stratified
+/// seeded split.
+fn split_known(
+    data: &TrainData,
+    opts: &TrainOptions,
+    known: &[usize],
+) -> Result<(Vec<usize>, Vec<usize>)> {
+    match &opts.query_cells {
         Some(ids) => {
             let set: std::collections::HashSet<&str> = ids.iter().map(|s| s.as_str()).collect();
             let present: std::collections::HashSet<&str> =
@@ -192,33 +231,17 @@ pub fn prepare(data: &TrainData, opts: &TrainOptions) -> Result<Prepared> {
             let (q, r): (Vec<usize>, Vec<usize>) = known
                 .iter()
                 .partition(|&&i| set.contains(data.cell_ids[i].as_str()));
-            (r, q)
+            Ok((r, q))
         }
         None => {
             let labels: Vec<String> = known.iter().map(|&i| data.labels[i].clone()).collect();
             let (tr, va) = stratified_split(&labels, opts.train.train_fraction, opts.train.seed);
-            (
+            Ok((
                 tr.into_iter().map(|j| known[j]).collect(),
                 va.into_iter().map(|j| known[j]).collect(),
-            )
+            ))
         }
-    };
-    let mut train_classes: Vec<usize> = train.iter().map(|&i| target[i]).collect();
-    train_classes.sort_unstable();
-    train_classes.dedup();
-    if train_classes.len() < 2 {
-        return Err(Error::input(
-            &data.label_source,
-            "single-class training set: the training split has fewer than 2 cell types",
-        ));
     }
-    Ok(Prepared {
-        classes,
-        train,
-        val,
-        held_out,
-        target,
-    })
 }
 
 /// Rows `idx` of the row-major matrix.
