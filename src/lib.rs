@@ -48,6 +48,7 @@
 //! - [`sae`]: sparse autoencoders: training, sweeps, metrics, the saved SAELens-style format.
 //! - [`analysis`]: AUROC, gene attribution, enrichment, PCA baseline and reports for features.
 //! - [`io`], [`plot`]: file formats, atomic output, figures.
+//! - [`progress`]: the one progress-bar style of the long loops.
 //! - [`spikgpt`]: the spiking self-attention annotator (train, annotate, evaluate).
 //! - [`stats`]: midranks, AUROC, median, Fisher's exact test and Benjamini-Hochberg, shared by the
 //!   analysis, the annotator and the explanations.
@@ -60,6 +61,7 @@ pub mod error;
 pub mod explain;
 pub mod io;
 pub mod plot;
+pub mod progress;
 pub mod runtime;
 pub mod sae;
 pub mod scgpt;

@@ -10,7 +10,6 @@ use crate::error::{Error, IoContext, Result};
 use crate::spikgpt::calibration::CalibrationOptions;
 use crate::spikgpt::config::{ModelConfig, Surrogate, TrainConfig};
 use crate::spikgpt::inputs::{cell_ids, labels_for, load_embeddings};
-use crate::spikgpt::model_dir::CONFIG_FILE as MODEL_CONFIG_FILE;
 use crate::spikgpt::novelty::Score;
 use crate::spikgpt::train::{TrainData, TrainOptions};
 use crate::spikgpt::training_report::train_and_report;
@@ -220,12 +219,7 @@ pub fn run(args: &TrainArgs, runtime: &RuntimeArgs) -> Result<String> {
     let rt = runtime.runtime()?;
     let (mcfg, tcfg) = args.configs(rt.seed)?;
     let calibration = args.calibration()?;
-    if args.out.join(MODEL_CONFIG_FILE).exists() && !args.force && !args.resume {
-        return Err(Error::input(
-            &args.out,
-            "already holds a trained model; choose another --out or pass --force to overwrite it",
-        ));
-    }
+    crate::spikgpt::model_dir::check_not_trained(&args.out, args.force, args.resume)?;
     let emb = load_embeddings(&args.embeddings, &args.embedding_layer)?;
     emb.matrix.check_finite(&args.embeddings)?;
     let labels = labels_for(
@@ -255,6 +249,7 @@ pub fn run(args: &TrainArgs, runtime: &RuntimeArgs) -> Result<String> {
         query_cells,
         progress: true,
         resume: args.resume,
+        force: args.force,
         calibration,
     };
     let report = train_and_report(&rt, &data, &opts, &args.out, args.threshold)?;

@@ -26,7 +26,6 @@
 //! `residual = L(e) - L(e0) - sum_f a_f - a_error` is reported for every cell (0 up to rounding when
 //! normalised) with the `scale`, so the size of the correction is always visible.
 
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use super::decompose::Decomposition;
@@ -180,6 +179,66 @@ fn path_gradient(
     Ok(acc.iter().map(|v| (*v / steps as f64) as f32).collect())
 }
 
+/// Cell `i`'s attribution of its class `t` logit (`logit`, `baseline_logit` at the baseline) to its
+/// active features, from the gradient `gi` of that logit: activation x (direction . gradient) per
+/// feature, the error term, and with `normalise` everything rescaled so that features + error equal
+/// the logit's change from the baseline (when that factor is finite and positive). Shares are sorted
+/// by attribution, largest first.
+fn cell_attribution(
+    dec: &Decomposition,
+    i: usize,
+    t: usize,
+    gi: &[f32],
+    logit: f64,
+    baseline_logit: f64,
+    normalise: bool,
+) -> CellAttribution {
+    let z = dec.z(i);
+    let mut shares: Vec<FeatureShare> = z
+        .iter()
+        .enumerate()
+        .filter(|(_, &zf)| zf != 0.0)
+        .map(|(f, &zf)| FeatureShare {
+            feature: f,
+            activation: zf,
+            attribution: zf as f64 * dot(dec.dict.direction(f), gi),
+        })
+        .collect();
+    let n_active = shares.len();
+    let mut features_total: f64 = shares.iter().map(|s| s.attribution).sum();
+    let mut error_term = dot(dec.err(i), gi);
+    let delta = logit - baseline_logit;
+    let factor = delta / (features_total + error_term);
+    let scale = if normalise && factor.is_finite() && factor > 0.0 {
+        factor
+    } else {
+        1.0
+    };
+    if scale != 1.0 {
+        for s in shares.iter_mut() {
+            s.attribution *= scale;
+        }
+        features_total = shares.iter().map(|s| s.attribution).sum();
+        error_term *= scale;
+    }
+    shares.sort_by(|a, b| {
+        b.attribution
+            .total_cmp(&a.attribution)
+            .then(a.feature.cmp(&b.feature))
+    });
+    CellAttribution {
+        target: t,
+        logit,
+        baseline_logit,
+        features_total,
+        scale,
+        error_term,
+        residual: delta - features_total - error_term,
+        n_active,
+        shares,
+    }
+}
+
 /// Attribute every cell's predicted-class logit to its SAE features.
 pub fn attribute(
     model: &SpikGpt,
@@ -197,17 +256,8 @@ pub fn attribute(
     let n = dec.n_cells();
     let base_logits = logits(model, &dec.dict.baseline)?;
     let bs = opts.batch_size.max(1);
-    let bar = if opts.progress {
-        let b = ProgressBar::new(n as u64);
-        if let Ok(s) =
-            ProgressStyle::with_template("attributing {bar:30} {pos}/{len} cells [{elapsed}<{eta}]")
-        {
-            b.set_style(s);
-        }
-        b
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = crate::progress::bar(opts.progress, n as u64, "cells");
+    bar.set_prefix("attributing");
     let mut out = Vec::with_capacity(n);
     let mut start = 0;
     while start < n {
@@ -224,53 +274,15 @@ pub fn attribute(
         };
         for (r, &t) in targets.iter().enumerate() {
             let i = start + r;
-            let gi = &g[r * k..(r + 1) * k];
-            let z = dec.z(i);
-            let mut shares: Vec<FeatureShare> = z
-                .iter()
-                .enumerate()
-                .filter(|(_, &zf)| zf != 0.0)
-                .map(|(f, &zf)| FeatureShare {
-                    feature: f,
-                    activation: zf,
-                    attribution: zf as f64 * dot(dec.dict.direction(f), gi),
-                })
-                .collect();
-            let n_active = shares.len();
-            let mut features_total: f64 = shares.iter().map(|s| s.attribution).sum();
-            let mut error_term = dot(dec.err(i), gi);
-            let logit = cell_logits[r * c + t] as f64;
-            let baseline_logit = base_logits[t] as f64;
-            let delta = logit - baseline_logit;
-            let factor = delta / (features_total + error_term);
-            let scale = if opts.normalise && factor.is_finite() && factor > 0.0 {
-                factor
-            } else {
-                1.0
-            };
-            if scale != 1.0 {
-                for s in shares.iter_mut() {
-                    s.attribution *= scale;
-                }
-                features_total = shares.iter().map(|s| s.attribution).sum();
-                error_term *= scale;
-            }
-            shares.sort_by(|a, b| {
-                b.attribution
-                    .total_cmp(&a.attribution)
-                    .then(a.feature.cmp(&b.feature))
-            });
-            out.push(CellAttribution {
-                target: t,
-                logit,
-                baseline_logit,
-                features_total,
-                scale,
-                error_term,
-                residual: delta - features_total - error_term,
-                n_active,
-                shares,
-            });
+            out.push(cell_attribution(
+                dec,
+                i,
+                t,
+                &g[r * k..(r + 1) * k],
+                cell_logits[r * c + t] as f64,
+                base_logits[t] as f64,
+                opts.normalise,
+            ));
         }
         bar.inc(b as u64);
         start = end;

@@ -3,8 +3,9 @@
 //! `cfg.json` and `metrics.json`.
 
 use std::path::Path;
+use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
 use crate::io::atomic::write_json_atomic;
+use crate::io::lock::{remove_stale_temporaries, OutputLock};
 use crate::runtime::Runtime;
 use crate::sae::checkpoint::{self, EpochLog, StateMeta, TrainState, CHECKPOINT_FILE};
 use crate::sae::config::{Arch, InputLevel, Phase, TrainConfig};
@@ -263,8 +265,7 @@ pub fn train_partial(
     opts: &TrainOptions,
 ) -> Result<Option<TrainedRun>> {
     let x = &inputs.matrix;
-    let (n, d, m) = (x.n_rows, x.n_cols, cfg.d_sae);
-    cfg.validate(d, n)?;
+    cfg.validate(x.n_cols, x.n_rows)?;
     if let Some(metrics) = check_out_dir(out, cfg, opts.resume)? {
         return Ok(Some(TrainedRun {
             sae: Sae::load(out)?,
@@ -274,84 +275,174 @@ pub fn train_partial(
             inputs_per_second: 0.0,
         }));
     }
-    let dev = &rt.device;
-    let (mean, std) = zscore::fit(&x.data, d);
-    let xz = zscore::apply(&x.data, &mean, &std);
-    let fp = checkpoint::fingerprint(n, &mean, &std);
-
-    let mut state = match checkpoint::load(out, d, m)? {
-        Some(s) if opts.resume => {
-            if s.meta.config != *cfg {
-                return Err(Error::input(
-                    out.join(CHECKPOINT_FILE),
-                    "cannot resume: the checkpoint was written with other training options",
-                ));
-            }
-            if s.meta.fingerprint != fp {
-                return Err(Error::input(
-                    out.join(CHECKPOINT_FILE),
-                    "cannot resume: the checkpoint was trained on other activations",
-                ));
-            }
-            s
+    let mut trainer = SaeTrainer::new(rt, inputs, cfg, out, opts)?;
+    let t0 = Instant::now();
+    while trainer.epoch() < cfg.epochs {
+        trainer.run_epoch()?;
+        trainer.checkpoint()?;
+        if opts.stop_after_epochs == Some(trainer.epochs_this_call())
+            && trainer.epoch() < cfg.epochs
+        {
+            trainer.bar.finish_and_clear();
+            return Ok(None);
         }
-        _ => initial_state(cfg, d, fp.clone()),
-    };
+    }
+    trainer.bar.finish_and_clear();
+    let seconds = t0.elapsed().as_secs_f64();
+    trainer.finish(seconds).map(Some)
+}
 
-    let bs = cfg.batch_size.min(n);
-    let steps_per_epoch = n.div_ceil(bs);
-    let total_steps = steps_per_epoch * cfg.epochs;
-    let bar = if opts.progress {
-        let b = ProgressBar::new(total_steps as u64);
-        if let Ok(style) = ProgressStyle::with_template(
-            "{spinner} epoch {prefix} [{bar:30}] {pos}/{len} steps {msg} ({elapsed} < {eta})",
-        ) {
-            b.set_style(style.progress_chars("=> "));
+/// One SAE training run in its phases, in the manner of SAELens's `SAETrainer`: [`SaeTrainer::new`]
+/// (z-score the inputs, resume the checkpoint or start from the initial state),
+/// [`SaeTrainer::run_epoch`], [`SaeTrainer::checkpoint`] after each epoch, and
+/// [`SaeTrainer::finish`] (final metrics, the SAE folder). [`train`] and [`train_partial`] drive it.
+pub struct SaeTrainer<'a> {
+    rt: &'a Runtime,
+    inputs: &'a Inputs,
+    cfg: &'a TrainConfig,
+    out: &'a Path,
+    /// Per-column mean and standard deviation of the inputs (the z-score).
+    mean: Vec<f32>,
+    std: Vec<f32>,
+    /// The z-scored inputs, row-major `n x d`.
+    xz: Vec<f32>,
+    /// Parameters, Adam moments, dead-feature window and progress.
+    state: TrainState,
+    n: usize,
+    d: usize,
+    /// Rows per batch (`batch_size`, at most `n`).
+    bs: usize,
+    steps_per_epoch: usize,
+    total_steps: usize,
+    /// The epoch this call started from (0, or the checkpoint's).
+    start_epoch: usize,
+    /// Scratch for one batch.
+    batch: Vec<f32>,
+    bar: ProgressBar,
+    /// Exclusive lock on `out` for the trainer's lifetime.
+    _lock: OutputLock,
+}
+
+impl<'a> SaeTrainer<'a> {
+    /// Z-score the inputs and take the training state: the checkpoint in `out` when `opts.resume`
+    /// (refused when it was written with other options or on other activations), the initial state
+    /// otherwise. The output folder is assumed checked ([`check_out_dir`]).
+    pub fn new(
+        rt: &'a Runtime,
+        inputs: &'a Inputs,
+        cfg: &'a TrainConfig,
+        out: &'a Path,
+        opts: &TrainOptions,
+    ) -> Result<Self> {
+        let lock = OutputLock::acquire(out)?;
+        if is_finished(out) && !opts.resume {
+            return Err(Error::input(
+                out,
+                "another run finished an SAE in this folder meanwhile; choose another --out",
+            ));
         }
-        b
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_position(state.meta.step as u64);
-    let start_epoch = state.meta.epoch;
-    let t0 = std::time::Instant::now();
-    let sparsifier = train_sparsifier(cfg)?;
-    let mut batch = vec![0f32; bs * d];
-    for epoch in start_epoch..cfg.epochs {
-        bar.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
-        let mut order: Vec<usize> = (0..n).collect();
+        remove_stale_temporaries(out)?;
+        let x = &inputs.matrix;
+        let (n, d) = (x.n_rows, x.n_cols);
+        let (mean, std) = zscore::fit(&x.data, d);
+        let xz = zscore::apply(&x.data, &mean, &std);
+        let fp = checkpoint::fingerprint(n, &mean, &std);
+        let state = Self::resume(cfg, out, d, fp, opts.resume)?;
+        let bs = cfg.batch_size.min(n);
+        let steps_per_epoch = n.div_ceil(bs);
+        let total_steps = steps_per_epoch * cfg.epochs;
+        let bar = crate::progress::bar(opts.progress, total_steps as u64, "steps");
+        bar.set_position(state.meta.step as u64);
+        Ok(SaeTrainer {
+            rt,
+            inputs,
+            cfg,
+            out,
+            mean,
+            std,
+            xz,
+            start_epoch: state.meta.epoch,
+            state,
+            n,
+            d,
+            bs,
+            steps_per_epoch,
+            total_steps,
+            batch: vec![0f32; bs * d],
+            bar,
+            _lock: lock,
+        })
+    }
+
+    /// The checkpoint's state when resuming (checked against `cfg` and the inputs' fingerprint `fp`),
+    /// the initial state otherwise.
+    fn resume(
+        cfg: &TrainConfig,
+        out: &Path,
+        d: usize,
+        fp: String,
+        resume: bool,
+    ) -> Result<TrainState> {
+        match checkpoint::load(out, d, cfg.d_sae)? {
+            Some(s) if resume => {
+                if s.meta.config != *cfg {
+                    return Err(Error::input(
+                        out.join(CHECKPOINT_FILE),
+                        "cannot resume: the checkpoint was written with other training options",
+                    ));
+                }
+                if s.meta.fingerprint != fp {
+                    return Err(Error::input(
+                        out.join(CHECKPOINT_FILE),
+                        "cannot resume: the checkpoint was trained on other activations",
+                    ));
+                }
+                Ok(s)
+            }
+            _ => Ok(initial_state(cfg, d, fp)),
+        }
+    }
+
+    /// Epochs completed so far (in this call and before it).
+    pub fn epoch(&self) -> usize {
+        self.state.meta.epoch
+    }
+
+    /// Epochs completed in this call.
+    pub fn epochs_this_call(&self) -> usize {
+        self.state.meta.epoch - self.start_epoch
+    }
+
+    /// Train one epoch: a seeded shuffle, one optimiser step per batch (with dead-feature
+    /// resampling on schedule), and the epoch's averages appended to the history.
+    pub fn run_epoch(&mut self) -> Result<()> {
+        let (cfg, d, epoch) = (self.cfg, self.d, self.state.meta.epoch);
+        self.bar
+            .set_prefix(format!("epoch {}/{}", epoch + 1, cfg.epochs));
+        let mut order: Vec<usize> = (0..self.n).collect();
         order.shuffle(&mut epoch_rng(cfg.seed, 1 + epoch as u64));
         let mut log = EpochLog {
             epoch: epoch + 1,
             ..EpochLog::default()
         };
         let (mut sse, mut sst, mut active) = (0f64, 0f64, 0u64);
-        for idx in order.chunks(bs) {
+        for idx in order.chunks(self.bs) {
             let nb = idx.len();
             for (r, &i) in idx.iter().enumerate() {
-                batch[r * d..(r + 1) * d].copy_from_slice(&xz[i * d..(i + 1) * d]);
+                self.batch[r * d..(r + 1) * d].copy_from_slice(&self.xz[i * d..(i + 1) * d]);
             }
-            let stats = train_step(dev, &mut state, &batch[..nb * d], nb, cfg, total_steps)?;
-            let lr = learning_rate(cfg.lr, state.meta.step, total_steps, cfg.cosine);
-            state.window_inputs += nb as u64;
-            state.meta.step += 1;
-            if cfg.resample_every > 0 && state.meta.step % cfg.resample_every == 0 {
-                let dead: Vec<usize> = (0..m).filter(|&j| state.window_fired[j] == 0).collect();
-                let mut rng = epoch_rng(cfg.seed, (1u64 << 32) + state.meta.step as u64);
-                log.resampled += resample_dead(
-                    dev,
-                    &mut state.params,
-                    &mut state.adam,
-                    &dead,
-                    &xz,
-                    n,
-                    sparsifier,
-                    cfg.resample_inputs,
-                    &mut rng,
-                )?;
-                state.window_fired.fill(0);
-                state.window_inputs = 0;
-            }
+            let stats = train_step(
+                &self.rt.device,
+                &mut self.state,
+                &self.batch[..nb * d],
+                nb,
+                cfg,
+                self.total_steps,
+            )?;
+            let lr = learning_rate(cfg.lr, self.state.meta.step, self.total_steps, cfg.cosine);
+            self.state.window_inputs += nb as u64;
+            self.state.meta.step += 1;
+            log.resampled += self.resample_if_due()?;
             log.loss += stats.loss;
             log.recon_loss += stats.recon_loss;
             log.l1_loss += stats.l1_loss;
@@ -359,50 +450,132 @@ pub fn train_partial(
             sse += stats.sse;
             sst += stats.sst;
             active += stats.active;
-            bar.inc(1);
-            bar.set_message(format!(
+            self.bar.inc(1);
+            self.bar.set_message(format!(
                 "loss {:.4} L0 {:.1} R2 {:.3}",
                 stats.loss,
                 stats.active as f64 / nb as f64,
                 1.0 - stats.sse / stats.sst.max(f64::MIN_POSITIVE)
             ));
         }
-        let nbatches = steps_per_epoch as f64;
+        let nbatches = self.steps_per_epoch as f64;
         log.loss /= nbatches;
         log.recon_loss /= nbatches;
         log.l1_loss /= nbatches;
-        log.l0 = active as f64 / n as f64;
+        log.l0 = active as f64 / self.n as f64;
         log.r2 = if sst > 0.0 { 1.0 - sse / sst } else { f64::NAN };
-        state.meta.history.push(log.rounded());
-        state.meta.epoch = epoch + 1;
-        state.meta.adam_t = state.adam.t;
-        std::fs::create_dir_all(out).at(out)?;
-        checkpoint::save(out, &state)?;
-        if opts.stop_after_epochs == Some(epoch + 1 - start_epoch) && epoch + 1 < cfg.epochs {
-            bar.finish_and_clear();
-            return Ok(None);
-        }
+        self.state.meta.history.push(log.rounded());
+        self.state.meta.epoch = epoch + 1;
+        self.state.meta.adam_t = self.state.adam.t;
+        Ok(())
     }
-    bar.finish_and_clear();
-    let seconds = t0.elapsed().as_secs_f64();
-    let trained_epochs = (cfg.epochs - start_epoch) as f64;
 
-    let threshold = (cfg.arch == Arch::Batchtopk)
-        .then(|| vec![state.meta.threshold().unwrap_or(0.0).max(0.0); m]);
-    let eval_sparsifier = cfg
-        .arch
-        .sparsifier(cfg.k, threshold.as_deref(), Phase::Inference)
-        .ok_or_else(|| Error::invalid(format!("{} SAE without a threshold", cfg.arch)))?;
-    let metrics = evaluate(
-        dev,
-        &state.params.view(),
-        eval_sparsifier,
-        &xz,
-        n,
-        EVAL_CHUNK,
-    )?;
-    let layer = inputs.source.layer.clone();
-    let (hook_name, hook_layer) = hook_for_layer(layer.as_deref());
+    /// Every `resample_every` steps: resample the features that did not fire in the window and
+    /// restart the window. Returns how many features were resampled.
+    fn resample_if_due(&mut self) -> Result<usize> {
+        let cfg = self.cfg;
+        let step = self.state.meta.step;
+        if cfg.resample_every == 0 || !step.is_multiple_of(cfg.resample_every) {
+            return Ok(0);
+        }
+        let dead: Vec<usize> = (0..cfg.d_sae)
+            .filter(|&j| self.state.window_fired[j] == 0)
+            .collect();
+        let mut rng = epoch_rng(cfg.seed, (1u64 << 32) + step as u64);
+        let resampled = resample_dead(
+            &self.rt.device,
+            &mut self.state.params,
+            &mut self.state.adam,
+            &dead,
+            &self.xz,
+            self.n,
+            train_sparsifier(cfg)?,
+            cfg.resample_inputs,
+            &mut rng,
+        )?;
+        self.state.window_fired.fill(0);
+        self.state.window_inputs = 0;
+        Ok(resampled)
+    }
+
+    /// Write the training state to `out/checkpoint.safetensors` (creating `out`).
+    pub fn checkpoint(&self) -> Result<()> {
+        std::fs::create_dir_all(self.out).at(self.out)?;
+        checkpoint::save(self.out, &self.state)
+    }
+
+    /// Final metrics over all inputs, the SAE folder (`cfg.json`, weights, `metrics.json`), and the
+    /// checkpoint removed. `seconds`: training time of this call (for the throughput).
+    pub fn finish(self, seconds: f64) -> Result<TrainedRun> {
+        let (cfg, n, d, m) = (self.cfg, self.n, self.d, self.cfg.d_sae);
+        let trained_epochs = (cfg.epochs - self.start_epoch) as f64;
+        let threshold = (cfg.arch == Arch::Batchtopk)
+            .then(|| vec![self.state.meta.threshold().unwrap_or(0.0).max(0.0); m]);
+        let eval_sparsifier = cfg
+            .arch
+            .sparsifier(cfg.k, threshold.as_deref(), Phase::Inference)
+            .ok_or_else(|| Error::invalid(format!("{} SAE without a threshold", cfg.arch)))?;
+        let metrics = evaluate(
+            &self.rt.device,
+            &self.state.params.view(),
+            eval_sparsifier,
+            &self.xz,
+            n,
+            EVAL_CHUNK,
+        )?;
+        let sae_cfg = sae_config(self.inputs, cfg, d, &metrics);
+        let p = self.state.params;
+        let sae = Sae::from_parts(
+            sae_cfg,
+            SaeTensors {
+                w_enc: p.w_enc,
+                w_dec: p.w_dec,
+                b_enc: p.b_enc,
+                b_dec: p.b_dec,
+                input_mean: self.mean,
+                input_std: self.std,
+                threshold,
+            },
+            Some(self.out.to_path_buf()),
+        );
+        std::fs::create_dir_all(self.out).at(self.out)?;
+        sae.save(self.out)?;
+        let run = RunMetrics {
+            layer: self.inputs.source.layer.clone(),
+            level: self.inputs.level,
+            arch: cfg.arch,
+            lambda: cfg.lambda,
+            k: cfg.arch.uses_k().then_some(cfg.k),
+            d_in: d,
+            d_sae: m,
+            epochs: cfg.epochs,
+            steps: self.state.meta.step,
+            metrics,
+            history: self.state.meta.history,
+        };
+        write_json_atomic(&self.out.join(METRICS_FILE), &run)?;
+        let ck = self.out.join(CHECKPOINT_FILE);
+        if ck.exists() {
+            std::fs::remove_file(&ck).at(&ck)?;
+        }
+        Ok(TrainedRun {
+            sae,
+            metrics: run,
+            skipped: false,
+            seconds,
+            inputs_per_second: if seconds > 0.0 {
+                trained_epochs * n as f64 / seconds
+            } else {
+                0.0
+            },
+        })
+    }
+}
+
+/// The SAELens `cfg.json` of an SAE trained with `cfg` on `inputs` (`d` wide), with its final
+/// `metrics` (without the per-feature frequencies).
+fn sae_config(inputs: &Inputs, cfg: &TrainConfig, d: usize, metrics: &Metrics) -> SaeConfig {
+    let (hook_name, hook_layer) = hook_for_layer(inputs.source.layer.as_deref());
     let model_name = inputs
         .source
         .model
@@ -410,9 +583,9 @@ pub fn train_partial(
         .and_then(|v| v.as_str())
         .unwrap_or("scgpt")
         .to_string();
-    let sae_cfg = SaeConfig {
+    SaeConfig {
         d_in: d,
-        d_sae: m,
+        d_sae: cfg.d_sae,
         architecture: cfg.arch.to_string(),
         activation_fn_str: cfg.arch.activation_fn_str().into(),
         activation_fn_kwargs: if cfg.arch.uses_k() {
@@ -430,57 +603,12 @@ pub fn train_partial(
             train: cfg.clone(),
             level: inputs.level,
             source: inputs.source.clone(),
-            n_train_inputs: n,
+            n_train_inputs: inputs.matrix.n_rows,
             metrics: Some(Metrics {
                 feature_frequency: Vec::new(),
                 ..metrics.clone()
             }),
         },
         ..SaeConfig::default()
-    };
-    let p = state.params;
-    let sae = Sae::from_parts(
-        sae_cfg,
-        SaeTensors {
-            w_enc: p.w_enc,
-            w_dec: p.w_dec,
-            b_enc: p.b_enc,
-            b_dec: p.b_dec,
-            input_mean: mean,
-            input_std: std,
-            threshold,
-        },
-        Some(out.to_path_buf()),
-    );
-    std::fs::create_dir_all(out).at(out)?;
-    sae.save(out)?;
-    let run = RunMetrics {
-        layer,
-        level: inputs.level,
-        arch: cfg.arch,
-        lambda: cfg.lambda,
-        k: (cfg.arch != Arch::Standard).then_some(cfg.k),
-        d_in: d,
-        d_sae: m,
-        epochs: cfg.epochs,
-        steps: state.meta.step,
-        metrics,
-        history: state.meta.history,
-    };
-    write_json_atomic(&out.join(METRICS_FILE), &run)?;
-    let ck = out.join(CHECKPOINT_FILE);
-    if ck.exists() {
-        std::fs::remove_file(&ck).at(&ck)?;
     }
-    Ok(Some(TrainedRun {
-        sae,
-        metrics: run,
-        skipped: false,
-        seconds,
-        inputs_per_second: if seconds > 0.0 {
-            trained_epochs * n as f64 / seconds
-        } else {
-            0.0
-        },
-    }))
 }

@@ -15,11 +15,10 @@
 //! Every random choice depends only on the global seed and the cell id, so results do not depend on
 //! batch size, thread count, or cell order.
 
-use std::collections::BinaryHeap;
+use std::collections::{BTreeSet, BinaryHeap};
 use std::path::Path;
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::activations::{Manifest, StoreWriter, TokenIndex, FORMAT};
@@ -277,158 +276,233 @@ pub fn extract(
 ) -> Result<ExtractReport> {
     let started = Instant::now();
     opts.validate()?;
-    let cfg = &scgpt.config;
-    let sites = opts.layers.resolve(cfg.nlayers)?;
-    let layer_names: Vec<String> = sites.iter().map(|&s| site_name(s)).collect();
-    let tok_opts = TokenizerOptions {
-        max_length: opts.max_length,
-        n_bins: cfg.n_bins,
-        pad_value: cfg.pad_value,
-        seed: rt.seed,
-    };
-    let tokenizer = Tokenizer::new(&data.gene_symbols, &scgpt.vocab, tok_opts.clone());
-    if tokenizer.genes.n_matched == 0 {
-        return Err(Error::input(
-            &data.source,
-            format!(
-                "none of the {} genes is in the model vocabulary (first genes: {}); scGPT expects human gene symbols: pick the var column with --gene-key",
-                data.n_genes(),
-                data.gene_symbols.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
-            ),
-        ));
-    }
-    let mut warnings = Vec::new();
-    if let Some(w) = tokenizer.genes.warning() {
-        warnings.push(w);
-    }
+    let (job, warnings) = Extraction::new(scgpt, data, opts, rt)?;
+    let (mut writer, done) =
+        StoreWriter::create(out, job.manifest(data_info), &data.cell_ids, opts.resume)?;
+    let batches = job.batches(&done);
     let n = data.n_cells();
-    let m = &data.matrix;
-    let row = |i: usize| {
-        (
-            &m.indices[m.indptr[i]..m.indptr[i + 1]],
-            &m.data[m.indptr[i]..m.indptr[i + 1]],
-        )
-    };
-    let lengths: Vec<usize> = (0..n)
-        .map(|i| {
-            let (idx, val) = row(i);
-            tokenizer.seq_len(idx, val)
-        })
-        .collect();
-    let cell_hashes: Vec<u64> = data.cell_ids.iter().map(|c| fnv1a64(c)).collect();
-    let threshold = if opts.tokens {
-        token_threshold(rt.seed, &cell_hashes, &lengths, opts.max_tokens)
-    } else {
-        None
-    };
-
-    let mut data_desc = match data_info {
-        serde_json::Value::Object(o) => o,
-        _ => serde_json::Map::new(),
-    };
-    data_desc.insert("n_cells".into(), n.into());
-    data_desc.insert("n_genes".into(), data.n_genes().into());
-    data_desc.insert("genes_in_vocab".into(), tokenizer.genes.n_matched.into());
-    let options = serde_json::json!({
-        "tokenization": TOKENIZATION_RULE,
-        "max_length": opts.max_length,
-        "n_bins": cfg.n_bins,
-        "pad_value": cfg.pad_value,
-        "mean_pooling": "mean over non-pad tokens",
-        "mean_includes_cls": opts.mean_includes_cls,
-        "cls": "last block output at <cls> / its L2 norm",
-        "max_tokens": opts.max_tokens,
-    });
-    let manifest = Manifest {
-        format: FORMAT.to_string(),
-        software_version: env!("CARGO_PKG_VERSION").to_string(),
-        model: scgpt.describe(),
-        data: serde_json::Value::Object(data_desc),
-        options,
-        layers: layer_names.clone(),
-        d_model: cfg.embsize,
-        n_cells: n,
-        seed: rt.seed,
-        tokens: opts.tokens,
-        cell_parts: vec![],
-        token_parts: vec![],
-        complete: false,
-    };
-    let (mut writer, done) = StoreWriter::create(out, manifest, &data.cell_ids, opts.resume)?;
-
-    let mut order: Vec<usize> = (0..n).filter(|i| !done.contains(i)).collect();
-    order.sort_by(|&a, &b| lengths[b].cmp(&lengths[a]).then(a.cmp(&b)));
-    let d = cfg.embsize;
-    let mut max_batch_tokens = opts.max_batch_tokens;
-    if opts.tokens {
-        // one batch's token activations must fit in a part
-        let per_token = 4 * d * sites.len();
-        max_batch_tokens =
-            max_batch_tokens.min((opts.part_max_bytes / per_token).max(opts.max_length));
-    }
-    let batches = make_batches(&order, &lengths, opts.batch_size, max_batch_tokens);
-
-    let bar = if opts.progress {
-        ProgressBar::with_draw_target(Some(n as u64), ProgressDrawTarget::stderr())
-    } else {
-        ProgressBar::hidden()
-    };
-    if let Ok(style) = ProgressStyle::default_bar()
-        .template("extract {bar:30} {pos}/{len} cells  {per_sec}  eta {eta}")
-    {
-        bar.set_style(style);
-    }
+    let bar = crate::progress::bar(opts.progress, n as u64, "cells");
+    bar.set_prefix("extract");
     bar.set_position(done.len() as u64);
-
     let mut report = ExtractReport {
         n_cells: n,
         n_processed: 0,
-        genes_matched: tokenizer.genes.n_matched,
+        genes_matched: job.tokenizer.genes.n_matched,
         genes_total: data.n_genes(),
         cells_sampled: 0,
         cells_without_genes: 0,
         tokens_written: 0,
-        layers: layer_names,
+        layers: job.sites.iter().map(|&s| site_name(s)).collect(),
         seconds: 0.0,
         warnings,
     };
-    let pad_id = scgpt.pad_id();
-    let mut buf = PartBuffer::new(&sites, d, opts.tokens);
+    let mut buf = PartBuffer::new(&job.sites, scgpt.config.embsize, opts.tokens);
     for batch_rows in &batches {
-        let cells: Vec<TokenizedCell> = batch_rows
-            .iter()
-            .map(|&i| {
-                let (idx, val) = row(i);
-                tokenizer.tokenize(&data.cell_ids[i], idx, val)
-            })
-            .collect();
+        let cells = job.tokenize(batch_rows);
         report.cells_sampled += cells.iter().filter(|c| c.was_sampled()).count();
         report.cells_without_genes += cells.iter().filter(|c| c.n_expressed == 0).count();
-        let refs: Vec<&TokenizedCell> = cells.iter().collect();
-        let batch = Batch::new(&refs, pad_id, cfg.pad_value, &rt.device, rt.dtype)?;
-        let start: Vec<usize> = if opts.mean_includes_cls {
-            vec![0; cells.len()]
-        } else {
-            vec![1; cells.len()]
+        report.tokens_written += job.run_batch(batch_rows, &cells, &mut buf)?;
+        report.n_processed += batch_rows.len();
+        bar.inc(batch_rows.len() as u64);
+        if buf.cell_index.len() >= opts.part_max_cells || buf.bytes() >= opts.part_max_bytes {
+            buf.flush(&mut writer)?;
+        }
+    }
+    buf.flush(&mut writer)?;
+    writer.finish()?;
+    bar.finish_and_clear();
+    if report.cells_without_genes > 0 {
+        report.warnings.push(format!(
+            "{} cells express no gene of the vocabulary: their vectors come from <cls> alone",
+            report.cells_without_genes
+        ));
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// One extraction's fixed inputs: the layers, the tokeniser, every cell's sequence length and id
+/// hash, and the token-subsample threshold.
+struct Extraction<'a> {
+    scgpt: &'a Scgpt,
+    data: &'a Dataset,
+    opts: &'a ExtractOptions,
+    rt: &'a Runtime,
+    sites: Vec<Site>,
+    tokenizer: Tokenizer,
+    /// Token count of every cell (`<cls>` included).
+    lengths: Vec<usize>,
+    /// `fnv1a64` of every cell id.
+    cell_hashes: Vec<u64>,
+    /// Largest kept token key under `max_tokens` (`None`: keep every token).
+    threshold: Option<u64>,
+}
+
+impl<'a> Extraction<'a> {
+    /// Resolve the layers, match the genes (an error when none matches) and measure the cells;
+    /// returns the gene-matching warning, if any, with it.
+    fn new(
+        scgpt: &'a Scgpt,
+        data: &'a Dataset,
+        opts: &'a ExtractOptions,
+        rt: &'a Runtime,
+    ) -> Result<(Self, Vec<String>)> {
+        let cfg = &scgpt.config;
+        let sites = opts.layers.resolve(cfg.nlayers)?;
+        let tok_opts = TokenizerOptions {
+            max_length: opts.max_length,
+            n_bins: cfg.n_bins,
+            pad_value: cfg.pad_value,
+            seed: rt.seed,
         };
-        let count: Vec<usize> = cells.iter().zip(&start).map(|(c, s)| c.len() - s).collect();
-        // tokens kept in this batch: (cell in batch, position)
-        let kept: Vec<(usize, usize)> = if opts.tokens {
-            let mut k = Vec::new();
-            for (b, (&i, c)) in batch_rows.iter().zip(&cells).enumerate() {
-                for p in 0..c.len() {
-                    if threshold.is_none_or(|t| token_key(rt.seed, cell_hashes[i], p) <= t) {
-                        k.push((b, p));
-                    }
+        let tokenizer = Tokenizer::new(&data.gene_symbols, &scgpt.vocab, tok_opts);
+        if tokenizer.genes.n_matched == 0 {
+            return Err(Error::input(
+                &data.source,
+                format!(
+                    "none of the {} genes is in the model vocabulary (first genes: {}); scGPT expects human gene symbols: pick the var column with --gene-key",
+                    data.n_genes(),
+                    data.gene_symbols.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        let warnings: Vec<String> = tokenizer.genes.warning().into_iter().collect();
+        let lengths: Vec<usize> = (0..data.n_cells())
+            .map(|i| {
+                let (idx, val) = cell_row(data, i);
+                tokenizer.seq_len(idx, val)
+            })
+            .collect();
+        let cell_hashes: Vec<u64> = data.cell_ids.iter().map(|c| fnv1a64(c)).collect();
+        let threshold = if opts.tokens {
+            token_threshold(rt.seed, &cell_hashes, &lengths, opts.max_tokens)
+        } else {
+            None
+        };
+        let job = Extraction {
+            scgpt,
+            data,
+            opts,
+            rt,
+            sites,
+            tokenizer,
+            lengths,
+            cell_hashes,
+            threshold,
+        };
+        Ok((job, warnings))
+    }
+
+    /// The store's manifest (not yet complete, no parts).
+    fn manifest(&self, data_info: serde_json::Value) -> Manifest {
+        let (cfg, opts, data) = (&self.scgpt.config, self.opts, self.data);
+        let mut data_desc = match data_info {
+            serde_json::Value::Object(o) => o,
+            _ => serde_json::Map::new(),
+        };
+        data_desc.insert("n_cells".into(), data.n_cells().into());
+        data_desc.insert("n_genes".into(), data.n_genes().into());
+        data_desc.insert(
+            "genes_in_vocab".into(),
+            self.tokenizer.genes.n_matched.into(),
+        );
+        let options = serde_json::json!({
+            "tokenization": TOKENIZATION_RULE,
+            "max_length": opts.max_length,
+            "n_bins": cfg.n_bins,
+            "pad_value": cfg.pad_value,
+            "mean_pooling": "mean over non-pad tokens",
+            "mean_includes_cls": opts.mean_includes_cls,
+            "cls": "last block output at <cls> / its L2 norm",
+            "max_tokens": opts.max_tokens,
+        });
+        Manifest {
+            format: FORMAT.to_string(),
+            software_version: env!("CARGO_PKG_VERSION").to_string(),
+            model: self.scgpt.describe(),
+            data: serde_json::Value::Object(data_desc),
+            options,
+            layers: self.sites.iter().map(|&s| site_name(s)).collect(),
+            d_model: cfg.embsize,
+            n_cells: data.n_cells(),
+            seed: self.rt.seed,
+            tokens: opts.tokens,
+            cell_parts: vec![],
+            token_parts: vec![],
+            complete: false,
+        }
+    }
+
+    /// The cells not yet `done`, longest first, grouped into batches (with `tokens`, one batch's
+    /// token activations must fit in a part).
+    fn batches(&self, done: &BTreeSet<usize>) -> Vec<Vec<usize>> {
+        let (opts, lengths) = (self.opts, &self.lengths);
+        let mut order: Vec<usize> = (0..self.data.n_cells())
+            .filter(|i| !done.contains(i))
+            .collect();
+        order.sort_by(|&a, &b| lengths[b].cmp(&lengths[a]).then(a.cmp(&b)));
+        let mut max_batch_tokens = opts.max_batch_tokens;
+        if opts.tokens {
+            let per_token = 4 * self.scgpt.config.embsize * self.sites.len();
+            max_batch_tokens =
+                max_batch_tokens.min((opts.part_max_bytes / per_token).max(opts.max_length));
+        }
+        make_batches(&order, lengths, opts.batch_size, max_batch_tokens)
+    }
+
+    /// Tokenise the cells of one batch.
+    fn tokenize(&self, rows: &[usize]) -> Vec<TokenizedCell> {
+        rows.iter()
+            .map(|&i| {
+                let (idx, val) = cell_row(self.data, i);
+                self.tokenizer.tokenize(&self.data.cell_ids[i], idx, val)
+            })
+            .collect()
+    }
+
+    /// Tokens of one batch kept in the store, as (cell in batch, position); none without `tokens`.
+    fn kept_tokens(&self, rows: &[usize], cells: &[TokenizedCell]) -> Vec<(usize, usize)> {
+        if !self.opts.tokens {
+            return Vec::new();
+        }
+        let mut kept = Vec::new();
+        for (b, (&i, c)) in rows.iter().zip(cells).enumerate() {
+            for p in 0..c.len() {
+                if self
+                    .threshold
+                    .is_none_or(|t| token_key(self.rt.seed, self.cell_hashes[i], p) <= t)
+                {
+                    kept.push((b, p));
                 }
             }
-            k
-        } else {
-            Vec::new()
-        };
+        }
+        kept
+    }
+
+    /// Run one batch through scGPT and append its pooled vectors, normalised `<cls>` outputs and
+    /// kept tokens to `buf`; returns the number of token rows added.
+    fn run_batch(
+        &self,
+        rows: &[usize],
+        cells: &[TokenizedCell],
+        buf: &mut PartBuffer,
+    ) -> Result<usize> {
+        let (cfg, rt, d) = (&self.scgpt.config, self.rt, self.scgpt.config.embsize);
+        let refs: Vec<&TokenizedCell> = cells.iter().collect();
+        let batch = Batch::new(
+            &refs,
+            self.scgpt.pad_id(),
+            cfg.pad_value,
+            &rt.device,
+            rt.dtype,
+        )?;
+        let first = if self.opts.mean_includes_cls { 0 } else { 1 };
+        let start: Vec<usize> = vec![first; cells.len()];
+        let count: Vec<usize> = cells.iter().zip(&start).map(|(c, s)| c.len() - s).collect();
+        let kept = self.kept_tokens(rows, cells);
         let l = batch.max_len;
-        let last_out = scgpt.model.forward_with(&batch, |site, h| {
-            let Some(s) = sites.iter().position(|&x| x == site) else {
+        let last_out = self.scgpt.model.forward_with(&batch, |site, h| {
+            let Some(s) = self.sites.iter().position(|&x| x == site) else {
                 return Ok(());
             };
             let pooled = to_f32_vec(&masked_mean(h, &start, &count)?)?;
@@ -447,32 +521,25 @@ pub fn extract(
         let mut cls = to_f32_vec(&first_position(&last_out)?)?;
         l2_normalise_rows(&mut cls, d);
         buf.cls.extend_from_slice(&cls);
-        buf.cell_index.extend(batch_rows.iter().map(|&i| i as i64));
+        buf.cell_index.extend(rows.iter().map(|&i| i as i64));
         if let Some((idx, _)) = buf.tokens.as_mut() {
             for &(b, p) in &kept {
-                idx.cell_index.push(batch_rows[b] as i64);
+                idx.cell_index.push(rows[b] as i64);
                 idx.gene_id.push(cells[b].gene_ids[p] as i64);
                 idx.position.push(p as i64);
             }
         }
-        report.tokens_written += kept.len();
-        report.n_processed += batch_rows.len();
-        bar.inc(batch_rows.len() as u64);
-        if buf.cell_index.len() >= opts.part_max_cells || buf.bytes() >= opts.part_max_bytes {
-            buf.flush(&mut writer)?;
-        }
+        Ok(kept.len())
     }
-    buf.flush(&mut writer)?;
-    writer.finish()?;
-    bar.finish_and_clear();
-    if report.cells_without_genes > 0 {
-        report.warnings.push(format!(
-            "{} cells express no gene of the vocabulary: their vectors come from <cls> alone",
-            report.cells_without_genes
-        ));
-    }
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
+}
+
+/// Gene indices and values of cell `i` (a CSR row).
+fn cell_row(data: &Dataset, i: usize) -> (&[u32], &[f32]) {
+    let m = &data.matrix;
+    (
+        &m.indices[m.indptr[i]..m.indptr[i + 1]],
+        &m.data[m.indptr[i]..m.indptr[i + 1]],
+    )
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! - [`config`]: model / training settings with the paper's defaults.
 //! - [`dropout`]: bit masks; [`token_tail`]: the per-token dropout tail in bounded memory.
 //! - [`lif`]: multi-step LIF neurons with surrogate gradients; [`layers`], [`attention`], [`model`]: the network.
-//! - [`train`] (with [`split`], [`optim`]): training and the model folder; [`training_report`]: `spikgpt
+//! - [`train`] (with [`split`], [`optim`], [`checkpoint`]): training and the model folder; [`training_report`]: `spikgpt
 //!   train` as one call; [`annotate`]: inference.
 //! - [`metrics`], [`rejection`], [`baseline`], [`energy`], [`report`], [`plots`]: evaluation.
 //! - [`novelty`]: calibrated Unknown calls (temperature scaling, novelty scores, rejection rules).
@@ -25,6 +25,7 @@ pub mod annotate;
 pub mod attention;
 pub mod baseline;
 pub mod calibration;
+pub mod checkpoint;
 pub mod config;
 pub mod dropout;
 pub mod energy;

@@ -136,6 +136,18 @@ pub fn load_model_dir(dir: &Path, rt: &Runtime) -> Result<LoadedModel> {
 
 /// Write `config.json` and `labels.json` of a trained model into `dir`.
 pub fn write_model_file(dir: &Path, file: &ModelFile) -> Result<()> {
-    write_json_atomic(&dir.join(CONFIG_FILE), file)?;
-    write_json_atomic(&dir.join(LABELS_FILE), &file.labels)
+    // config.json last: it marks a finished model folder
+    write_json_atomic(&dir.join(LABELS_FILE), &file.labels)?;
+    write_json_atomic(&dir.join(CONFIG_FILE), file)
+}
+
+/// Error unless `out` holds no trained model (its `config.json`), or `force` / `resume` is set.
+pub fn check_not_trained(out: &Path, force: bool, resume: bool) -> Result<()> {
+    if out.join(CONFIG_FILE).exists() && !force && !resume {
+        return Err(Error::input(
+            out,
+            "already holds a trained model; choose another --out or pass --force to overwrite it",
+        ));
+    }
+    Ok(())
 }

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{DType, Tensor};
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -20,18 +19,31 @@ use serde::{Deserialize, Serialize};
 use super::annotate::{predict_logits, predict_proba};
 use super::baseline::{LogReg, LogRegConfig};
 use super::calibration::{self, Calibration, CalibrationOptions, FitInputs};
+use super::checkpoint::{self, Checkpoint};
 use super::config::{ModelConfig, TrainConfig};
 use super::layers::Pass;
 use super::lif::FireMode;
 use super::model::SpikGpt;
-use super::model_dir::{write_model_file, ModelFile, BASELINE_FILE, MODEL_FORMAT, WEIGHTS_FILE};
+use super::model_dir::{
+    check_not_trained, write_model_file, ModelFile, BASELINE_FILE, MODEL_FORMAT, WEIGHTS_FILE,
+};
 use super::optim::{cosine_lr, Sgd};
 use super::split::stratified_split;
 use crate::activations::Provenance;
 use crate::data::DenseMatrix;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::io::atomic::{write_bytes_atomic, write_json_atomic};
+use crate::io::lock::{remove_stale_temporaries, OutputLock};
 use crate::runtime::Runtime;
+
+/// The checkpoint's last-epoch weights.
+const LAST_FILE: &str = "last.safetensors";
+/// The checkpoint's SGD momentum buffers.
+const MOMENTUM_FILE: &str = "momentum.safetensors";
+/// The checkpoint's best-epoch weights.
+const BEST_FILE: &str = "best.safetensors";
+/// The checkpoint's progress (`CheckpointState`).
+const STATE_FILE: &str = "state.json";
 
 /// Labelled embeddings to train on.
 #[derive(Debug, Clone)]
@@ -67,6 +79,8 @@ pub struct TrainOptions {
     pub progress: bool,
     /// Continue from `out/checkpoint` when present.
     pub resume: bool,
+    /// Overwrite a trained model in `out`.
+    pub force: bool,
     /// How the Unknown rule is calibrated on the validation cells.
     pub calibration: CalibrationOptions,
 }
@@ -109,6 +123,42 @@ pub struct Prepared {
 pub fn prepare(data: &TrainData, opts: &TrainOptions) -> Result<Prepared> {
     opts.train.validate()?;
     opts.calibration.validate()?;
+    check_data(data, &opts.hold_out)?;
+    let classes = known_classes(data, &opts.hold_out)?;
+    let class_idx: HashMap<&str, usize> = classes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.as_str(), i))
+        .collect();
+    let target: Vec<usize> = data
+        .labels
+        .iter()
+        .map(|l| class_idx.get(l.as_str()).copied().unwrap_or(usize::MAX))
+        .collect();
+    let n = data.labels.len();
+    let held_out: Vec<usize> = (0..n).filter(|&i| target[i] == usize::MAX).collect();
+    let known: Vec<usize> = (0..n).filter(|&i| target[i] != usize::MAX).collect();
+    let (train, val) = split_known(data, opts, &known)?;
+    let mut train_classes: Vec<usize> = train.iter().map(|&i| target[i]).collect();
+    train_classes.sort_unstable();
+    train_classes.dedup();
+    if train_classes.len() < 2 {
+        return Err(Error::input(
+            &data.label_source,
+            "single-class training set: the training split has fewer than 2 cell types",
+        ));
+    }
+    Ok(Prepared {
+        classes,
+        train,
+        val,
+        held_out,
+        target,
+    })
+}
+
+/// Sizes agree, every value is finite, every held-out type occurs.
+fn check_data(data: &TrainData, hold_out: &[String]) -> Result<()> {
     let n = data.labels.len();
     if data.dim == 0 || data.x.len() != n * data.dim || data.cell_ids.len() != n {
         return Err(Error::invalid(
@@ -121,7 +171,7 @@ pub fn prepare(data: &TrainData, opts: &TrainOptions) -> Result<Prepared> {
             i / data.dim.max(1)
         )));
     }
-    for h in &opts.hold_out {
+    for h in hold_out {
         if !data.labels.iter().any(|l| l == h) {
             let mut all: Vec<&String> = data.labels.iter().collect();
             all.sort();
@@ -139,10 +189,15 @@ pub fn prepare(data: &TrainData, opts: &TrainOptions) -> Result<Prepared> {
             ));
         }
     }
+    Ok(())
+}
+
+/// The classes left after the hold-out, sorted (at least 2).
+fn known_classes(data: &TrainData, hold_out: &[String]) -> Result<Vec<String>> {
     let mut classes: Vec<String> = data
         .labels
         .iter()
-        .filter(|l| !opts.hold_out.contains(l))
+        .filter(|l| !hold_out.contains(l))
         .cloned()
         .collect();
     classes.sort();
@@ -158,19 +213,17 @@ pub fn prepare(data: &TrainData, opts: &TrainOptions) -> Result<Prepared> {
             ),
         ));
     }
-    let class_idx: HashMap<&str, usize> = classes
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.as_str(), i))
-        .collect();
-    let target: Vec<usize> = data
-        .labels
-        .iter()
-        .map(|l| class_idx.get(l.as_str()).copied().unwrap_or(usize::MAX))
-        .collect();
-    let held_out: Vec<usize> = (0..n).filter(|&i| target[i] == usize::MAX).collect();
-    let known: Vec<usize> = (0..n).filter(|&i| target[i] != usize::MAX).collect();
-    let (train, val) = match &opts.query_cells {
+    Ok(classes)
+}
+
+/// The `known` rows split into (training, validation): the explicit query cells, or a stratified
+/// seeded split.
+fn split_known(
+    data: &TrainData,
+    opts: &TrainOptions,
+    known: &[usize],
+) -> Result<(Vec<usize>, Vec<usize>)> {
+    match &opts.query_cells {
         Some(ids) => {
             let set: std::collections::HashSet<&str> = ids.iter().map(|s| s.as_str()).collect();
             let present: std::collections::HashSet<&str> =
@@ -183,33 +236,17 @@ pub fn prepare(data: &TrainData, opts: &TrainOptions) -> Result<Prepared> {
             let (q, r): (Vec<usize>, Vec<usize>) = known
                 .iter()
                 .partition(|&&i| set.contains(data.cell_ids[i].as_str()));
-            (r, q)
+            Ok((r, q))
         }
         None => {
             let labels: Vec<String> = known.iter().map(|&i| data.labels[i].clone()).collect();
             let (tr, va) = stratified_split(&labels, opts.train.train_fraction, opts.train.seed);
-            (
+            Ok((
                 tr.into_iter().map(|j| known[j]).collect(),
                 va.into_iter().map(|j| known[j]).collect(),
-            )
+            ))
         }
-    };
-    let mut train_classes: Vec<usize> = train.iter().map(|&i| target[i]).collect();
-    train_classes.sort_unstable();
-    train_classes.dedup();
-    if train_classes.len() < 2 {
-        return Err(Error::input(
-            &data.label_source,
-            "single-class training set: the training split has fewer than 2 cell types",
-        ));
     }
-    Ok(Prepared {
-        classes,
-        train,
-        val,
-        held_out,
-        target,
-    })
 }
 
 /// Rows `idx` of the row-major matrix.
@@ -312,181 +349,272 @@ pub fn train(
     mcfg.input_dim = data.dim;
     mcfg.validate()?;
     let tcfg = &opts.train;
-    let c = prepared.classes.len();
-    let model = SpikGpt::new(&mcfg, c, &rt.device, tcfg.seed)?;
+    let model = SpikGpt::new(&mcfg, prepared.classes.len(), &rt.device, tcfg.seed)?;
     let fp = fingerprint(&mcfg, tcfg, &prepared, data);
+    let split = Split::new(data, &prepared);
+    // one writer per folder; the model's config.json vouches for a finished run, so an overwrite
+    // removes it first (a killed overwrite never looks finished)
+    let _lock = OutputLock::acquire(out)?;
+    check_not_trained(out, opts.force, opts.resume)?;
+    let config = out.join(super::model_dir::CONFIG_FILE);
+    if opts.force && config.exists() {
+        std::fs::remove_file(&config).map_err(|e| Error::io(&config, e))?;
+    }
+    remove_stale_temporaries(out)?;
+    let mut run = RunState::start(&model, tcfg, fp, out, opts.resume)?;
 
-    let x_train = gather(&data.x, data.dim, &prepared.train);
-    let y_train: Vec<usize> = prepared.train.iter().map(|&i| prepared.target[i]).collect();
-    let x_val = gather(&data.x, data.dim, &prepared.val);
-    let y_val: Vec<usize> = prepared.val.iter().map(|&i| prepared.target[i]).collect();
-
-    let ckpt_dir = out.join("checkpoint");
-    let mut opt = Sgd::new(tcfg.momentum, tcfg.weight_decay);
-    let mut state = CheckpointState {
-        fingerprint: fp.clone(),
-        epochs_done: 0,
-        curve: Vec::new(),
-        best_epoch: 0,
-        best_val_accuracy: f64::NEG_INFINITY,
-        best_val_loss: f64::INFINITY,
+    let batches_per_epoch = prepared.train.len().div_ceil(tcfg.batch_size);
+    let bar = crate::progress::bar(
+        opts.progress,
+        (tcfg.epochs * batches_per_epoch) as u64,
+        "batches",
+    );
+    bar.set_position((run.state.epochs_done * batches_per_epoch) as u64);
+    for epoch in run.state.epochs_done..tcfg.epochs {
+        let mut rec = train_epoch(rt, &model, &mut run.opt, &split, tcfg, epoch, &bar)?;
+        (rec.val_loss, rec.val_accuracy) = validate(&model, &split, prepared.classes.len())?;
+        run.record_epoch(&model, rec, split.y_val.is_empty())?;
+        run.checkpoint(&model, out)?;
+    }
+    bar.finish_and_clear();
+    let job = Job {
+        data,
+        opts,
+        out,
+        mcfg,
+        prepared,
+        split,
     };
-    let mut best_bytes: Option<Vec<u8>> = None;
-    if opts.resume && ckpt_dir.join("state.json").exists() {
-        let p = ckpt_dir.join("state.json");
-        let s: CheckpointState = crate::io::json::read_json(&p, "checkpoint")?;
-        if s.fingerprint != fp {
+    finish(model, job, run)
+}
+
+/// What the model folder is written from, besides the model and the run.
+struct Job<'a> {
+    data: &'a TrainData,
+    opts: &'a TrainOptions,
+    out: &'a Path,
+    /// The model configuration (with the data's input dimension).
+    mcfg: ModelConfig,
+    prepared: Prepared,
+    split: Split,
+}
+
+/// The training and validation rows, gathered, with their class indices.
+struct Split {
+    /// Embedding dimension.
+    dim: usize,
+    x_train: Vec<f32>,
+    y_train: Vec<usize>,
+    x_val: Vec<f32>,
+    y_val: Vec<usize>,
+}
+
+impl Split {
+    fn new(data: &TrainData, prepared: &Prepared) -> Split {
+        Split {
+            dim: data.dim,
+            x_train: gather(&data.x, data.dim, &prepared.train),
+            y_train: prepared.train.iter().map(|&i| prepared.target[i]).collect(),
+            x_val: gather(&data.x, data.dim, &prepared.val),
+            y_val: prepared.val.iter().map(|&i| prepared.target[i]).collect(),
+        }
+    }
+}
+
+/// What training carries from epoch to epoch (and through a checkpoint): the optimiser's momentum,
+/// the curve and best epoch, and the best epoch's weights.
+struct RunState {
+    opt: Sgd,
+    state: CheckpointState,
+    best_bytes: Option<Vec<u8>>,
+}
+
+impl RunState {
+    /// A fresh run, or with `resume` the checkpoint in `out` (which must belong to this run:
+    /// same fingerprint `fp`); `model` gets the checkpoint's last weights.
+    fn start(
+        model: &SpikGpt,
+        tcfg: &TrainConfig,
+        fp: String,
+        out: &Path,
+        resume: bool,
+    ) -> Result<RunState> {
+        let mut run = RunState {
+            opt: Sgd::new(tcfg.momentum, tcfg.weight_decay),
+            state: CheckpointState {
+                fingerprint: fp,
+                epochs_done: 0,
+                curve: Vec::new(),
+                best_epoch: 0,
+                best_val_accuracy: f64::NEG_INFINITY,
+                best_val_loss: f64::INFINITY,
+            },
+            best_bytes: None,
+        };
+        checkpoint::recover(out)?;
+        if resume {
+            if let Some(ck) = checkpoint::read(out)? {
+                run.resume_from(model, &ck)?;
+            }
+        }
+        Ok(run)
+    }
+
+    /// Continue from the verified checkpoint `ck`, which must belong to this run.
+    fn resume_from(&mut self, model: &SpikGpt, ck: &Checkpoint) -> Result<()> {
+        let p = ck.path(STATE_FILE);
+        let s: CheckpointState = serde_json::from_slice(ck.file(STATE_FILE)?)
+            .map_err(|e| Error::input(&p, format!("malformed checkpoint: {e}")))?;
+        if s.fingerprint != self.state.fingerprint {
             return Err(Error::input(
                 &p,
                 "the checkpoint belongs to a different run (inputs or options changed); remove it or drop --resume",
             ));
         }
-        model.params.load(&ckpt_dir.join("last.safetensors"))?;
-        let mp = ckpt_dir.join("momentum.safetensors");
-        if mp.exists() {
-            opt.buffers = read_buffers(&mp)?;
-        }
-        let bp = ckpt_dir.join("best.safetensors");
-        best_bytes = Some(std::fs::read(&bp).at(&bp)?);
-        state = s;
+        model.params.load(&ck.path(LAST_FILE))?;
+        self.opt.buffers = read_buffers(ck.file(MOMENTUM_FILE)?, &ck.path(MOMENTUM_FILE))?;
+        self.best_bytes = Some(ck.file(BEST_FILE)?.to_vec());
+        self.state = s;
+        Ok(())
     }
 
-    let batches_per_epoch = prepared.train.len().div_ceil(tcfg.batch_size);
-    let bar = if opts.progress {
-        let b = ProgressBar::new((tcfg.epochs * batches_per_epoch) as u64);
-        b.set_style(
-            ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} batches  epoch {msg}  [{elapsed} < {eta}]",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        b.set_position((state.epochs_done * batches_per_epoch) as u64);
-        b
-    } else {
-        ProgressBar::hidden()
-    };
-
-    for epoch in state.epochs_done..tcfg.epochs {
-        let started = Instant::now();
-        let lr = cosine_lr(tcfg.lr, epoch, tcfg.epochs, tcfg.cosine);
-        let mut rng = ChaCha8Rng::seed_from_u64(tcfg.seed);
-        rng.set_stream(epoch as u64 + 1);
-        let mut order: Vec<usize> = (0..prepared.train.len()).collect();
-        order.shuffle(&mut rng);
-        let (mut loss_sum, mut ok, mut seen) = (0.0f64, 0usize, 0usize);
-        for chunk in order.chunks(tcfg.batch_size) {
-            let xb = gather(&x_train, data.dim, chunk);
-            let yb: Vec<u32> = chunk.iter().map(|&i| y_train[i] as u32).collect();
-            let xb = Tensor::from_vec(xb, (chunk.len(), data.dim), &rt.device)?;
-            let yt = Tensor::from_vec(yb.clone(), chunk.len(), &rt.device)?;
-            let mut pass = Pass {
-                train: true,
-                fire: FireMode::Spike,
-                rng: Some(&mut rng),
-                stats: None,
-                multiplicity: 1,
-            };
-            let logits = model.forward(&xb, &mut pass)?;
-            let loss = candle_nn::loss::cross_entropy(&logits, &yt)?;
-            let grads = loss.backward()?;
-            opt.step(&model.params.trainable, &grads, lr)?;
-            let lv = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-            if !lv.is_finite() {
-                return Err(Error::invalid(format!(
-                    "training diverged at epoch {} (loss {lv}); lower --lr",
-                    epoch + 1
-                )));
-            }
-            loss_sum += lv * chunk.len() as f64;
-            let pred = logits.argmax(1)?.to_vec1::<u32>()?;
-            ok += pred.iter().zip(&yb).filter(|(a, b)| a == b).count();
-            seen += chunk.len();
-            bar.set_message(format!(
-                "{}/{}  loss {:.4}",
-                epoch + 1,
-                tcfg.epochs,
-                loss_sum / seen as f64
-            ));
-            bar.inc(1);
-        }
-        let seconds = started.elapsed().as_secs_f64();
-        let (val_loss, val_accuracy) = if y_val.is_empty() {
-            (f64::NAN, f64::NAN)
-        } else {
-            let p = predict_proba(&model, &x_val, 256, None)?;
-            loss_accuracy(&p, &y_val, c)
-        };
-        let rec = EpochRecord {
-            epoch: epoch + 1,
-            lr,
-            train_loss: loss_sum / seen.max(1) as f64,
-            train_accuracy: ok as f64 / seen.max(1) as f64,
-            val_loss,
-            val_accuracy,
-            seconds,
-        };
-        // Best model: highest validation accuracy, ties to the lower validation loss; without a
-        // validation set, the last epoch.
-        let better = y_val.is_empty()
-            || val_accuracy > state.best_val_accuracy
-            || (val_accuracy == state.best_val_accuracy && val_loss < state.best_val_loss);
+    /// Append an epoch to the curve and keep the model's weights when the epoch is the best so far:
+    /// highest validation accuracy, ties to the lower validation loss; without a validation set
+    /// (`no_val`), the last epoch.
+    fn record_epoch(&mut self, model: &SpikGpt, rec: EpochRecord, no_val: bool) -> Result<()> {
+        let state = &mut self.state;
+        let better = no_val
+            || rec.val_accuracy > state.best_val_accuracy
+            || (rec.val_accuracy == state.best_val_accuracy && rec.val_loss < state.best_val_loss);
         if better {
-            state.best_epoch = epoch + 1;
-            state.best_val_accuracy = if y_val.is_empty() { 0.0 } else { val_accuracy };
-            state.best_val_loss = if y_val.is_empty() { 0.0 } else { val_loss };
-            best_bytes = Some(model.params.to_safetensors_bytes(HashMap::new())?);
+            state.best_epoch = rec.epoch;
+            state.best_val_accuracy = if no_val { 0.0 } else { rec.val_accuracy };
+            state.best_val_loss = if no_val { 0.0 } else { rec.val_loss };
+            self.best_bytes = Some(model.params.to_safetensors_bytes(HashMap::new())?);
         }
+        state.epochs_done = rec.epoch;
         state.curve.push(rec);
-        state.epochs_done = epoch + 1;
-        // Checkpoint: last weights, momentum, best weights, state.
-        write_bytes_atomic(
-            &ckpt_dir.join("last.safetensors"),
-            &model.params.to_safetensors_bytes(HashMap::new())?,
-        )?;
-        write_buffers(&ckpt_dir.join("momentum.safetensors"), &opt)?;
-        if let Some(b) = &best_bytes {
-            write_bytes_atomic(&ckpt_dir.join("best.safetensors"), b)?;
-        }
-        write_json_atomic(&ckpt_dir.join("state.json"), &state)?;
+        Ok(())
     }
-    bar.finish_and_clear();
 
-    // Restore the best epoch and write the folder.
-    let best = best_bytes.ok_or_else(|| Error::invalid("no epoch was trained"))?;
+    /// Checkpoint (atomically, see [`checkpoint`]): last weights, momentum, best weights, state.
+    fn checkpoint(&self, model: &SpikGpt, out: &Path) -> Result<()> {
+        let last = model.params.to_safetensors_bytes(HashMap::new())?;
+        let momentum = buffers_bytes(&self.opt)?;
+        let state = serde_json::to_vec_pretty(&self.state)
+            .map_err(|e| Error::invalid(format!("cannot serialise the checkpoint state: {e}")))?;
+        let mut files: Vec<(&str, &[u8])> = vec![(LAST_FILE, &last), (MOMENTUM_FILE, &momentum)];
+        if let Some(b) = &self.best_bytes {
+            files.push((BEST_FILE, b));
+        }
+        files.push((STATE_FILE, &state));
+        checkpoint::write(out, &files)
+    }
+}
+
+/// One training epoch (0-based `epoch`): the seeded shuffle, and per batch the forward pass in
+/// training mode, cross-entropy, backward and an SGD step at the epoch's cosine learning rate.
+/// Returns the epoch's record without the validation numbers (NaN).
+fn train_epoch(
+    rt: &Runtime,
+    model: &SpikGpt,
+    opt: &mut Sgd,
+    split: &Split,
+    tcfg: &TrainConfig,
+    epoch: usize,
+    bar: &indicatif::ProgressBar,
+) -> Result<EpochRecord> {
+    let started = Instant::now();
+    let dim = split.dim;
+    let lr = cosine_lr(tcfg.lr, epoch, tcfg.epochs, tcfg.cosine);
+    let mut rng = ChaCha8Rng::seed_from_u64(tcfg.seed);
+    rng.set_stream(epoch as u64 + 1);
+    let mut order: Vec<usize> = (0..split.y_train.len()).collect();
+    order.shuffle(&mut rng);
+    let (mut loss_sum, mut ok, mut seen) = (0.0f64, 0usize, 0usize);
+    for chunk in order.chunks(tcfg.batch_size) {
+        let xb = gather(&split.x_train, dim, chunk);
+        let yb: Vec<u32> = chunk.iter().map(|&i| split.y_train[i] as u32).collect();
+        let xb = Tensor::from_vec(xb, (chunk.len(), dim), &rt.device)?;
+        let yt = Tensor::from_vec(yb.clone(), chunk.len(), &rt.device)?;
+        let mut pass = Pass {
+            train: true,
+            fire: FireMode::Spike,
+            rng: Some(&mut rng),
+            stats: None,
+            multiplicity: 1,
+        };
+        let logits = model.forward(&xb, &mut pass)?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &yt)?;
+        let grads = loss.backward()?;
+        opt.step(&model.params.trainable, &grads, lr)?;
+        let lv = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        if !lv.is_finite() {
+            return Err(Error::invalid(format!(
+                "training diverged at epoch {} (loss {lv}); lower --lr",
+                epoch + 1
+            )));
+        }
+        loss_sum += lv * chunk.len() as f64;
+        let pred = logits.argmax(1)?.to_vec1::<u32>()?;
+        ok += pred.iter().zip(&yb).filter(|(a, b)| a == b).count();
+        seen += chunk.len();
+        bar.set_prefix(format!("epoch {}/{}", epoch + 1, tcfg.epochs));
+        bar.set_message(format!("loss {:.4}", loss_sum / seen as f64));
+        bar.inc(1);
+    }
+    Ok(EpochRecord {
+        epoch: epoch + 1,
+        lr,
+        train_loss: loss_sum / seen.max(1) as f64,
+        train_accuracy: ok as f64 / seen.max(1) as f64,
+        val_loss: f64::NAN,
+        val_accuracy: f64::NAN,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Validation cross-entropy and accuracy in inference mode (NaN without validation cells).
+fn validate(model: &SpikGpt, split: &Split, c: usize) -> Result<(f64, f64)> {
+    if split.y_val.is_empty() {
+        return Ok((f64::NAN, f64::NAN));
+    }
+    let p = predict_proba(model, &split.x_val, 256, None)?;
+    Ok(loss_accuracy(&p, &split.y_val, c))
+}
+
+/// Restore the best epoch's weights and write the model folder: weights, baseline, the calibrated
+/// Unknown rule, `config.json` and the training curve.
+fn finish(model: SpikGpt, job: Job, run: RunState) -> Result<TrainOutcome> {
+    let Job {
+        data,
+        opts,
+        out,
+        mcfg,
+        prepared,
+        split,
+    } = job;
+    let state = run.state;
+    let best = run
+        .best_bytes
+        .ok_or_else(|| Error::invalid("no epoch was trained"))?;
     let best_path = out.join(WEIGHTS_FILE);
     write_bytes_atomic(&best_path, &best)?;
     model.params.load(&best_path)?;
-
-    let baseline = LogReg::fit(&x_train, &y_train, data.dim, c, &LogRegConfig::default())?;
+    let c = prepared.classes.len();
+    let baseline = LogReg::fit(
+        &split.x_train,
+        &split.y_train,
+        data.dim,
+        c,
+        &LogRegConfig::default(),
+    )?;
     baseline.save(&out.join(BASELINE_FILE))?;
-
-    // The Unknown rule, calibrated on the validation cells.
-    let val_logits = predict_logits(&model, &x_val, 256, None)?;
-    let cal = calibration::fit(
-        &FitInputs {
-            val_logits: &val_logits,
-            val_targets: &y_val,
-            c,
-            dim: data.dim,
-            x_train: &x_train,
-            y_train: &y_train,
-            x_val: &x_val,
-            baseline: &baseline,
-            classes: &prepared.classes,
-        },
-        &opts.calibration,
-    )?;
-    calibration::write(
-        out,
-        &cal,
-        &DenseMatrix::new(y_train.len(), data.dim, x_train.clone())?,
-        &y_train,
-    )?;
-
+    let cal = calibrate(&model, &split, &baseline, &prepared.classes, opts, out)?;
     let file = ModelFile {
         format: MODEL_FORMAT.to_string(),
         model: mcfg,
-        training: tcfg.clone(),
+        training: opts.train.clone(),
         labels: prepared.classes.clone(),
         embedding: data.embedding.clone(),
         label_key: data.label_key.clone(),
@@ -507,6 +635,40 @@ pub fn train(
         file,
         calibration: cal,
     })
+}
+
+/// The Unknown rule, calibrated on the validation cells and written to `out` with the training
+/// reference.
+fn calibrate(
+    model: &SpikGpt,
+    split: &Split,
+    baseline: &LogReg,
+    classes: &[String],
+    opts: &TrainOptions,
+    out: &Path,
+) -> Result<Calibration> {
+    let val_logits = predict_logits(model, &split.x_val, 256, None)?;
+    let cal = calibration::fit(
+        &FitInputs {
+            val_logits: &val_logits,
+            val_targets: &split.y_val,
+            c: classes.len(),
+            dim: split.dim,
+            x_train: &split.x_train,
+            y_train: &split.y_train,
+            x_val: &split.x_val,
+            baseline,
+            classes,
+        },
+        &opts.calibration,
+    )?;
+    calibration::write(
+        out,
+        &cal,
+        &DenseMatrix::new(split.y_train.len(), split.dim, split.x_train.clone())?,
+        &split.y_train,
+    )?;
+    Ok(cal)
 }
 
 fn write_curve(out: &Path, curve: &[EpochRecord]) -> Result<()> {
@@ -531,7 +693,8 @@ fn write_curve(out: &Path, curve: &[EpochRecord]) -> Result<()> {
     crate::io::table::write_table(&mut df, out, "training_curve")
 }
 
-fn write_buffers(path: &Path, opt: &Sgd) -> Result<()> {
+/// The momentum buffers as safetensors bytes.
+fn buffers_bytes(opt: &Sgd) -> Result<Vec<u8>> {
     use safetensors::tensor::{Dtype, TensorView};
     let bytes: Vec<(String, Vec<u8>, usize)> = opt
         .buffers
@@ -545,14 +708,12 @@ fn write_buffers(path: &Path, opt: &Sgd) -> Result<()> {
             TensorView::new(Dtype::F32, vec![*n], b).map_err(|e| Error::invalid(e.to_string()))?,
         ));
     }
-    let out = safetensors::serialize(views, Some(HashMap::new()))
-        .map_err(|e| Error::invalid(e.to_string()))?;
-    write_bytes_atomic(path, &out)
+    safetensors::serialize(views, Some(HashMap::new())).map_err(|e| Error::invalid(e.to_string()))
 }
 
-fn read_buffers(path: &Path) -> Result<std::collections::BTreeMap<String, Vec<f32>>> {
-    let bytes = std::fs::read(path).at(path)?;
-    let st = safetensors::SafeTensors::deserialize(&bytes)
+/// Momentum buffers from safetensors `bytes` (read from `path`, named in errors).
+fn read_buffers(bytes: &[u8], path: &Path) -> Result<std::collections::BTreeMap<String, Vec<f32>>> {
+    let st = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| Error::input(path, format!("not a valid safetensors file: {e}")))?;
     let mut out = std::collections::BTreeMap::new();
     for (name, view) in st.tensors() {

@@ -611,3 +611,80 @@ fn reference_to_query_across_chemistries() {
     assert_eq!(pb[0]["n_cells"].as_u64().unwrap(), 1200);
     assert!(dir.path().join("kang/evaluation_per_batch.csv").exists());
 }
+
+#[test]
+fn training_killed_mid_run_resumes_to_the_uninterrupted_model() {
+    // kill -9 once at least two epochs are checkpointed (wherever the process then is: training,
+    // or replacing the checkpoint), then --resume: the uninterrupted run's model, byte for byte, and
+    // no temporary checkpoint folder left.
+    let args = [
+        "--tokens",
+        "8",
+        "--width",
+        "64",
+        "--heads",
+        "4",
+        "--epochs",
+        "8",
+        "--lr",
+        "0.05",
+        "--batch-size",
+        "64",
+        "--dropout",
+        "0",
+        "--seed",
+        "7",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let full = dir.path().join("full");
+    immune_train("NK", &full).args(args).assert().success();
+    let killed = dir.path().join("killed");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_spikgpt"))
+        .args([
+            "train",
+            "--embeddings",
+            EMB,
+            "--data",
+            DATA,
+            "--label-key",
+            KEY,
+        ])
+        .args(["--hold-out", "NK"])
+        .args(args)
+        .arg("--out")
+        .arg(&killed)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = killed.join("checkpoint/state.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while std::time::Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+        let done = std::fs::read(&state)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .and_then(|v| v["epochs_done"].as_u64());
+        if done.is_some_and(|e| e >= 2) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let _ = child.kill();
+    child.wait().unwrap();
+    immune_train("NK", &killed)
+        .args(args)
+        .arg("--resume")
+        .assert()
+        .success();
+    let model = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
+    assert!(
+        model(&killed) == model(&full),
+        "resumed model differs from the uninterrupted run"
+    );
+    let stale: Vec<String> = std::fs::read_dir(&killed)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("checkpoint."))
+        .collect();
+    assert!(stale.is_empty(), "{stale:?}");
+}

@@ -327,3 +327,92 @@ fn single_class_training_set_is_rejected() {
     assert!(err.to_string().contains("single-class"), "{err}");
     assert!(!out.exists());
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
+}
+
+#[test]
+fn interrupted_checkpoint_resumes_exactly_or_fails_clearly() {
+    // A kill -9 while the checkpoint is replaced, simulated on a finished run's folder (without its
+    // model file, so that a resume must rebuild it from the checkpoint): the resume either gives the
+    // uninterrupted run's bytes or fails naming the checkpoint, never a different model.
+    let rt = Runtime::cpu_with_seed(3).unwrap();
+    let k = 6;
+    let (x, y) = planted(12, 3, k, 4);
+    let d = data(x, y, k);
+    let opts = TrainOptions {
+        model: small_config(k),
+        train: TrainConfig {
+            epochs: 3,
+            batch_size: 16,
+            lr: 0.05,
+            seed: 3,
+            ..TrainConfig::default()
+        },
+        ..TrainOptions::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let done = dir.path().join("done");
+    train(&rt, &d, &opts, &done).unwrap();
+    let want = std::fs::read(done.join("model.safetensors")).unwrap();
+    let resume = TrainOptions {
+        resume: true,
+        ..opts.clone()
+    };
+    let killed = |name: &str, damage: &dyn Fn(&std::path::Path)| {
+        let out = dir.path().join(name);
+        copy_dir(&done, &out);
+        std::fs::remove_file(out.join("model.safetensors")).unwrap();
+        damage(&out);
+        (out.clone(), train(&rt, &d, &resume, &out))
+    };
+    let partial_tmp = |out: &std::path::Path| {
+        let tmp = out.join("checkpoint.tmp-4242");
+        std::fs::create_dir(&tmp).unwrap();
+        std::fs::write(tmp.join("last.safetensors"), b"half a file").unwrap();
+    };
+    // Killed while writing the next checkpoint: a partial temporary beside the complete one.
+    let (out, r) = killed("tmp", &|o| partial_tmp(o));
+    r.unwrap();
+    assert!(std::fs::read(out.join("model.safetensors")).unwrap() == want);
+    assert!(!out.join("checkpoint.tmp-4242").exists());
+    // Killed between the two renames: only the previous checkpoint, moved aside, is complete.
+    let (out, r) = killed("swap", &|o| {
+        partial_tmp(o);
+        std::fs::rename(o.join("checkpoint"), o.join("checkpoint.old-4242")).unwrap();
+    });
+    r.unwrap();
+    assert!(std::fs::read(out.join("model.safetensors")).unwrap() == want);
+    assert!(out.join("checkpoint").is_dir() && !out.join("checkpoint.old-4242").exists());
+    // A file replaced without its manifest (a half-done file-by-file update), a file missing, no
+    // manifest at all: refused, nothing written.
+    for (name, file, bytes) in [
+        ("changed", "momentum.safetensors", Some(&b"other"[..])),
+        ("missing", "best.safetensors", None),
+        ("unlisted", "manifest.json", None),
+    ] {
+        let (out, r) = killed(name, &|o| {
+            let p = o.join("checkpoint").join(file);
+            match bytes {
+                Some(b) => std::fs::write(&p, b).unwrap(),
+                None => std::fs::remove_file(&p).unwrap(),
+            }
+        });
+        let err = r.unwrap_err().to_string();
+        assert!(
+            err.contains("checkpoint") && err.contains("drop --resume"),
+            "{name}: {err}"
+        );
+        assert!(!out.join("model.safetensors").exists(), "{name}");
+    }
+}
