@@ -11,6 +11,7 @@ mod reference {
     mod analysis_immune;
     mod analysis_reference;
     mod data_h5ad;
+    mod fuzz_readers;
     mod sae_planted;
     mod sae_reference;
     mod scgpt_extract;

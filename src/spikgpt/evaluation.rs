@@ -62,29 +62,20 @@ pub fn read_label_map(path: &Path, classes: &[String]) -> Result<LabelMap> {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    if names.len() < 2 {
-        return Err(Error::input(
-            path,
-            "a label map needs two columns: query_label,reference_label",
-        ));
-    }
-    let pick = |want: &str, fallback: usize| -> &str {
-        names
-            .iter()
-            .find(|n| n.as_str() == want)
-            .map(|s| s.as_str())
-            .unwrap_or(names[fallback].as_str())
+    let column = |want: &str| -> Result<Vec<Option<String>>> {
+        let c = df.column(want).map_err(|_| {
+            Error::input(
+                path,
+                format!(
+                    "a label map needs the columns query_label,reference_label (found: {})",
+                    names.join(",")
+                ),
+            )
+        })?;
+        nullable_string_column(c).map_err(|m| Error::input(path, m))
     };
-    let q = nullable_string_column(
-        df.column(pick("query_label", 0))
-            .map_err(|e| Error::input(path, format!("query_label: {e}")))?,
-    )
-    .map_err(|m| Error::input(path, m))?;
-    let r = nullable_string_column(
-        df.column(pick("reference_label", 1))
-            .map_err(|e| Error::input(path, format!("reference_label: {e}")))?,
-    )
-    .map_err(|m| Error::input(path, m))?;
+    let q = column("query_label")?;
+    let r = column("reference_label")?;
     let mut map = LabelMap::new();
     for (i, (qv, rv)) in q.into_iter().zip(r).enumerate() {
         let Some(qv) = qv.filter(|s| !s.trim().is_empty()) else {
