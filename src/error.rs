@@ -65,6 +65,12 @@ pub trait IoContext<T> {
     fn at(self, path: impl AsRef<Path>) -> Result<T>;
 }
 
+impl<T> IoContext<T> for std::result::Result<T, std::io::Error> {
+    fn at(self, path: impl AsRef<Path>) -> Result<T> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,11 +80,5 @@ mod tests {
         let e = Error::io("x.txt", std::io::Error::from(std::io::ErrorKind::NotFound));
         let chain = format!("{:#}", anyhow::Error::from(e));
         assert_eq!(chain.matches("not found").count(), 1, "{chain}");
-    }
-}
-
-impl<T> IoContext<T> for std::result::Result<T, std::io::Error> {
-    fn at(self, path: impl AsRef<Path>) -> Result<T> {
-        self.map_err(|e| Error::io(path, e))
     }
 }

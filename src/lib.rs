@@ -4,9 +4,9 @@
 //! activations, train sparse autoencoders on them, turn features into biology, and annotate cells with
 //! an explainable spiking-attention classifier (SpikGPT).
 //!
-//! The main entry points are re-exported here: [`load`] single-cell data, [`Scgpt`] and [`extract`]
+//! The main entry points are re-exported here: [`load`] single-cell data, [`Scgpt`] and [`extract()`]
 //! for activations, [`read_cells`] for "an extraction folder or a matrix file", [`Sae`] (trained by
-//! [`sae::train`]), [`analyze`], and for the annotator [`train_and_report`], [`load_model_dir`] and
+//! [`sae::train()`]), [`analyze`], and for the annotator [`train_and_report`], [`load_model_dir`] and
 //! [`annotate`].
 //!
 //! An SAE on the bundled cells' embeddings (50 principal components of the log expression, shipped
@@ -47,8 +47,8 @@
 //! - [`activations`]: the on-disk store of extracted activations.
 //! - [`sae`]: sparse autoencoders: training, sweeps, metrics, the saved SAELens-style format.
 //! - [`analysis`]: AUROC, gene attribution, enrichment, PCA baseline and reports for features.
-//! - [`io`], [`plot`]: file formats, atomic output, figures.
-//! - [`progress`]: the one progress-bar style of the long loops.
+//! - [`io`], `plot`: file formats, atomic output, figures.
+//! - `progress`: the one progress-bar style of the long loops.
 //! - [`spikgpt`]: the spiking self-attention annotator (train, annotate, evaluate).
 //! - [`stats`]: midranks, AUROC, median, Fisher's exact test and Benjamini-Hochberg, shared by the
 //!   analysis, the annotator and the explanations.
@@ -60,8 +60,8 @@ pub mod data;
 pub mod error;
 pub mod explain;
 pub mod io;
-pub mod plot;
-pub mod progress;
+pub(crate) mod plot;
+pub(crate) mod progress;
 pub mod runtime;
 pub mod sae;
 pub mod scgpt;

@@ -1,4 +1,4 @@
-//! Figures of an analysis, drawn directly with plotters primitives (PNG + SVG via [`crate::plot`]):
+//! Figures of an analysis, drawn directly with plotters primitives (PNG + SVG via `crate::plot`):
 //! the AUROC heatmap of top features x cell types, the enrichment summary, and the per-type best
 //! AUROC of the features next to the PCA baseline.
 

@@ -3,11 +3,11 @@
 //! [`load`] reads `.h5ad` files (AnnData >= 0.8 and the old < 0.7 layout) and 10x Matrix Market folders
 //! (labels joined from a CSV on cell id).
 
-pub mod dense;
+pub(crate) mod dense;
 pub mod h5ad;
 pub mod obs;
-pub mod sparse;
-pub mod summary;
+pub(crate) mod sparse;
+pub(crate) mod summary;
 pub mod tenx;
 
 use std::path::{Path, PathBuf};

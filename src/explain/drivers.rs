@@ -1,6 +1,6 @@
 //! What the explained calls say per class: the features that drive each class, and the features of
 //! Unknown cells that the known classes rarely use. Tables and figures of these are in
-//! [`super::report`] and [`super::figures`].
+//! [`super::report`] and `super::figures`.
 
 use serde::Serialize;
 

@@ -2,12 +2,12 @@
 //!
 //! - [`decompose`]: a cell embedding as `e0 + sum_f z_f v_f + error` in the SAE's dictionary, and the
 //!   checks that an SAE belongs to the annotator's embedding space.
-//! - [`gradient`], [`attribution`]: the predicted class's logit attributed to features (gradient x
+//! - `gradient`, [`attribution`]: the predicted class's logit attributed to features (gradient x
 //!   activation or integrated gradients through the surrogate gradients) with the error term.
 //! - [`ablation`]: remove features, re-run the annotator; top-attributed against random features.
 //! - [`interpret`]: feature meanings from `scsae analyze`.
 //! - [`drivers`]: per-class driving features and the features of Unknown cells.
-//! - [`report`], [`figures`]: their tables and the per-class heatmap.
+//! - [`report`], `figures`: their tables and the per-class heatmap.
 //!
 //! [`explain_annotation`] runs all of it for `spikgpt annotate --sae`.
 
@@ -16,8 +16,8 @@ pub mod ablation_report;
 pub mod attribution;
 pub mod decompose;
 pub mod drivers;
-pub mod figures;
-pub mod gradient;
+pub(crate) mod figures;
+pub(crate) mod gradient;
 pub mod interpret;
 pub mod report;
 

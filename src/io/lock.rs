@@ -5,7 +5,7 @@
 //! `kill -9`. The empty lock file stays in the folder.
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, IoContext, Result};
 
@@ -19,7 +19,6 @@ pub const TMP_PREFIX: &str = ".scsae-tmp-";
 #[derive(Debug)]
 pub struct OutputLock {
     _file: File,
-    dir: PathBuf,
 }
 
 impl OutputLock {
@@ -40,21 +39,13 @@ impl OutputLock {
             .open(&path)
             .at(&path)?;
         match file.try_lock() {
-            Ok(()) => Ok(OutputLock {
-                _file: file,
-                dir: dir.to_path_buf(),
-            }),
+            Ok(()) => Ok(OutputLock { _file: file }),
             Err(TryLockError::WouldBlock) => Err(Error::input(
                 dir,
                 "another run is writing into this output folder (it holds .scsae.lock); wait for it or choose another --out",
             )),
             Err(TryLockError::Error(e)) => Err(Error::io(&path, e)),
         }
-    }
-
-    /// The locked folder.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 }
 
@@ -68,7 +59,7 @@ pub fn remove_stale_temporaries(dir: &Path) -> Result<usize> {
     for e in entries.flatten() {
         let name = e.file_name();
         if name.to_string_lossy().starts_with(TMP_PREFIX) && e.path().is_file() {
-            std::fs::remove_file(e.path()).at(&e.path())?;
+            std::fs::remove_file(e.path()).at(e.path())?;
             n += 1;
         }
     }

@@ -2,8 +2,8 @@
 //! CSV, Parquet) and tables.
 
 pub mod atomic;
-pub mod json;
-pub mod lock;
+pub(crate) mod json;
+pub(crate) mod lock;
 pub mod matrix;
 pub mod npy;
 pub mod table;

@@ -2,29 +2,29 @@
 //! fused Adam, metrics, sweeps, and the SAELens-compatible saved format.
 //!
 //! - [`config`]: training options with the paper's defaults.
-//! - [`kernel`], [`linalg`], [`params`], [`optim`]: the arithmetic (forward, hand-derived backward,
+//! - [`kernel`], `linalg`, [`params`], `optim`: the arithmetic (forward, hand-derived backward,
 //!   Adam, clipping, schedules).
-//! - [`train`](mod@train), [`checkpoint`], [`resample`]: the training loop, resumable state, dead-feature
+//! - [`train`](mod@train), [`checkpoint`], `resample`: the training loop, resumable state, dead-feature
 //!   resampling.
 //! - [`metrics`]: L0, R^2, MSE, alive/dead.
-//! - [`model`], [`saelens`]: the saved SAE ([`Sae`]: load / encode / decode).
+//! - `model`, [`saelens`]: the saved SAE ([`Sae`]: load / encode / decode).
 //! - [`input`]: reading activations; [`sweep`]: layer x lambda grids with a table and a plot.
 
 pub mod checkpoint;
-pub mod codes;
+pub(crate) mod codes;
 pub mod config;
 pub mod input;
 pub mod kernel;
-pub mod linalg;
+pub(crate) mod linalg;
 pub mod metrics;
-pub mod model;
-pub mod optim;
+pub(crate) mod model;
+pub(crate) mod optim;
 pub mod params;
-pub mod resample;
+pub(crate) mod resample;
 pub mod saelens;
 pub mod sweep;
 pub mod train;
-pub mod zscore;
+pub(crate) mod zscore;
 
 pub use config::{Arch, InputLevel, LossConvention, TrainConfig};
 pub use metrics::Metrics;

@@ -4,8 +4,8 @@
 //! The official code (PyPI `scgpt` 0.2.4: `model/model.py`, `tasks/cell_emb.py`, `data_collator.py`,
 //! `preprocess.py`) is the reference; comments point at the Python functions each piece mirrors.
 //!
-//! - [`config`]: `args.json` of a checkpoint folder.
-//! - [`vocab`]: `vocab.json` (gene symbol -> token id) with the special tokens.
+//! - `config`: `args.json` of a checkpoint folder.
+//! - `vocab`: `vocab.json` (gene symbol -> token id) with the special tokens.
 //! - [`checkpoint`]: weights from `best_model.pt` or `.safetensors`, every key-naming variant.
 //! - [`tokenize`]: gene matching, per-cell quantile binning with the official tie rule, seeded sampling.
 //! - [`model`]: the forward pass (gene + value encoders, post-norm blocks with key padding masks).
@@ -21,12 +21,12 @@
 //! ```
 
 pub mod checkpoint;
-pub mod config;
+pub(crate) mod config;
 pub mod extract;
-pub mod layers;
+pub(crate) mod layers;
 pub mod model;
 pub mod tokenize;
-pub mod vocab;
+pub(crate) mod vocab;
 
 pub use checkpoint::{Scgpt, WeightsFile};
 pub use config::ScgptConfig;

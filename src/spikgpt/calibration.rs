@@ -2,13 +2,13 @@
 //! cells), and the model folder's `calibration.json` + `reference.safetensors` (this module owns both).
 //!
 //! At training time ([`fit`]):
-//! 1. temperature scaling of the logits on the validation cells ([`super::novelty::fit_temperature`]);
+//! 1. temperature scaling of the logits on the validation cells (`super::novelty::fit_temperature`);
 //! 2. the distance of each validation cell to its k nearest training cells in embedding space
 //!    (scArches-style), with the training embeddings kept as `reference.safetensors`;
 //! 3. the novelty score of the default rule: given (`--score`), or chosen by leave-one-type-out on the
 //!    reference: each type in turn is removed from training, a classifier is refitted without it and
 //!    every score's AUROC for that type against the known validation cells is recorded; the score with
-//!    the best mean AUROC wins ([`super::novelty::select_score`]). The refitted classifier is the logistic
+//!    the best mean AUROC wins (`super::novelty::select_score`). The refitted classifier is the logistic
 //!    regression on the same embeddings (a stand-in: refitting SpikGPT once per type costs one full
 //!    training each);
 //! 4. the threshold that keeps `keep` of the known validation cells (optionally one per predicted class);

@@ -5,7 +5,7 @@
 //! `momentum.safetensors`, `best.safetensors`, `state.json`) and `manifest.json`, written last (format
 //! `spikgpt-checkpoint/1`): every file's name, size in bytes and FNV-1a 64 hash.
 //!
-//! Writing ([`write`]): every file goes into a fresh `checkpoint.tmp-<pid>/` inside the model folder
+//! Writing ([`write()`]): every file goes into a fresh `checkpoint.tmp-<pid>/` inside the model folder
 //! (each file synced, then the folder), the previous `checkpoint/` is renamed to
 //! `checkpoint.old-<pid>/`, the new folder is renamed to `checkpoint/`, the model folder is synced and
 //! the old folder removed. A kill at any moment leaves a complete `checkpoint/`, or (between the two
@@ -130,7 +130,7 @@ pub fn write(out: &Path, files: &[(&str, &[u8])]) -> Result<()> {
     Ok(())
 }
 
-/// Tidy `out` after an interrupted [`write`]: remove `checkpoint.tmp-*` folders; put a
+/// Tidy `out` after an interrupted [`write()`]: remove `checkpoint.tmp-*` folders; put a
 /// `checkpoint.old-*` folder back as `checkpoint` when that is missing, remove it otherwise.
 pub fn recover(out: &Path) -> Result<()> {
     let entries = match std::fs::read_dir(out) {

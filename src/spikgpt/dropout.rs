@@ -51,6 +51,7 @@ impl DropMask {
     }
 
     /// Whether element `(r, j)` is dropped.
+    #[cfg(test)]
     pub fn dropped(&self, r: usize, j: usize) -> bool {
         bit(self.row(r), j)
     }

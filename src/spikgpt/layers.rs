@@ -230,7 +230,7 @@ impl LinearBnLif {
     }
 }
 
-/// Inverted dropout with a [`DropMask`] seeded from the pass's generator (identity outside training).
+/// Inverted dropout with a `DropMask` seeded from the pass's generator (identity outside training).
 pub fn dropout(x: &Tensor, p: f64, pass: &mut Pass<'_>) -> Result<Tensor> {
     if !pass.train || p <= 0.0 {
         return Ok(x.clone());

@@ -2,12 +2,12 @@
 //! any cells x dims matrix), with Unknown-cell rejection and spiking statistics.
 //!
 //! - [`config`]: model / training settings with the paper's defaults.
-//! - [`dropout`]: bit masks; [`token_tail`]: the per-token dropout tail in bounded memory.
-//! - [`lif`]: multi-step LIF neurons with surrogate gradients; [`layers`], [`attention`], [`model`]: the network.
-//! - [`train`] (with [`split`], [`optim`], [`checkpoint`]): training and the model folder; [`training_report`]: `spikgpt
+//! - `dropout`: bit masks; `token_tail`: the per-token dropout tail in bounded memory.
+//! - [`lif`]: multi-step LIF neurons with surrogate gradients; [`layers`], `attention`, [`model`]: the network.
+//! - [`train`] (with `split`, [`optim`], [`checkpoint`]): training and the model folder; [`training_report`]: `spikgpt
 //!   train` as one call; [`annotate`]: inference.
-//! - [`metrics`], [`rejection`], [`baseline`], [`energy`], [`report`], [`plots`]: evaluation.
-//! - [`novelty`]: calibrated Unknown calls (temperature scaling, novelty scores, rejection rules).
+//! - [`metrics`], `rejection`, [`baseline`], `energy`, [`report`], `plots`: evaluation.
+//! - `novelty`: calibrated Unknown calls (temperature scaling, novelty scores, rejection rules).
 //!
 //! ```no_run
 //! use scsae::spikgpt::{annotate, inputs};
@@ -22,13 +22,13 @@
 
 pub mod activity;
 pub mod annotate;
-pub mod attention;
+pub(crate) mod attention;
 pub mod baseline;
 pub mod calibration;
 pub mod checkpoint;
 pub mod config;
-pub mod dropout;
-pub mod energy;
+pub(crate) mod dropout;
+pub(crate) mod energy;
 pub mod evaluation;
 pub mod inputs;
 pub mod layers;
@@ -36,15 +36,15 @@ pub mod lif;
 pub mod metrics;
 pub mod model;
 pub mod model_dir;
-pub mod novelty;
+pub(crate) mod novelty;
 pub mod optim;
 pub mod params;
-pub mod plots;
+pub(crate) mod plots;
 pub mod predictions;
-pub mod rejection;
+pub(crate) mod rejection;
 pub mod report;
-pub mod split;
-pub mod token_tail;
+pub(crate) mod split;
+pub(crate) mod token_tail;
 pub mod train;
 pub mod training_report;
 

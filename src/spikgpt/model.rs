@@ -13,7 +13,7 @@
 //! m physical tokens (the products are integer spike counts) at 1/m of the cost. Training with
 //! dropout draws a separate mask per token, which makes the copies differ from the first dropout on:
 //! in a one-block model (the paper's) everything before it still runs on one token and the rest is
-//! computed per token with sparse corrections ([`super::token_tail`]), in bounded memory; deeper
+//! computed per token with sparse corrections (`super::token_tail`), in bounded memory; deeper
 //! models, CUDA and the smooth gradient-check mode run all m tokens.
 
 use candle_core::{Device, Tensor};
@@ -151,7 +151,7 @@ impl SpikGpt {
     }
 
     /// Whether this training pass computes the last MLP's per-token dropout with the bounded-memory
-    /// [`token_tail`](super::token_tail) (one token per cell before it; CPU, binary spikes, one block).
+    /// `token_tail` (one token per cell before it; CPU, binary spikes, one block).
     pub fn uses_token_tail(&self, pass: &Pass<'_>) -> bool {
         self.collapse_identical_tokens
             && pass.train
