@@ -33,7 +33,7 @@ enum Command {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let text = match &cli.command {
         Command::Train(a) => cli::spikgpt_train::run(a, &cli.runtime)?,
-        Command::Annotate(a) => cli::spikgpt_annotate::run(a, &cli.runtime)?,
+        Command::Annotate(a) => cli::spikgpt_annotate::run(a, &cli.runtime)?.to_string(),
         Command::Ablate(a) => cli::spikgpt_ablate::run(a, &cli.runtime)?,
         Command::Evaluate(a) => cli::spikgpt_evaluate::run(a)?,
     };

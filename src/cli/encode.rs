@@ -4,12 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::activations::{ActivationStore, Provenance};
 use crate::error::Result;
-use crate::sae::codes::{check_output_path, write_codes};
 use crate::sae::config::InputLevel;
-use crate::sae::input::{read_inputs, InputSpec};
-use crate::sae::Sae;
+use crate::sae::encode::{encode_to_file, EncodeReport, EncodeRequest};
 
 /// `scsae encode` arguments.
 #[derive(Debug, Clone, Args)]
@@ -43,41 +40,17 @@ pub struct EncodeArgs {
     pub force: bool,
 }
 
-/// Encode; returns a one-line summary.
-pub fn run(args: &EncodeArgs) -> Result<String> {
-    check_output_path(&args.out)?;
-    crate::io::atomic::check_new_output(&[&args.out], args.force)?;
-    let sae = Sae::load(&args.sae)?;
-    let layer = args.layer.clone().or_else(|| {
-        if args.activations.is_dir() {
-            sae.source_layer()
-        } else {
-            None
-        }
-    });
-    if args.activations.is_dir() {
-        // refuse another layer or model before reading any activations
-        let store = ActivationStore::open(&args.activations)?;
-        let mut theirs = Provenance::of_store(&store, "");
-        theirs.layer = layer.clone();
-        sae.check_source(&theirs, &args.activations)?;
-    }
-    let inputs = read_inputs(&InputSpec {
-        path: &args.activations,
-        layer: layer.as_deref(),
+/// Encode; returns what was written.
+pub fn run(args: &EncodeArgs) -> Result<EncodeReport> {
+    encode_to_file(&EncodeRequest {
+        sae: &args.sae,
+        activations: &args.activations,
+        layer: args.layer.as_deref(),
         level: args.level,
         key: args.key.as_deref(),
-        max_rows: args.max_inputs,
+        max_inputs: args.max_inputs,
         sample_seed: args.sample_seed,
-    })?;
-    let codes = sae.encode(&inputs.matrix)?;
-    write_codes(&args.out, &codes, inputs.tokens.as_ref())?;
-    let l0 = codes.data.iter().filter(|v| **v > 0.0).count() as f64 / codes.n_rows.max(1) as f64;
-    Ok(format!(
-        "{}: {} x {} codes (mean L0 {:.1})",
-        args.out.display(),
-        codes.n_rows,
-        codes.n_cols,
-        l0
-    ))
+        out: &args.out,
+        force: args.force,
+    })
 }

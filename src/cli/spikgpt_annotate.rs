@@ -7,18 +7,13 @@ use clap::Args;
 use crate::cli::common::RuntimeArgs;
 use crate::error::{Error, Result};
 use crate::explain::ablation::ControlOptions;
-use crate::explain::attribution::Method;
-use crate::explain::decompose::load_for_model;
-use crate::explain::interpret::Interpretations;
-use crate::explain::{explain_annotation, ExplainOptions};
-use crate::spikgpt::activity::ForwardStats;
-use crate::spikgpt::annotate::{
-    annotate, load_model_dir, resolve_rule, write_annotation, LoadedModel, DEFAULT_THRESHOLD,
+use crate::explain::annotate_workflow::{
+    annotate_and_explain, AnnotateReport, AnnotateRequest, ExplainRequest,
 };
-use crate::spikgpt::calibration::Rule;
-use crate::spikgpt::inputs::{cell_ids, load_embeddings, Embeddings};
-use crate::spikgpt::novelty::Score;
-use crate::spikgpt::predictions::split_stem;
+use crate::explain::attribution::Method;
+use crate::explain::ExplainOptions;
+use crate::spikgpt::annotate::{load_model_dir, LoadedModel, DEFAULT_THRESHOLD};
+use crate::spikgpt::inputs::{load_embeddings, Embeddings};
 
 /// The annotator and the cells it reads (shared by `annotate` and `ablate`).
 #[derive(Debug, Clone, Args)]
@@ -153,77 +148,32 @@ impl ExplainArgs {
     }
 }
 
-/// Run `spikgpt annotate`, returning the summary to print.
-pub fn run(args: &AnnotateArgs, runtime: &RuntimeArgs) -> Result<String> {
-    crate::spikgpt::predictions::check_table_out(&args.out, args.force)?;
-    crate::cli::common::check_batch_size(args.batch_size)?;
+/// Run `spikgpt annotate`, returning what was written.
+pub fn run(args: &AnnotateArgs, runtime: &RuntimeArgs) -> Result<AnnotateReport> {
     let rt = runtime.runtime()?;
-    let (loaded, emb) = args.input.load(&rt)?;
-    let score = args.score.as_deref().map(Score::parse).transpose()?;
-    let rule = resolve_rule(&loaded, args.threshold, args.keep, score)?;
-    let k = loaded.model.config.input_dim;
-    if emb.matrix.n_cols != k {
-        return Err(Error::input(
-            &args.input.embeddings,
-            format!(
-                "embeddings have {} dimensions but the model in {} was trained on {k}",
-                emb.matrix.n_cols,
-                args.input.model.display()
-            ),
-        ));
-    }
-    emb.matrix.check_finite(&args.input.embeddings)?;
-    let ids = cell_ids(&emb.matrix);
-    // Everything the explanation needs is checked before anything is written.
-    let explain_threshold = match &rule {
-        Rule::Paper { threshold } => *threshold,
-        Rule::Calibrated(_) => DEFAULT_THRESHOLD,
-    };
     let explain = match &args.explain.sae {
-        Some(dir) => {
-            let opts = args
+        Some(sae) => Some(ExplainRequest {
+            sae,
+            analysis: args.explain.analysis.as_deref(),
+            options: args
                 .explain
-                .options(explain_threshold, args.batch_size, runtime.seed)?;
-            let dec = load_for_model(dir, &loaded, &emb)?;
-            if let Some(c) = &opts.control {
-                c.validate(dec.dict.d_sae)?;
-            }
-            let meaning = match &args.explain.analysis {
-                Some(a) => Interpretations::read(a, dec.dict.d_sae)?,
-                None => Interpretations::default(),
-            };
-            Some((dec, meaning, opts))
-        }
+                .options(DEFAULT_THRESHOLD, args.batch_size, runtime.seed)?,
+        }),
         None => None,
     };
-    let mut stats = ForwardStats::default();
-    let ann = annotate(
-        &loaded,
-        &ids,
-        &emb.matrix.data,
-        &rule,
-        args.batch_size,
-        Some(&mut stats),
-    )?;
-    let (dir, stem) = split_stem(&args.out);
-    let summary = write_annotation(&ann, &args.out, &stats)?;
-    let mut s = summary.to_string();
-    if loaded.calibration.is_none() && args.threshold.is_none() {
-        s.push_str("  note: this model folder has no calibration (older version): the paper's 0.95 cut-off was used\n");
-    }
-    if let Some((dec, meaning, opts)) = explain {
-        let summary = explain_annotation(
-            &loaded,
-            &dec,
-            &ids,
-            &ann.main.label,
-            &meaning,
-            &opts,
-            &dir,
-            &stem,
-        )?;
-        s.push('\n');
-        s.push_str(&summary.to_text());
-    }
-    Ok(s)
+    annotate_and_explain(
+        &AnnotateRequest {
+            model: &args.input.model,
+            embeddings: &args.input.embeddings,
+            embedding_layer: &args.input.embedding_layer,
+            threshold: args.threshold,
+            keep: args.keep,
+            score: args.score.as_deref(),
+            out: &args.out,
+            force: args.force,
+            batch_size: args.batch_size,
+            explain,
+        },
+        &rt,
+    )
 }

@@ -1,17 +1,16 @@
 //! `spikgpt train`: fit SpikGPT on labelled embeddings and write a model folder with its validation
 //! report (and the Unknown-rejection report when types are held out).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 
 use crate::cli::common::{DataArgs, RuntimeArgs};
-use crate::error::{Error, IoContext, Result};
+use crate::error::Result;
 use crate::spikgpt::calibration::CalibrationOptions;
 use crate::spikgpt::config::{ModelConfig, Surrogate, TrainConfig};
-use crate::spikgpt::inputs::{cell_ids, labels_for, load_embeddings};
 use crate::spikgpt::novelty::Score;
-use crate::spikgpt::train::{TrainData, TrainOptions};
+use crate::spikgpt::train::{read_id_list, TrainData, TrainOptions};
 use crate::spikgpt::training_report::train_and_report;
 
 /// Arguments of `spikgpt train`.
@@ -200,48 +199,20 @@ impl TrainArgs {
     }
 }
 
-fn read_id_list(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).at(path)?;
-    let ids: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect();
-    if ids.is_empty() {
-        return Err(Error::input(path, "no cell ids in this file"));
-    }
-    Ok(ids)
-}
-
 /// Run `spikgpt train`, returning the summary to print.
 pub fn run(args: &TrainArgs, runtime: &RuntimeArgs) -> Result<String> {
     let rt = runtime.runtime()?;
     let (mcfg, tcfg) = args.configs(rt.seed)?;
     let calibration = args.calibration()?;
     crate::spikgpt::model_dir::check_not_trained(&args.out, args.force, args.resume)?;
-    let emb = load_embeddings(&args.embeddings, &args.embedding_layer)?;
-    emb.matrix.check_finite(&args.embeddings)?;
-    let labels = labels_for(
-        &emb.matrix,
+    let data = TrainData::load(
         &args.embeddings,
+        &args.embedding_layer,
         &args.data,
         &args.label_key,
         &args.data_args.load_options(),
     )?;
-    let query_cells = match &args.query_cells {
-        Some(p) => Some(read_id_list(p)?),
-        None => None,
-    };
-    let data = TrainData {
-        dim: emb.matrix.n_cols,
-        cell_ids: cell_ids(&emb.matrix),
-        x: emb.matrix.data,
-        labels,
-        label_source: args.data.clone(),
-        label_key: args.label_key.clone(),
-        embedding: emb.source,
-    };
+    let query_cells = args.query_cells.as_deref().map(read_id_list).transpose()?;
     let opts = TrainOptions {
         model: mcfg,
         train: tcfg,

@@ -13,6 +13,7 @@
 
 pub mod ablation;
 pub mod ablation_report;
+pub mod annotate_workflow;
 pub mod attribution;
 pub mod decompose;
 pub mod drivers;

@@ -8,11 +8,13 @@
 //!   resampling.
 //! - [`metrics`]: L0, R^2, MSE, alive/dead.
 //! - `model`, [`saelens`]: the saved SAE ([`Sae`]: load / encode / decode).
+//! - [`encode`](mod@encode): `scsae encode` as one call.
 //! - [`input`]: reading activations; [`sweep`]: layer x lambda grids with a table and a plot.
 
 pub mod checkpoint;
 pub(crate) mod codes;
 pub mod config;
+pub mod encode;
 pub mod input;
 pub mod kernel;
 pub(crate) mod linalg;

@@ -64,6 +64,45 @@ pub struct TrainData {
     pub embedding: Provenance,
 }
 
+impl TrainData {
+    /// Embeddings from `embeddings` (an extraction folder at `layer`, or a matrix file) labelled by
+    /// obs column `label_key` of `data`, joined by cell id.
+    pub fn load(
+        embeddings: &Path,
+        layer: &str,
+        data: &Path,
+        label_key: &str,
+        load: &crate::data::LoadOptions,
+    ) -> Result<TrainData> {
+        let emb = super::inputs::load_embeddings(embeddings, layer)?;
+        let labels = super::inputs::labels_for(&emb.matrix, embeddings, data, label_key, load)?;
+        Ok(TrainData {
+            dim: emb.matrix.n_cols,
+            cell_ids: super::inputs::cell_ids(&emb.matrix),
+            x: emb.matrix.data,
+            labels,
+            label_source: data.to_path_buf(),
+            label_key: label_key.to_string(),
+            embedding: emb.source,
+        })
+    }
+}
+
+/// Cell ids listed one per line in `path` (blank lines ignored); an empty list is an error.
+pub fn read_id_list(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let ids: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    if ids.is_empty() {
+        return Err(Error::input(path, "no cell ids in this file"));
+    }
+    Ok(ids)
+}
+
 /// What to train and how.
 #[derive(Debug, Clone, Default)]
 pub struct TrainOptions {
