@@ -14,6 +14,7 @@ mod reference {
     mod fuzz_readers;
     mod sae_planted;
     mod sae_reference;
+    mod sae_saelens_export;
     mod scgpt_extract;
     mod scgpt_parity;
     mod spikgpt_explain;

@@ -102,6 +102,41 @@ def replace(f, name, values):
     f.create_dataset(name, data=values)
 
 
+def lookup3(data, initval=0):
+    """Bob Jenkins' lookup3 hashlittle, as HDF5 uses for metadata checksums."""
+    def rot(x, k):
+        return ((x << k) | (x >> (32 - k))) & 0xFFFFFFFF
+    length = len(data)
+    a = b = c = (0xDEADBEEF + length + initval) & 0xFFFFFFFF
+    i = 0
+    while length > 12:
+        a = (a + int.from_bytes(data[i:i + 4], "little")) & 0xFFFFFFFF
+        b = (b + int.from_bytes(data[i + 4:i + 8], "little")) & 0xFFFFFFFF
+        c = (c + int.from_bytes(data[i + 8:i + 12], "little")) & 0xFFFFFFFF
+        a = (a - c) & 0xFFFFFFFF; a ^= rot(c, 4); c = (c + b) & 0xFFFFFFFF
+        b = (b - a) & 0xFFFFFFFF; b ^= rot(a, 6); a = (a + c) & 0xFFFFFFFF
+        c = (c - b) & 0xFFFFFFFF; c ^= rot(b, 8); b = (b + a) & 0xFFFFFFFF
+        a = (a - c) & 0xFFFFFFFF; a ^= rot(c, 16); c = (c + b) & 0xFFFFFFFF
+        b = (b - a) & 0xFFFFFFFF; b ^= rot(a, 19); a = (a + c) & 0xFFFFFFFF
+        c = (c - b) & 0xFFFFFFFF; c ^= rot(b, 4); b = (b + a) & 0xFFFFFFFF
+        i += 12
+        length -= 12
+    tail = data[i:] + b"\0" * 12
+    if length == 0:
+        return c
+    a = (a + int.from_bytes(tail[0:4], "little")) & 0xFFFFFFFF
+    b = (b + int.from_bytes(tail[4:8], "little")) & 0xFFFFFFFF
+    c = (c + int.from_bytes(tail[8:12], "little")) & 0xFFFFFFFF
+    c ^= b; c = (c - rot(b, 14)) & 0xFFFFFFFF
+    a ^= c; a = (a - rot(c, 11)) & 0xFFFFFFFF
+    b ^= a; b = (b - rot(a, 25)) & 0xFFFFFFFF
+    c ^= b; c = (c - rot(b, 16)) & 0xFFFFFFFF
+    a ^= c; a = (a - rot(c, 4)) & 0xFFFFFFFF
+    b ^= a; b = (b - rot(a, 14)) & 0xFFFFFFFF
+    c ^= b; c = (c - rot(b, 24)) & 0xFFFFFFFF
+    return c
+
+
 def h5ad_files(out):
     d = out / "h5ad"
     d.mkdir(parents=True, exist_ok=True)
@@ -212,6 +247,19 @@ def h5ad_files(out):
     (d / "truncated.h5ad").write_bytes(b[: len(b) // 2])
     # only the HDF5 superblock signature, then garbage
     (d / "signature_only.h5ad").write_bytes(b[:8] + b"\xff" * 200)
+    # shorter than its superblock's end-of-file address says (h5py refuses it: "truncated file"),
+    # though every object it holds is intact: cut in unused space, made by raising the address
+    eof_past = bytearray(b)
+    version = eof_past[8]
+    offsets = eof_past[13] if version in (0, 1) else eof_past[9]
+    at = {0: 24, 1: 28, 2: 12, 3: 12}[version] + 2 * offsets
+    eof = int.from_bytes(eof_past[at:at + offsets], "little")
+    assert eof == len(b), (eof, len(b))
+    eof_past[at:at + offsets] = (eof + 4096).to_bytes(offsets, "little")
+    if version >= 2:  # superblock v2/v3 end with a Jenkins lookup3 checksum; h5py checks it
+        end = 12 + 4 * offsets
+        eof_past[end:end + 4] = lookup3(bytes(eof_past[:end])).to_bytes(4, "little")
+    (d / "eof_past_end.h5ad").write_bytes(bytes(eof_past))
     (d / "not_hdf5.h5ad").write_text("cell,label\nA,B\n")
     (d / "zero_bytes.h5ad").write_bytes(b"")
 

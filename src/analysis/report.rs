@@ -516,10 +516,18 @@ pub fn write_report(
     if let Some(e) = &summary.expression {
         let _ = writeln!(md, "- Expression: {e}");
     }
-    let _ = writeln!(md, "- Gene sets tested: {}; background: {:?}; hits: r > {} (features with >= {} hits); BH over all (feature, set) tests, FDR < {}",
-        summary.n_gene_sets, summary.config.background, summary.config.corr_cutoff, summary.config.min_hits, summary.config.fdr);
-    let _ = writeln!(md, "- AUROC: one-vs-rest Mann-Whitney, ties 0.5; features: {:?}; alive = non-zero on >= {}% of cells\n",
-        main.auroc.direction, summary.config.alive_fraction * 100.0);
+    let background = match summary.config.background {
+        crate::analysis::Background::SetGenes => "genes of the tested sets measured in the data",
+        crate::analysis::Background::Measured => "all measured genes",
+    };
+    let direction = match main.auroc.direction {
+        crate::analysis::Direction::Greater => "higher in the type (one-sided)",
+        crate::analysis::Direction::Both => "either direction, max(a, 1 - a)",
+    };
+    let _ = writeln!(md, "- Gene sets tested: {}; background: {background}; hits: r > {} (features with >= {} hits); BH over all (feature, set) tests, FDR < {}",
+        summary.n_gene_sets, summary.config.corr_cutoff, summary.config.min_hits, summary.config.fdr);
+    let _ = writeln!(md, "- AUROC: one-vs-rest Mann-Whitney, ties 0.5; features {direction}; alive = non-zero on >= {}% of cells\n",
+        summary.config.alive_fraction * 100.0);
     let _ = writeln!(md, "## Headline\n");
     let _ = writeln!(
         md,

@@ -92,6 +92,23 @@ pub struct AnalyzeReport {
     pub expression_note: String,
 }
 
+impl AnalyzeReport {
+    /// One line for the terminal summarising the warnings (the first one and how many more), with
+    /// the file that lists them all; `None` without warnings.
+    pub fn warning_summary(&self) -> Option<String> {
+        let first = self.warnings.first()?;
+        let report = Path::new(&self.summary.out).join(REPORT_FILE);
+        Some(match self.warnings.len() {
+            1 => format!("{first} (also in {})", report.display()),
+            n => format!(
+                "{first}; and {} more warnings, all listed in {}",
+                n - 1,
+                report.display()
+            ),
+        })
+    }
+}
+
 impl std::fmt::Display for AnalyzeReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let h = &self.summary.features;

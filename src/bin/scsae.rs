@@ -30,6 +30,8 @@ enum Command {
     Sweep(cli::sweep::SweepArgs),
     /// Apply a saved SAE to activations (cells or tokens) and write the codes.
     Encode(cli::encode::EncodeArgs),
+    /// Export a saved SAE for SAELens (`SAE.load_from_disk`), z-score folded into the weights.
+    ExportSaelens(cli::export_saelens::ExportSaelensArgs),
     /// Analyse features: AUROC per cell type, gene attribution, gene-set enrichment, PCA baseline.
     Analyze(Box<cli::analyze::AnalyzeArgs>),
 }
@@ -53,6 +55,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Encode(a) => {
             cli.runtime.runtime()?;
             cli::common::print_out(cli::encode::run(&a)?);
+        }
+        Command::ExportSaelens(a) => {
+            cli.runtime.runtime()?;
+            cli::common::print_out(cli::export_saelens::run(&a)?);
         }
         Command::Analyze(a) => {
             let rt = cli.runtime.runtime()?;

@@ -193,15 +193,8 @@ pub fn run(args: &AnalyzeArgs, rt: &Runtime) -> Result<String> {
         force: args.force,
     };
     let report = analyze(&inputs, &cfg, rt)?;
-    for w in report.warnings.iter().take(20) {
-        eprintln!("warning: {w}");
-    }
-    if report.warnings.len() > 20 {
-        eprintln!(
-            "warning: ... {} more warnings in {}",
-            report.warnings.len() - 20,
-            args.out.join("report.md").display()
-        );
+    if let Some(line) = report.warning_summary() {
+        eprintln!("warning: {line}");
     }
     eprintln!("{}", report.expression_note);
     if args.json {

@@ -6,6 +6,7 @@
 pub mod analyze;
 pub mod common;
 pub mod encode;
+pub mod export_saelens;
 pub mod extract;
 pub mod inspect;
 pub mod spikgpt_ablate;

@@ -23,21 +23,59 @@ use crate::error::{Error, Result};
 
 type Res<T> = std::result::Result<T, String>;
 
+/// The end-of-file address recorded in an HDF5 superblock at the start of the file (versions 0-3,
+/// base address 0), as the HDF5 library checks it on open; `None` when it cannot be read.
+fn superblock_eof(head: &[u8]) -> Option<u64> {
+    let version = *head.get(8)?;
+    let addr = |at: usize, size: usize| -> Option<u64> {
+        let b = head.get(at..at + size)?;
+        let mut v = [0u8; 8];
+        v[..size].copy_from_slice(b);
+        Some(u64::from_le_bytes(v))
+    };
+    let (offsets, base_at) = match version {
+        // sig 8, versions 5 bytes (incl. reserved), offsets 1, lengths 1, reserved 1, K 2+2, flags 4
+        0 => (*head.get(13)? as usize, 24),
+        1 => (*head.get(13)? as usize, 28),
+        // sig 8, version 1, offsets 1, lengths 1, flags 1
+        2 | 3 => (*head.get(9)? as usize, 12),
+        _ => return None,
+    };
+    if !matches!(offsets, 2 | 4 | 8) {
+        return None;
+    }
+    let base = addr(base_at, offsets)?;
+    // v0/1: base, free-space info, end of file; v2/3: base, superblock extension, end of file
+    let eof = addr(base_at + 2 * offsets, offsets)?;
+    (eof != u64::MAX >> (64 - 8 * offsets as u32) && base == 0).then_some(eof)
+}
+
 /// Read an `.h5ad` file.
 pub fn read_h5ad(path: &Path, opts: &LoadOptions) -> Result<Dataset> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.len() == 0 {
         return Err(Error::input(path, "file is empty"));
     }
-    let mut head = [0u8; 8];
-    {
+    let mut head = [0u8; 96];
+    let n = {
         use std::io::Read;
         let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let n = f.read(&mut head).map_err(|e| Error::io(path, e))?;
-        if n < 8 || &head != b"\x89HDF\r\n\x1a\n" {
+        f.read(&mut head).map_err(|e| Error::io(path, e))?
+    };
+    if n < 8 || &head[..8] != b"\x89HDF\r\n\x1a\n" {
+        return Err(Error::input(
+            path,
+            "not an HDF5 file (an .h5ad must be HDF5; bad signature)",
+        ));
+    }
+    if let Some(eof) = superblock_eof(&head[..n]) {
+        if eof > meta.len() {
             return Err(Error::input(
                 path,
-                "not an HDF5 file (an .h5ad must be HDF5; bad signature)",
+                format!(
+                    "truncated HDF5 file: {} bytes, but its superblock says {eof} (an interrupted copy or download?)",
+                    meta.len()
+                ),
             ));
         }
     }

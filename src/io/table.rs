@@ -177,8 +177,13 @@ impl Table {
         self.cols.push(Column::new(name.into(), v));
         self
     }
-    /// Add an unsigned integer column.
+    /// Add a count column, stored as signed 64-bit integers (pandas' default integer type, so that
+    /// differences of counts never wrap around as unsigned values would).
     pub fn u64(mut self, name: &str, v: Vec<u64>) -> Self {
+        let v: Vec<i64> = v
+            .into_iter()
+            .map(|x| i64::try_from(x).unwrap_or(i64::MAX))
+            .collect();
         self.cols.push(Column::new(name.into(), v));
         self
     }
@@ -213,6 +218,11 @@ mod tests {
         let m = read_table_matrix(&p, false).unwrap();
         assert_eq!((m.n_rows, m.n_cols), (2, 1));
         assert_eq!(m.row_ids.unwrap(), vec!["101", "102"]);
+        // the table `scsae encode` writes (`row_id`, then f0..) reads back with its ids, numeric too
+        std::fs::write(&p, "row_id,f0,f1\n7,0.5,0\n9,0,2\n").unwrap();
+        let m = read_table_matrix(&p, false).unwrap();
+        assert_eq!((m.n_rows, m.n_cols), (2, 2));
+        assert_eq!(m.row_ids.unwrap(), vec!["7", "9"]);
     }
 
     #[test]

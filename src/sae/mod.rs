@@ -24,6 +24,7 @@ pub(crate) mod optim;
 pub mod params;
 pub(crate) mod resample;
 pub mod saelens;
+pub mod saelens_export;
 pub mod sweep;
 pub mod train;
 pub(crate) mod zscore;

@@ -126,6 +126,7 @@ impl Sae {
                 .activation_fn_kwargs
                 .get("k")
                 .and_then(|v| v.as_u64())
+                .or(self.cfg.k)
                 .map(|k| k as usize)
                 .filter(|&k| k >= 1)
                 .ok_or_else(|| {

@@ -59,6 +59,10 @@ pub struct SaeConfig {
     pub activation_fn_str: String,
     /// `{"k": K}` for TopK / BatchTopK, `{}` otherwise.
     pub activation_fn_kwargs: serde_json::Value,
+    /// SAELens 6's top-level `k` of a TopK SAE (read from an exported or SAELens folder; scsae
+    /// writes `activation_fn_kwargs.k`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k: Option<u64>,
     /// Always true: `b_dec` is subtracted from the input before encoding.
     pub apply_b_dec_to_input: bool,
     /// `"none"`: z-scoring is done with `input_mean` / `input_std`, outside SAELens's options.
@@ -95,6 +99,7 @@ impl Default for SaeConfig {
             architecture: "standard".into(),
             activation_fn_str: "relu".into(),
             activation_fn_kwargs: serde_json::json!({}),
+            k: None,
             apply_b_dec_to_input: true,
             normalize_activations: "none".into(),
             dtype: "float32".into(),
@@ -231,8 +236,55 @@ pub fn load(dir: &Path) -> Result<(SaeConfig, SaeTensors)> {
         input_std: get("input_std", &[d], false)?.unwrap_or_else(|| vec![1.0; d]),
         threshold: get("threshold", &[m], false)?,
     };
+    // the z-score is two tensors or none (a SAELens folder): one alone would silently change it
+    let has = |name: &str| st.tensor(name).is_ok();
+    if has("input_mean") != has("input_std") {
+        return Err(Error::input(
+            &w_path,
+            "input_mean and input_std come together (the z-score of the inputs); one of them is missing",
+        ));
+    }
     if t.input_std.iter().any(|s| *s <= 0.0) {
         return Err(Error::input(&w_path, "input_std must be positive"));
     }
     Ok((cfg, t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_z_score_with_one_of_its_two_tensors_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, m) = (3, 2);
+        let cfg = SaeConfig {
+            d_in: d,
+            d_sae: m,
+            ..SaeConfig::default()
+        };
+        let t = SaeTensors {
+            w_enc: vec![0.1; d * m],
+            w_dec: vec![0.2; m * d],
+            b_enc: vec![0.0; m],
+            b_dec: vec![0.0; d],
+            input_mean: vec![1.0; d],
+            input_std: vec![2.0; d],
+            threshold: None,
+        };
+        save(dir.path(), &cfg, &t).unwrap();
+        assert!(load(dir.path()).is_ok());
+        // rewrite the weights without input_std
+        let w = dir.path().join(WEIGHTS_FILE);
+        let bytes = std::fs::read(&w).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let kept: Vec<(String, TensorView<'_>)> = st
+            .tensors()
+            .into_iter()
+            .filter(|(n, _)| n != "input_std")
+            .collect();
+        std::fs::write(&w, safetensors::serialize(kept, None).unwrap()).unwrap();
+        let e = load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("input_mean and input_std"), "{e}");
+    }
 }

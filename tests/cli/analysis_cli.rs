@@ -244,12 +244,18 @@ fn gene_sets_with_unknown_genes_and_empty_sets_warn_naming_lines() {
         .arg(&out)
         .assert()
         .success()
+        // the terminal gets one line: the first warning, how many more, and where they all are
         .stderr(
             predicate::str::contains("mixed.gmt:1")
                 .and(predicate::str::contains("NOT_A_GENE"))
-                .and(predicate::str::contains("mixed.gmt:2"))
-                .and(predicate::str::contains("mixed.gmt:3")),
+                .and(predicate::str::contains("more warnings, all listed in"))
+                .and(predicate::str::contains("report.md")),
         );
+    // every warning, naming its line, is in report.md
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for w in ["mixed.gmt:1", "NOT_A_GENE", "mixed.gmt:2", "mixed.gmt:3"] {
+        assert!(report.contains(w), "report.md lacks {w}");
+    }
     // only-unknown sets everywhere: an error, not a silent empty analysis
     let none = tmp.path().join("none.gmt");
     std::fs::write(&none, "GHOSTS\tx\tFAKE1\tFAKE2\n").unwrap();

@@ -687,14 +687,16 @@ fn training_killed_mid_run_resumes_to_the_uninterrupted_model() {
         std::fs::read_to_string(d.join("training_curve.csv"))
             .unwrap()
             .lines()
-            .map(|l| l.rsplit_once(',').map_or(l, |(head, _seconds)| head).to_string())
+            .map(|l| {
+                l.rsplit_once(',')
+                    .map_or(l, |(head, _seconds)| head)
+                    .to_string()
+            })
             .collect()
     };
-    assert!(
-        std::fs::read_to_string(full.join("training_curve.csv"))
-            .unwrap()
-            .starts_with("epoch,lr,train_loss,train_accuracy,val_loss,val_accuracy,seconds")
-    );
+    assert!(std::fs::read_to_string(full.join("training_curve.csv"))
+        .unwrap()
+        .starts_with("epoch,lr,train_loss,train_accuracy,val_loss,val_accuracy,seconds"));
     assert_eq!(curve(&killed), curve(&full));
     let stale: Vec<String> = std::fs::read_dir(&killed)
         .unwrap()
