@@ -128,6 +128,40 @@ impl Manifest {
     }
 }
 
+/// Error unless every part file named by the manifest exists and is large enough for the rows and
+/// width the manifest claims (one `d_model`-wide f32 vector per row at least): sizes read from the
+/// manifest are checked against the disk before anything of that size is allocated.
+fn check_part_sizes(dir: &Path, m: &Manifest) -> Result<()> {
+    let path = dir.join("manifest.json");
+    let mut cells = 0usize;
+    for p in m.cell_parts.iter().chain(&m.token_parts) {
+        let file = dir.join(&p.file);
+        let len = std::fs::metadata(&file).at(&file)?.len();
+        let need = (p.rows as u64)
+            .checked_mul(m.d_model as u64)
+            .and_then(|v| v.checked_mul(4));
+        if need.is_none_or(|need| need > len) {
+            return Err(Error::input(
+                &path,
+                format!(
+                    "{} holds {len} bytes, too few for the {} rows x {} dims the manifest claims",
+                    p.file, p.rows, m.d_model
+                ),
+            ));
+        }
+    }
+    for p in &m.cell_parts {
+        cells = cells.saturating_add(p.rows);
+    }
+    if cells != m.n_cells {
+        return Err(Error::input(
+            &path,
+            format!("the cell parts hold {cells} rows for {} cells", m.n_cells),
+        ));
+    }
+    Ok(())
+}
+
 /// Writes an activation store part by part.
 pub struct StoreWriter {
     dir: PathBuf,
@@ -383,6 +417,7 @@ impl ActivationStore {
                 format!("{} ids for {} cells", cell_ids.len(), manifest.n_cells),
             ));
         }
+        check_part_sizes(dir, &manifest)?;
         Ok(ActivationStore {
             dir: dir.to_path_buf(),
             manifest,

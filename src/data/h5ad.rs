@@ -121,7 +121,12 @@ fn read_file(file: &File, opts: &LoadOptions) -> Res<Dataset> {
     let uns = if legacy { file.group("uns").ok() } else { None };
     let obs = read_frame(file, "obs", uns.as_ref())?;
     let var = read_frame(file, &var_path, uns.as_ref())?;
-    let matrix = read_matrix(file, &matrix_path)?;
+    let matrix = read_matrix(
+        file,
+        &matrix_path,
+        (obs.index.len(), var.index.len()),
+        &var_path,
+    )?;
     if matrix.n_rows != obs.index.len() {
         return Err(format!(
             "{matrix_path} has {} rows but obs has {} cells",
@@ -534,7 +539,26 @@ fn read_frame_compound(ds: &hdf5_pure::Dataset, path: &str, uns: Option<&Group>)
     Ok(Frame { index, columns })
 }
 
-fn read_matrix(file: &File, path: &str) -> Res<CsrMatrix> {
+/// Error unless a matrix's claimed `(rows, cols)` agree with obs and var, checked before anything of
+/// that size is allocated (the shape is only an attribute; obs and var hold real entries).
+fn check_dims(
+    path: &str,
+    (r, c): (usize, usize),
+    (n_obs, n_var): (usize, usize),
+    var_path: &str,
+) -> Res<()> {
+    if r != n_obs {
+        return Err(format!("{path} has {r} rows but obs has {n_obs} cells"));
+    }
+    if c != n_var {
+        return Err(format!(
+            "{path} has {c} columns but {var_path} has {n_var} genes"
+        ));
+    }
+    Ok(())
+}
+
+fn read_matrix(file: &File, path: &str, dims: (usize, usize), var_path: &str) -> Res<CsrMatrix> {
     if let Ok(g) = file.group(path) {
         let attrs = attrs_of_group(&g);
         let (format, shape) = if let Some(enc) = encoding(&attrs) {
@@ -557,6 +581,7 @@ fn read_matrix(file: &File, path: &str) -> Res<CsrMatrix> {
             [r, c] if *r >= 0 && *c >= 0 => (*r as usize, *c as usize),
             s => return Err(format!("{path}: bad shape {s:?}")),
         };
+        check_dims(path, (r, c), dims, var_path)?;
         let data = g
             .dataset("data")
             .and_then(|d| d.read_f32())
@@ -589,6 +614,7 @@ fn read_matrix(file: &File, path: &str) -> Res<CsrMatrix> {
             [r, c] => (*r as usize, *c as usize),
             s => return Err(format!("{path}: expected a 2-D matrix, found shape {s:?}")),
         };
+        check_dims(path, (r, c), dims, var_path)?;
         read_dense_rows(&ds, path, r, c, DENSE_WINDOW_BYTES)
     }
 }

@@ -22,7 +22,7 @@ pub fn read_dataframe(path: &Path) -> Result<DataFrame> {
     let df = match ext.as_str() {
         "parquet" | "pq" => {
             let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-            ParquetReader::new(f).finish()
+            return crate::io::guard::catch_panics(path, "Parquet", || read_parquet(path, f));
         }
         _ => {
             let sep = if ext == "tsv" || ext == "tab" {
@@ -39,6 +39,43 @@ pub fn read_dataframe(path: &Path) -> Result<DataFrame> {
         }
     };
     df.map_err(|e| Error::input(path, format!("cannot read table: {e}")))
+}
+
+/// A Parquet file whose row counts are plausible for its size (a corrupt footer can claim 2^60 rows,
+/// which would make the reader allocate before it fails), then its data frame.
+fn read_parquet(path: &Path, f: std::fs::File) -> Result<DataFrame> {
+    let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut reader = ParquetReader::new(f);
+    let bad = |e: PolarsError| Error::input(path, format!("cannot read table: {e}"));
+    let meta = reader.get_metadata().map_err(bad)?.clone();
+    // every row of every column takes at least one bit of the file
+    let bound = len.saturating_mul(8);
+    let rows = u64::try_from(meta.num_rows).unwrap_or(u64::MAX);
+    let implausible_chunk = meta.row_groups.iter().any(|g| {
+        g.num_rows() as u64 > bound
+            || g.parquet_columns().iter().any(|c| {
+                let r = c.byte_range();
+                u64::try_from(c.num_values()).map_or(true, |v| v > bound)
+                    || c.compressed_size() < 0
+                    || c.uncompressed_size() < 0
+                    || r.start > r.end
+                    || r.end > len
+            })
+    });
+    if rows > bound || implausible_chunk {
+        return Err(Error::input(
+            path,
+            format!("corrupt Parquet file: it claims {rows} rows in {len} bytes"),
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    for g in &meta.row_groups {
+        for c in g.parquet_columns() {
+            crate::io::parquet_check::check_chunk(&bytes, c.byte_range())
+                .map_err(|m| Error::input(path, format!("corrupt Parquet file: {m}")))?;
+        }
+    }
+    reader.finish().map_err(bad)
 }
 
 /// First-column names that mark row ids even when the ids are numbers.

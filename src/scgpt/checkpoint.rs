@@ -131,17 +131,14 @@ pub fn read_tensors(file: &WeightsFile) -> Result<(HashMap<String, Tensor>, Vec<
 /// Run a reader that may fail or (on malformed input) panic inside a dependency; both become an
 /// input error naming the file.
 fn guarded<T>(path: &Path, what: &str, f: impl FnOnce() -> candle_core::Result<T>) -> Result<T> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(Error::input(
-            path,
-            format!("cannot read {what} weights (truncated or corrupt file?): {e}"),
-        )),
-        Err(_) => Err(Error::input(
-            path,
-            format!("cannot read {what} weights: the file is malformed"),
-        )),
-    }
+    crate::io::guard::catch_panics(path, &format!("cannot read {what} weights"), || {
+        f().map_err(|e| {
+            Error::input(
+                path,
+                format!("cannot read {what} weights (truncated or corrupt file?): {e}"),
+            )
+        })
+    })
 }
 
 fn read_pytorch(path: &Path) -> Result<Vec<(String, Tensor)>> {
@@ -296,7 +293,8 @@ pub fn build_model(
         ));
     }
     let gene_embedding = take.get(emb_key, &[vocab_len, d])?;
-    let mut blocks = Vec::with_capacity(config.nlayers);
+    // no capacity from args.json: a corrupt nlayers fails at the first missing layer instead
+    let mut blocks = Vec::new();
     for i in 0..config.nlayers {
         let p = format!("transformer_encoder.layers.{i}");
         blocks.push(Block {
