@@ -108,6 +108,14 @@ impl AnalysisContext {
             .map(|&t| self.labels.names[t].clone())
             .collect()
     }
+
+    /// Gene symbols of the expression matrix (empty without expression).
+    pub fn gene_names(&self) -> &[String] {
+        self.expression
+            .as_ref()
+            .map(|e| e.1.as_slice())
+            .unwrap_or(&[])
+    }
 }
 
 /// Headline numbers of one analysis (the rows of the paper's Table 4).

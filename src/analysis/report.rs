@@ -46,11 +46,7 @@ fn feature_rows(
     cfg: &AnalysisConfig,
 ) -> Vec<FeatureRow> {
     let types = ctx.type_names();
-    let genes: &[String] = ctx
-        .expression
-        .as_ref()
-        .map(|e| e.1.as_slice())
-        .unwrap_or(&[]);
+    let genes = ctx.gene_names();
     let t = &fa.auroc;
     let nf = fa.feature_names.len();
     let mut row_of = vec![None; nf];
@@ -124,11 +120,7 @@ pub fn write_analysis_tables(
     cfg: &AnalysisConfig,
 ) -> Result<Vec<String>> {
     let types = ctx.type_names();
-    let genes: &[String] = ctx
-        .expression
-        .as_ref()
-        .map(|e| e.1.as_slice())
-        .unwrap_or(&[]);
+    let genes = ctx.gene_names();
     features_table::write(
         out,
         &format!("{prefix}features"),
