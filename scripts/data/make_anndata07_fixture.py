@@ -1,7 +1,8 @@
 """Reference values for reading AnnData 0.7 files (categorical columns stored as integer codes
 with their categories in `obs/__categories/<col>`), read with Python anndata.
 
-Run from the repository root (needs numpy, scipy, anndata; reads ../shared/data):
+Run from the repository root (needs numpy, scipy, anndata) after
+scripts/data/make_anndata07_subsets.py, which cuts the committed files from ../shared/data:
     python scripts/data/make_anndata07_fixture.py
 Writes tests/fixtures/data/anndata07.json, one entry per file: shape, first/last cell ids, first
 gene symbols, obs and var columns with their dtypes, the label columns' per-cell values at both
@@ -20,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data")
+SHARED = os.path.join(ROOT, "tests", "fixtures", "data")
 OUT = os.path.join(ROOT, "tests", "fixtures", "data", "anndata07.json")
 
 N_IDS = 20  # cell ids / label values kept at each end, gene symbols kept from the start
@@ -111,8 +112,8 @@ def describe(name, label_keys):
 
 def main():
     cases = [
-        ("pbmc3k_10x_v1.h5ad", ["celltype"]),
-        ("kang2018_ifnb.h5ad", ["cell_type", "condition"]),
+        ("pbmc3k_10x_v1_300.h5ad", ["celltype"]),
+        ("kang2018_ifnb_400.h5ad", ["cell_type", "condition"]),
     ]
     out = {
         "anndata_version": importlib.metadata.version("anndata"),
