@@ -20,10 +20,9 @@ fn spikgpt() -> Command {
     Command::cargo_bin("spikgpt").unwrap()
 }
 
-/// `spikgpt train` on the immune stand-in embeddings with `hold_out` removed, into `out`.
-fn immune_train(hold_out: &str, out: &Path) -> Command {
-    let mut cmd = spikgpt();
-    cmd.args([
+/// Arguments of `spikgpt train` on the immune stand-in embeddings with `hold_out` removed.
+fn immune_train_args(hold_out: &str) -> Vec<&str> {
+    vec![
         "train",
         "--embeddings",
         EMB,
@@ -31,10 +30,15 @@ fn immune_train(hold_out: &str, out: &Path) -> Command {
         DATA,
         "--label-key",
         KEY,
-    ])
-    .args(["--hold-out", hold_out])
-    .arg("--out")
-    .arg(out);
+        "--hold-out",
+        hold_out,
+    ]
+}
+
+/// `spikgpt train` on the immune stand-in embeddings with `hold_out` removed, into `out`.
+fn immune_train(hold_out: &str, out: &Path) -> Command {
+    let mut cmd = spikgpt();
+    cmd.args(immune_train_args(hold_out)).arg("--out").arg(out);
     cmd
 }
 
@@ -617,40 +621,17 @@ fn training_killed_mid_run_resumes_to_the_uninterrupted_model() {
     // kill -9 once at least two epochs are checkpointed (wherever the process then is: training,
     // or replacing the checkpoint), then --resume: the uninterrupted run's model, byte for byte, and
     // no temporary checkpoint folder left.
-    let args = [
-        "--tokens",
-        "8",
-        "--width",
-        "64",
-        "--heads",
-        "4",
-        "--epochs",
-        "8",
-        "--lr",
-        "0.05",
-        "--batch-size",
-        "64",
-        "--dropout",
-        "0",
-        "--seed",
-        "7",
-    ];
+    // the small model, 8 epochs
+    let mut args = small_model_args();
+    let e = args.iter().position(|a| *a == "--epochs").unwrap();
+    args[e + 1] = "8";
     let dir = tempfile::tempdir().unwrap();
     let full = dir.path().join("full");
-    immune_train("NK", &full).args(args).assert().success();
+    immune_train("NK", &full).args(&args).assert().success();
     let killed = dir.path().join("killed");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_spikgpt"))
-        .args([
-            "train",
-            "--embeddings",
-            EMB,
-            "--data",
-            DATA,
-            "--label-key",
-            KEY,
-        ])
-        .args(["--hold-out", "NK"])
-        .args(args)
+        .args(immune_train_args("NK"))
+        .args(&args)
         .arg("--out")
         .arg(&killed)
         .stdout(std::process::Stdio::null())
