@@ -39,12 +39,12 @@ pub struct Provenance {
 }
 
 impl Provenance {
-    /// Provenance of `layer` of the extraction `store`.
-    pub fn of_store(store: &ActivationStore, layer: &str) -> Provenance {
+    /// Provenance of `layer` of the extraction `store` (`None`: a layer not chosen yet).
+    pub fn of_store(store: &ActivationStore, layer: Option<&str>) -> Provenance {
         Provenance {
             kind: SourceKind::Activations,
             path: store.dir().to_path_buf(),
-            layer: Some(layer.to_string()),
+            layer: layer.map(str::to_string),
             model: store.manifest.model.clone(),
             data: store.manifest.data.clone(),
         }

@@ -1,7 +1,6 @@
 //! The one reader for "an extraction folder or a matrix file" of cell-level vectors, used by SAE
 //! training and encoding, the analysis and SpikGPT.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use super::{ActivationStore, Provenance};
@@ -31,7 +30,7 @@ pub fn read_cells(path: &Path, layer: Option<&str>, key: Option<&str>) -> Result
             return Err(Error::input(path, "the extraction holds no cells"));
         }
         m.check_finite(path)?;
-        (m, Provenance::of_store(&store, layer))
+        (m, Provenance::of_store(&store, Some(layer)))
     } else {
         (read_matrix(path, key)?, Provenance::of_matrix(path, layer))
     };
@@ -54,16 +53,12 @@ pub fn require_layer<'a>(store: &ActivationStore, layer: Option<&'a str>) -> Res
 
 /// Error naming `path` when a row id appears twice.
 pub fn check_unique_ids(m: &DenseMatrix, path: &Path) -> Result<()> {
-    if let Some(ids) = &m.row_ids {
-        let mut seen = HashMap::with_capacity(ids.len());
-        for (i, id) in ids.iter().enumerate() {
-            if let Some(j) = seen.insert(id.as_str(), i) {
-                return Err(Error::input(
-                    path,
-                    format!("cell id '{id}' appears twice (rows {j} and {i})"),
-                ));
-            }
-        }
+    let dup = m.row_ids.as_deref().and_then(crate::data::first_duplicate);
+    match dup {
+        Some((id, j, i)) => Err(Error::input(
+            path,
+            format!("cell id '{id}' appears twice (rows {j} and {i})"),
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }

@@ -95,7 +95,7 @@ pub fn write(out: &Path, stem: &str, rows: &[FeatureRow], signed: bool) -> Resul
             col::FEATURE,
             rows.iter().map(|r| r.feature.clone()).collect(),
         )
-        .u64(col::INDEX, (0..rows.len() as u64).collect())
+        .count(col::INDEX, (0..rows.len() as u64).collect())
         .bool(col::ALIVE, rows.iter().map(|r| r.alive).collect())
         .f64(col::FRAC_ACTIVE, get(&|r| r.frac_active))
         .f64(col::MEAN, get(&|r| r.mean))
@@ -111,7 +111,7 @@ pub fn write(out: &Path, stem: &str, rows: &[FeatureRow], signed: bool) -> Resul
         );
     }
     table
-        .u64(
+        .count(
             col::N_TYPES_ABOVE,
             rows.iter().map(|r| r.n_types_above).collect(),
         )
@@ -129,7 +129,7 @@ pub fn write(out: &Path, stem: &str, rows: &[FeatureRow], signed: bool) -> Resul
             rows.iter().map(|r| r.n_correlated).collect(),
         )
         .bool(col::ENRICHED, rows.iter().map(|r| r.enriched).collect())
-        .u64(col::N_SETS, rows.iter().map(|r| r.n_sets).collect())
+        .count(col::N_SETS, rows.iter().map(|r| r.n_sets).collect())
         .str(col::SETS, rows.iter().map(|r| r.sets.clone()).collect())
         .opt_str(
             col::BEST_SET,

@@ -208,7 +208,7 @@ fn write_attribution_table(
     Table::new(f.len())
         .str("feature", f)
         .str("direction", dir)
-        .u64("rank", rank)
+        .count("rank", rank)
         .str("gene", gene)
         .f64("pearson_r", r_col)
         .write(out, &format!("{prefix}gene_attribution"))?;
@@ -280,10 +280,10 @@ fn write_enrichment_table(
         .str("correlation_sign", side)
         .str("gene_set", cols.1)
         .str("gmt_file", cols.2)
-        .u64("overlap", ov)
-        .u64("n_correlated_genes", nh)
-        .u64("set_size", ss)
-        .u64("background", bg)
+        .count("overlap", ov)
+        .count("n_correlated_genes", nh)
+        .count("set_size", ss)
+        .count("background", bg)
         .f64("odds_ratio", or)
         .f64("p_value", p)
         .f64("log10_p", lp)
@@ -344,10 +344,10 @@ pub fn write_cell_type_table(
         .collect();
     let mut table = Table::new(nt)
         .str("cell_type", types)
-        .u64("n_cells", sizes)
+        .count("n_cells", sizes)
         .opt_str(&format!("best_{}_feature", main.label.to_lowercase()), bf)
         .opt_f64(&format!("best_{}_auroc", main.label.to_lowercase()), ba)
-        .u64("n_features_above_threshold", n_above)
+        .count("n_features_above_threshold", n_above)
         .str("top_features", tops);
     if let Some(b) = baseline {
         let bb = b.auroc.best_per_type();

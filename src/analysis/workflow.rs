@@ -16,7 +16,7 @@ use crate::activations::{read_cells, CellMatrix};
 use crate::data::DenseMatrix;
 use crate::data::{load, LoadOptions};
 use crate::error::{Error, Result};
-use crate::io::lock::{remove_stale_temporaries, OutputLock};
+use crate::io::lock::{check_not_finished, lock_for_writing};
 use crate::runtime::Runtime;
 
 /// Which matrix the PCA baseline is fitted on.
@@ -171,16 +171,8 @@ pub fn encode_with_sae(dir: &Path, acts: &CellMatrix) -> Result<DenseMatrix> {
 /// The file written last, that marks a finished analysis folder.
 pub const REPORT_FILE: &str = "report.md";
 
-/// Error unless `out` holds no finished analysis or `force` is set.
-fn check_not_finished(out: &Path, force: bool) -> Result<()> {
-    if out.join(REPORT_FILE).exists() && !force {
-        return Err(Error::input(
-            out,
-            "already holds a finished analysis (report.md); choose another --out or pass --force to overwrite it",
-        ));
-    }
-    Ok(())
-}
+/// How the analysis folder is named in the message refusing to overwrite it.
+const FINISHED: &str = "a finished analysis";
 
 /// Analyse the features of `inputs` with `cfg` and write the output folder; nothing is written
 /// before every input has been read and checked.
@@ -203,7 +195,7 @@ pub fn analyze(
             "output path is a file; --out must be a folder",
         ));
     }
-    check_not_finished(&inputs.out, inputs.force)?;
+    check_not_finished(&inputs.out, REPORT_FILE, FINISHED, inputs.force)?;
     // ---- read and validate every input before writing anything
     let ds = load(&inputs.data, &inputs.load)?;
     ds.check_expression()?;
@@ -312,13 +304,7 @@ pub fn analyze(
     let out = &inputs.out;
     // one writer per folder; `report.md` is written last and vouches for the rest, so an
     // overwrite removes it first (a killed run never looks finished)
-    let _lock = OutputLock::acquire(out)?;
-    check_not_finished(out, inputs.force)?;
-    let manifest = out.join(REPORT_FILE);
-    if manifest.exists() {
-        std::fs::remove_file(&manifest).map_err(|e| Error::io(&manifest, e))?;
-    }
-    remove_stale_temporaries(out)?;
+    let _lock = lock_for_writing(out, REPORT_FILE, FINISHED, inputs.force, false)?;
     let mut tables = report::write_analysis_tables(out, "", &main, &ctx, cfg)?;
     report::write_cell_type_table(out, &main, baseline.as_ref().map(|b| &b.1), &ctx, cfg, 5)?;
     tables.push("cell_types".into());

@@ -68,16 +68,6 @@ impl DataArgs {
     }
 }
 
-/// Error unless `--batch-size` is at least 1.
-pub fn check_batch_size(batch_size: usize) -> Result<()> {
-    if batch_size == 0 {
-        return Err(crate::error::Error::invalid(
-            "--batch-size must be at least 1",
-        ));
-    }
-    Ok(())
-}
-
 /// Error unless `--threshold` is a probability (the library's one check).
 pub use crate::spikgpt::calibration::check_threshold;
 

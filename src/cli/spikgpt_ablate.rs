@@ -48,7 +48,7 @@ pub struct AblateArgs {
 /// Run `spikgpt ablate`, returning the summary to print.
 pub fn run(args: &AblateArgs, runtime: &RuntimeArgs) -> Result<String> {
     crate::spikgpt::predictions::check_table_out(&args.out, args.force)?;
-    crate::cli::common::check_batch_size(args.batch_size)?;
+    crate::spikgpt::annotate::check_batch_size(args.batch_size)?;
     crate::cli::common::check_threshold(args.threshold)?;
     let rt = runtime.runtime()?;
     let (loaded, emb) = args.input.load(&rt)?;

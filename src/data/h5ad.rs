@@ -127,20 +127,6 @@ fn read_file(file: &File, opts: &LoadOptions) -> Res<Dataset> {
         (obs.index.len(), var.index.len()),
         &var_path,
     )?;
-    if matrix.n_rows != obs.index.len() {
-        return Err(format!(
-            "{matrix_path} has {} rows but obs has {} cells",
-            matrix.n_rows,
-            obs.index.len()
-        ));
-    }
-    if matrix.n_cols != var.index.len() {
-        return Err(format!(
-            "{matrix_path} has {} columns but {var_path} has {} genes",
-            matrix.n_cols,
-            var.index.len()
-        ));
-    }
     let gene_symbols = match &opts.gene_key {
         None => var.index,
         Some(k) if k == "index" || k == "_index" => var.index,

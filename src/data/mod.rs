@@ -172,7 +172,7 @@ fn check_non_negative(ds: &Dataset, path: &Path) -> Result<()> {
 }
 
 /// The first name that appears twice, with both positions.
-fn first_duplicate(names: &[String]) -> Option<(&str, usize, usize)> {
+pub(crate) fn first_duplicate(names: &[String]) -> Option<(&str, usize, usize)> {
     let mut seen = std::collections::HashMap::with_capacity(names.len());
     for (j, n) in names.iter().enumerate() {
         if let Some(i) = seen.insert(n.as_str(), j) {

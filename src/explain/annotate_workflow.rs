@@ -13,7 +13,8 @@ use crate::error::{Error, Result};
 use crate::runtime::Runtime;
 use crate::spikgpt::activity::ForwardStats;
 use crate::spikgpt::annotate::{
-    annotate, load_model_dir, resolve_rule, write_annotation, AnnotationSummary, DEFAULT_THRESHOLD,
+    annotate, check_batch_size, load_model_dir, resolve_rule, write_annotation, AnnotationSummary,
+    DEFAULT_THRESHOLD,
 };
 use crate::spikgpt::calibration::Rule;
 use crate::spikgpt::inputs::{cell_ids, load_embeddings};
@@ -83,9 +84,7 @@ impl std::fmt::Display for AnnotateReport {
 /// Annotate (and explain) the cells of `req`.
 pub fn annotate_and_explain(req: &AnnotateRequest<'_>, rt: &Runtime) -> Result<AnnotateReport> {
     check_table_out(req.out, req.force)?;
-    if req.batch_size == 0 {
-        return Err(Error::invalid("--batch-size must be at least 1"));
-    }
+    check_batch_size(req.batch_size)?;
     let loaded = load_model_dir(req.model, rt)?;
     let emb = load_embeddings(req.embeddings, req.embedding_layer)?;
     let score = req.score.map(Score::parse).transpose()?;

@@ -212,8 +212,8 @@ pub fn explain_annotation(
 pub fn write_control_table(dir: &Path, stem: &str, rows: &[ControlRow]) -> Result<()> {
     let col = |f: fn(&ControlRow) -> f64| rows.iter().map(f).collect::<Vec<f64>>();
     Table::new(rows.len())
-        .u64("k", rows.iter().map(|r| r.k as u64).collect())
-        .u64("cells", rows.iter().map(|r| r.cells as u64).collect())
+        .count("k", rows.iter().map(|r| r.k as u64).collect())
+        .count("cells", rows.iter().map(|r| r.cells as u64).collect())
         .f64("top_call_changed", col(|r| r.top_call_changed))
         .f64("random_call_changed", col(|r| r.random_call_changed))
         .f64("top_class_changed", col(|r| r.top_class_changed))

@@ -71,7 +71,7 @@ pub fn write_cell_tables(
         .f64("error_term", attrs.iter().map(|a| a.error_term).collect())
         .f64("scale", attrs.iter().map(|a| a.scale).collect())
         .f64("residual", attrs.iter().map(|a| a.residual).collect())
-        .u64(
+        .count(
             "n_active",
             attrs.iter().map(|a| a.n_active as u64).collect(),
         )
@@ -107,8 +107,8 @@ pub fn write_cell_tables(
             "explained_class",
             text(&|i| cells.classes[attrs[i].target].clone()),
         )
-        .u64("rank", rows.iter().map(|&(_, r, _)| r as u64 + 1).collect())
-        .u64(
+        .count("rank", rows.iter().map(|&(_, r, _)| r as u64 + 1).collect())
+        .count(
             "feature",
             rows.iter().map(|&(_, _, s)| s.feature as u64).collect(),
         )
@@ -143,12 +143,12 @@ pub fn write_class_reports(
     let dm: Vec<FeatureMeaning> = drivers.iter().map(|d| meaning.get(d.feature)).collect();
     let t = Table::new(drivers.len())
         .str("class", drivers.iter().map(|d| d.class.clone()).collect())
-        .u64("rank", drivers.iter().map(|d| d.rank as u64).collect())
-        .u64(
+        .count("rank", drivers.iter().map(|d| d.rank as u64).collect())
+        .count(
             "feature",
             drivers.iter().map(|d| d.feature as u64).collect(),
         )
-        .u64(
+        .count(
             "cells_in_top",
             drivers.iter().map(|d| d.cells_in_top as u64).collect(),
         )
@@ -164,7 +164,7 @@ pub fn write_class_reports(
 
     let nm: Vec<FeatureMeaning> = novel.iter().map(|d| meaning.get(d.feature)).collect();
     let t = Table::new(novel.len())
-        .u64("feature", novel.iter().map(|d| d.feature as u64).collect())
+        .count("feature", novel.iter().map(|d| d.feature as u64).collect())
         .f64(
             "frac_active_unknown",
             novel.iter().map(|d| d.frac_active_unknown).collect(),

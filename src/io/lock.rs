@@ -49,6 +49,45 @@ impl OutputLock {
     }
 }
 
+/// Error unless `dir` holds no finished output, or `allowed` (`--force`, `--resume`): a folder is
+/// finished when its `marker`, the file written last, exists. `what` names the output in the
+/// message ("a finished analysis").
+pub(crate) fn check_not_finished(
+    dir: &Path,
+    marker: &str,
+    what: &str,
+    allowed: bool,
+) -> Result<()> {
+    if !allowed && dir.join(marker).exists() {
+        return Err(Error::input(
+            dir,
+            format!("already holds {what} ({marker}); choose another --out or pass --force to overwrite it"),
+        ));
+    }
+    Ok(())
+}
+
+/// Lock `dir` to write an output whose `marker` file is written last and vouches for the rest:
+/// re-check [`check_not_finished`] under the lock (another run may have finished meanwhile); with
+/// `force`, remove the marker first, so a killed overwrite never looks finished; remove stale
+/// temporaries.
+pub(crate) fn lock_for_writing(
+    dir: &Path,
+    marker: &str,
+    what: &str,
+    force: bool,
+    resume: bool,
+) -> Result<OutputLock> {
+    let lock = OutputLock::acquire(dir)?;
+    check_not_finished(dir, marker, what, force || resume)?;
+    let m = dir.join(marker);
+    if force && m.exists() {
+        std::fs::remove_file(&m).at(&m)?;
+    }
+    remove_stale_temporaries(dir)?;
+    Ok(lock)
+}
+
 /// Remove the temporary files an interrupted run left in `dir` (not recursive); returns how many.
 /// Call it while holding the folder's [`OutputLock`], so no live writer's temporaries are removed.
 pub fn remove_stale_temporaries(dir: &Path) -> Result<usize> {

@@ -75,9 +75,7 @@ pub fn encode_to_file(req: &EncodeRequest<'_>) -> Result<EncodeReport> {
     });
     if req.activations.is_dir() {
         let store = ActivationStore::open(req.activations)?;
-        let mut theirs = Provenance::of_store(&store, "");
-        theirs.layer = layer.map(str::to_string);
-        sae.check_source(&theirs, req.activations)?;
+        sae.check_source(&Provenance::of_store(&store, layer), req.activations)?;
     }
     let inputs = read_inputs(&InputSpec {
         path: req.activations,

@@ -109,7 +109,7 @@ fn read_token_inputs(spec: &InputSpec<'_>) -> Result<Inputs> {
     Ok(Inputs {
         matrix,
         tokens: Some(t.index),
-        source: Provenance::of_store(&store, layer),
+        source: Provenance::of_store(&store, Some(layer)),
         level: spec.level,
     })
 }

@@ -242,6 +242,14 @@ pub fn annotate(
     })
 }
 
+/// Error unless the inference `--batch-size` is at least 1 (results do not depend on it).
+pub fn check_batch_size(batch_size: usize) -> Result<()> {
+    if batch_size == 0 {
+        return Err(Error::invalid("--batch-size must be at least 1"));
+    }
+    Ok(())
+}
+
 /// What [`write_annotation`] reports.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AnnotationSummary {

@@ -143,11 +143,8 @@ pub fn write_model_file(dir: &Path, file: &ModelFile) -> Result<()> {
 
 /// Error unless `out` holds no trained model (its `config.json`), or `force` / `resume` is set.
 pub fn check_not_trained(out: &Path, force: bool, resume: bool) -> Result<()> {
-    if out.join(CONFIG_FILE).exists() && !force && !resume {
-        return Err(Error::input(
-            out,
-            "already holds a trained model; choose another --out or pass --force to overwrite it",
-        ));
-    }
-    Ok(())
+    crate::io::lock::check_not_finished(out, CONFIG_FILE, TRAINED, force || resume)
 }
+
+/// How a model folder is named in the message refusing to overwrite it.
+pub(crate) const TRAINED: &str = "a trained model";

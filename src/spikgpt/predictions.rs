@@ -173,8 +173,7 @@ impl PredictionTable {
                 probs[i * classes.len() + j] = col[i];
             }
         }
-        let mut seen = std::collections::HashSet::with_capacity(n);
-        if let Some(dup) = cell_ids.iter().find(|id| !seen.insert(id.as_str())) {
+        if let Some((dup, _, _)) = crate::data::first_duplicate(&cell_ids) {
             return Err(Error::input(
                 path,
                 format!("cell id '{dup}' appears more than once"),

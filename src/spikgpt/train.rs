@@ -25,7 +25,7 @@ use super::layers::Pass;
 use super::lif::FireMode;
 use super::model::SpikGpt;
 use super::model_dir::{
-    check_not_trained, write_model_file, ModelFile, BASELINE_FILE, MODEL_FORMAT, WEIGHTS_FILE,
+    write_model_file, ModelFile, BASELINE_FILE, CONFIG_FILE, MODEL_FORMAT, TRAINED, WEIGHTS_FILE,
 };
 use super::optim::{cosine_lr, Sgd};
 use super::split::stratified_split;
@@ -33,7 +33,7 @@ use crate::activations::Provenance;
 use crate::data::DenseMatrix;
 use crate::error::{Error, Result};
 use crate::io::atomic::{write_bytes_atomic, write_json_atomic};
-use crate::io::lock::{remove_stale_temporaries, OutputLock};
+use crate::io::lock::lock_for_writing;
 use crate::runtime::Runtime;
 
 /// The checkpoint's last-epoch weights.
@@ -393,13 +393,7 @@ pub fn train(
     let split = Split::new(data, &prepared);
     // one writer per folder; the model's config.json vouches for a finished run, so an overwrite
     // removes it first (a killed overwrite never looks finished)
-    let _lock = OutputLock::acquire(out)?;
-    check_not_trained(out, opts.force, opts.resume)?;
-    let config = out.join(super::model_dir::CONFIG_FILE);
-    if opts.force && config.exists() {
-        std::fs::remove_file(&config).map_err(|e| Error::io(&config, e))?;
-    }
-    remove_stale_temporaries(out)?;
+    let _lock = lock_for_writing(out, CONFIG_FILE, TRAINED, opts.force, opts.resume)?;
     let mut run = RunState::start(&model, tcfg, fp, out, opts.resume)?;
 
     let batches_per_epoch = prepared.train.len().div_ceil(tcfg.batch_size);

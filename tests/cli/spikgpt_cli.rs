@@ -14,25 +14,12 @@ use scsae::io::matrix::read_matrix;
 use serde_json::Value;
 
 use crate::common::json;
-use crate::common::spikgpt::{small_model_args, small_model_args_with_dropout, DATA, EMB, KEY};
+use crate::common::spikgpt::{
+    immune_train_args, small_model_args, small_model_args_with_dropout, DATA, EMB, KEY,
+};
 
 fn spikgpt() -> Command {
     Command::cargo_bin("spikgpt").unwrap()
-}
-
-/// Arguments of `spikgpt train` on the immune stand-in embeddings with `hold_out` removed.
-fn immune_train_args(hold_out: &str) -> Vec<&str> {
-    vec![
-        "train",
-        "--embeddings",
-        EMB,
-        "--data",
-        DATA,
-        "--label-key",
-        KEY,
-        "--hold-out",
-        hold_out,
-    ]
 }
 
 /// `spikgpt train` on the immune stand-in embeddings with `hold_out` removed, into `out`.

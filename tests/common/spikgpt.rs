@@ -36,3 +36,18 @@ pub fn small_model_args_with_dropout() -> Vec<&'static str> {
         "--tokens", "8", "--width", "64", "--heads", "4", "--epochs", "30", "--lr", "0.05",
     ]
 }
+
+/// Arguments of `spikgpt train` on the immune stand-in embeddings with `hold_out` removed.
+pub fn immune_train_args(hold_out: &str) -> Vec<&str> {
+    vec![
+        "train",
+        "--embeddings",
+        EMB,
+        "--data",
+        DATA,
+        "--label-key",
+        KEY,
+        "--hold-out",
+        hold_out,
+    ]
+}

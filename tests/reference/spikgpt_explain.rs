@@ -29,7 +29,7 @@ use scsae::spikgpt::{ModelConfig, SpikGpt, TrainConfig};
 use scsae::Runtime;
 
 use crate::common::json;
-use crate::common::spikgpt::{small_model_args, DATA, EMB, KEY};
+use crate::common::spikgpt::{immune_train_args, small_model_args, DATA, EMB, KEY};
 
 fn bin(name: &str) -> Command {
     let mut c = Command::cargo_bin(name).unwrap();
@@ -72,16 +72,7 @@ fn immune() -> &'static Immune {
         let dir = tempfile::tempdir().unwrap();
         let model = dir.path().join("model");
         bin("spikgpt")
-            .args([
-                "train",
-                "--embeddings",
-                EMB,
-                "--data",
-                DATA,
-                "--label-key",
-                KEY,
-            ])
-            .args(["--hold-out", "NK"])
+            .args(immune_train_args("NK"))
             .args(small_model_args())
             .arg("--out")
             .arg(&model)
