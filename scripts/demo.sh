@@ -42,7 +42,7 @@ run() { echo "+ $*" >&2; "$@"; }
 
 run $bin/scsae inspect "$DATA" --label-key "$KEY"
 run $bin/scsae extract "${THREADS_OPT[@]}" --model "$MODEL" --data "$DATA" --layers all --tokens \
-  --out "$OUT/activations"
+  --out "$OUT/activations" --write-h5ad "$OUT/immune1000_scgpt.h5ad" --h5ad-layers "$LAYER"
 run $bin/scsae train "${THREADS_OPT[@]}" --activations "$OUT/activations" --layer "$LAYER" --lambda 3 \
   --epochs "$EPOCHS" --out "$OUT/sae"
 run $bin/scsae analyze "${THREADS_OPT[@]}" --sae "$OUT/sae" --activations "$OUT/activations" \
@@ -82,8 +82,13 @@ run $bin/scsae train "${THREADS_OPT[@]}" --activations "$OUT/activations" --laye
 run $bin/scsae analyze "${THREADS_OPT[@]}" --sae "$OUT/sae_cls" --activations "$OUT/activations" \
   --layer cls --data "$DATA" --label-key "$KEY" --genesets genesets/ --out "$OUT/analysis_cls"
 run $bin/spikgpt annotate "${THREADS_OPT[@]}" --model "$OUT/spikgpt_cls" --embeddings "$OUT/activations" \
-  --sae "$OUT/sae_cls" --analysis "$OUT/analysis_cls" --out "$OUT/explained/predictions.csv"
+  --sae "$OUT/sae_cls" --analysis "$OUT/analysis_cls" --out "$OUT/explained/predictions.csv" \
+  --write-h5ad "$OUT/explained/immune1000_spikgpt.h5ad"
+# the SAE's codes of every cell, with its feature table, as AnnData
+run $bin/scsae encode --sae "$OUT/sae_cls" --activations "$OUT/activations" --layer cls \
+  --analysis "$OUT/analysis_cls" --write-h5ad "$OUT/immune1000_sae_codes.h5ad"
 echo "demo: results in $OUT/ (analysis report: $OUT/analysis/report.md;" \
   "annotation: $OUT/annotation/evaluation.txt and evaluation_rejection_curve.png;" \
   "reference -> query: $OUT/kang/evaluation.txt;" \
-  "explanations: $OUT/explained/predictions_features.csv, predictions_class_drivers.csv)" >&2
+  "explanations: $OUT/explained/predictions_features.csv, predictions_class_drivers.csv;" \
+  "AnnData: $OUT/immune1000_scgpt.h5ad, $OUT/explained/immune1000_spikgpt.h5ad, $OUT/immune1000_sae_codes.h5ad)" >&2

@@ -35,6 +35,7 @@ use crate::io::json::read_json;
 use crate::io::lock::{remove_stale_temporaries, OutputLock};
 use crate::io::matrix::{f32_bytes, tensor_to_f32};
 
+pub mod h5ad_export;
 mod provenance;
 mod source;
 

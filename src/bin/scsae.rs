@@ -47,7 +47,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if a.json {
                 cli::common::print_out(serde_json::to_string_pretty(&report)?);
             } else {
-                cli::common::print_out(cli::extract::summary(&report, &a.out));
+                cli::common::print_out(cli::extract::summary(&report, &a));
             }
         }
         Command::Train(a) => cli::common::print_out(cli::train::run(&a, &cli.runtime.runtime()?)?),

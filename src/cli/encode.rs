@@ -6,7 +6,7 @@ use clap::Args;
 
 use crate::error::Result;
 use crate::sae::config::InputLevel;
-use crate::sae::encode::{encode_to_file, EncodeReport, EncodeRequest};
+use crate::sae::encode::{encode_to_file, CodesH5ad, EncodeReport, EncodeRequest};
 
 /// `scsae encode` arguments.
 #[derive(Debug, Clone, Args)]
@@ -33,8 +33,18 @@ pub struct EncodeArgs {
     #[arg(long, default_value_t = 42)]
     pub sample_seed: u64,
     /// Output file: .safetensors (tensor `codes`), .npy, .csv or .parquet.
-    #[arg(long)]
-    pub out: PathBuf,
+    #[arg(long, required_unless_present = "write_h5ad")]
+    pub out: Option<PathBuf>,
+    /// Write a copy of the cells' .h5ad with the codes in obsm['X_sae'] (sparse) and the feature
+    /// names (and, with --analysis, the feature table) in uns['sae'].
+    #[arg(long, value_name = "OUT.h5ad")]
+    pub write_h5ad: Option<PathBuf>,
+    /// The .h5ad to copy (default: the data file recorded in the extraction folder).
+    #[arg(long, requires = "write_h5ad")]
+    pub data: Option<PathBuf>,
+    /// `scsae analyze` folder (or features table) of this SAE, for uns['sae']['features'].
+    #[arg(long, requires = "write_h5ad")]
+    pub analysis: Option<PathBuf>,
     /// Overwrite an existing output.
     #[arg(long)]
     pub force: bool,
@@ -50,7 +60,12 @@ pub fn run(args: &EncodeArgs) -> Result<EncodeReport> {
         key: args.key.as_deref(),
         max_inputs: args.max_inputs,
         sample_seed: args.sample_seed,
-        out: &args.out,
+        out: args.out.as_deref(),
+        h5ad: args.write_h5ad.as_deref().map(|out| CodesH5ad {
+            out,
+            data: args.data.as_deref(),
+            analysis: args.analysis.as_deref(),
+        }),
         force: args.force,
     })
 }

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::activations::h5ad_export::{store_to_h5ad, StoreH5adRequest};
 use crate::cli::common::DataArgs;
+use crate::data::h5ad_write::check_h5ad_target;
 use crate::data::{load, MatrixLayer};
 use crate::error::{Error, Result};
 use crate::runtime::Runtime;
@@ -52,6 +54,14 @@ pub struct ExtractArgs {
     /// Extract only the first N cells of the data (quick trials, benchmarks).
     #[arg(long, value_name = "N")]
     pub first_cells: Option<usize>,
+    /// Also write a copy of the input .h5ad with the cell embedding in obsm['X_scGPT'] (L2-normalised
+    /// CLS, as the official embed_data); never the input itself, never an existing file.
+    #[arg(long, value_name = "OUT.h5ad")]
+    pub write_h5ad: Option<PathBuf>,
+    /// Layers whose per-cell mean activations are added to --write-h5ad as obsm['X_scGPT_layer<L>']
+    /// (`all` or names like 6,11).
+    #[arg(long, value_delimiter = ',', requires = "write_h5ad")]
+    pub h5ad_layers: Vec<String>,
     /// Print the run report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -61,6 +71,14 @@ pub struct ExtractArgs {
 
 /// Run `scsae extract`; returns the report (warnings are printed to stderr here).
 pub fn run(args: &ExtractArgs, rt: &Runtime) -> Result<ExtractReport> {
+    if let Some(h) = &args.write_h5ad {
+        if args.first_cells.is_some() {
+            return Err(Error::invalid(
+                "--write-h5ad adds a result for every cell of the input; drop --first-cells",
+            ));
+        }
+        check_h5ad_target(&args.data, h, false)?;
+    }
     let scgpt = Scgpt::load_with(&args.model, args.weights.as_deref(), rt)?;
     let mut ds = load(&args.data, &args.data_args.load_options())?;
     ds.check_expression()?;
@@ -92,6 +110,15 @@ pub fn run(args: &ExtractArgs, rt: &Runtime) -> Result<ExtractReport> {
         ..ExtractOptions::default()
     };
     let report = extract(&scgpt, &ds, info, &args.out, &opts, rt)?;
+    if let Some(h) = &args.write_h5ad {
+        store_to_h5ad(&StoreH5adRequest {
+            store: &args.out,
+            input: Some(&args.data),
+            out: h,
+            layers: &args.h5ad_layers,
+            force: false,
+        })?;
+    }
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
@@ -99,10 +126,23 @@ pub fn run(args: &ExtractArgs, rt: &Runtime) -> Result<ExtractReport> {
 }
 
 /// One-paragraph summary of a report for the terminal.
-pub fn summary(r: &ExtractReport, out: &std::path::Path) -> String {
+pub fn summary(r: &ExtractReport, args: &ExtractArgs) -> String {
+    let out = &args.out;
+    let h5ad = match &args.write_h5ad {
+        Some(h) => format!(
+            "\nwrote {} (obsm['X_scGPT']{})",
+            h.display(),
+            if args.h5ad_layers.is_empty() {
+                ""
+            } else {
+                " and pooled layers"
+            }
+        ),
+        None => String::new(),
+    };
     format!(
         "extracted {} cells ({} in this run) into {}: layers {}; {} of {} genes in the vocabulary; \
-         {} cells subsampled to --max-length; {} token rows; {:.1} s ({:.1} cells/s)",
+         {} cells subsampled to --max-length; {} token rows; {:.1} s ({:.1} cells/s){h5ad}",
         r.n_cells,
         r.n_processed,
         out.display(),

@@ -8,7 +8,7 @@ use crate::cli::common::RuntimeArgs;
 use crate::error::{Error, Result};
 use crate::explain::ablation::ControlOptions;
 use crate::explain::annotate_workflow::{
-    annotate_and_explain, AnnotateReport, AnnotateRequest, ExplainRequest,
+    annotate_and_explain, AnnotateH5ad, AnnotateReport, AnnotateRequest, ExplainRequest,
 };
 use crate::explain::attribution::Method;
 use crate::explain::ExplainOptions;
@@ -63,6 +63,13 @@ pub struct AnnotateArgs {
     /// Overwrite an existing output.
     #[arg(long)]
     pub force: bool,
+    /// Also write a copy of the cells' .h5ad with the calls in obs (spikgpt_label, spikgpt_best,
+    /// spikgpt_confidence, spikgpt_unknown), obsm['spikgpt_proba'] and uns['spikgpt'].
+    #[arg(long, value_name = "OUT.h5ad")]
+    pub write_h5ad: Option<PathBuf>,
+    /// The .h5ad to copy (default: the data file recorded in the extraction folder).
+    #[arg(long, requires = "write_h5ad")]
+    pub data: Option<PathBuf>,
     /// Cells per inference batch (results do not depend on it).
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,
@@ -173,6 +180,10 @@ pub fn run(args: &AnnotateArgs, runtime: &RuntimeArgs) -> Result<AnnotateReport>
             force: args.force,
             batch_size: args.batch_size,
             explain,
+            h5ad: args.write_h5ad.as_deref().map(|out| AnnotateH5ad {
+                out,
+                data: args.data.as_deref(),
+            }),
         },
         &rt,
     )

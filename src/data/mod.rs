@@ -5,6 +5,7 @@
 
 pub(crate) mod dense;
 pub mod h5ad;
+pub mod h5ad_write;
 pub mod obs;
 pub(crate) mod sparse;
 pub(crate) mod summary;

@@ -9,15 +9,22 @@ use serde::Serialize;
 use super::decompose::load_for_model;
 use super::interpret::Interpretations;
 use super::{explain_annotation, ExplainOptions, ExplainSummary};
+use crate::activations::h5ad_export::resolve_input;
+use crate::activations::ActivationStore;
+use crate::data::h5ad_write::{
+    check_h5ad_rows, check_h5ad_target, write_h5ad_copy, H5adAdditions, ObsAddition, ObsmAddition,
+    UnsAddition,
+};
 use crate::error::{Error, Result};
 use crate::runtime::Runtime;
 use crate::spikgpt::activity::ForwardStats;
 use crate::spikgpt::annotate::{
-    annotate, check_batch_size, load_model_dir, resolve_rule, write_annotation, AnnotationSummary,
-    DEFAULT_THRESHOLD,
+    annotate, check_batch_size, load_model_dir, resolve_rule, write_annotation, Annotation,
+    AnnotationSummary, DEFAULT_THRESHOLD,
 };
 use crate::spikgpt::calibration::Rule;
 use crate::spikgpt::inputs::{cell_ids, load_embeddings};
+use crate::spikgpt::metrics::UNKNOWN;
 use crate::spikgpt::novelty::Score;
 use crate::spikgpt::predictions::{check_table_out, split_stem};
 
@@ -55,6 +62,20 @@ pub struct AnnotateRequest<'a> {
     pub batch_size: usize,
     /// Explain the calls through an SAE.
     pub explain: Option<ExplainRequest<'a>>,
+    /// Also write the calls into a copy of the cells' `.h5ad`.
+    pub h5ad: Option<AnnotateH5ad<'a>>,
+}
+
+/// `spikgpt annotate --write-h5ad`: `obs` columns `spikgpt_label`, `spikgpt_best`,
+/// `spikgpt_confidence`, `spikgpt_unknown`; `obsm['spikgpt_proba']` with the class names in
+/// `uns['spikgpt']['classes']`; with an SAE, `obs['spikgpt_top_features']` and
+/// `obsm['spikgpt_attribution']` (sparse: each cell's top features' attributions).
+#[derive(Debug, Clone)]
+pub struct AnnotateH5ad<'a> {
+    /// The new `.h5ad`.
+    pub out: &'a Path,
+    /// The `.h5ad` to copy (default: the data file the extraction folder records).
+    pub data: Option<&'a Path>,
 }
 
 /// What [`annotate_and_explain`] did.
@@ -66,6 +87,8 @@ pub struct AnnotateReport {
     pub uncalibrated_model: bool,
     /// The explanation, when an SAE was given.
     pub explanation: Option<ExplainSummary>,
+    /// The `.h5ad` written.
+    pub h5ad: Option<PathBuf>,
 }
 
 impl std::fmt::Display for AnnotateReport {
@@ -77,6 +100,13 @@ impl std::fmt::Display for AnnotateReport {
         if let Some(e) = &self.explanation {
             write!(f, "\n{}", e.to_text())?;
         }
+        if let Some(h) = &self.h5ad {
+            write!(
+                f,
+                "\nwrote {} (obs spikgpt_*, obsm['spikgpt_proba'])",
+                h.display()
+            )?;
+        }
         Ok(())
     }
 }
@@ -87,6 +117,25 @@ pub fn annotate_and_explain(req: &AnnotateRequest<'_>, rt: &Runtime) -> Result<A
     check_batch_size(req.batch_size)?;
     let loaded = load_model_dir(req.model, rt)?;
     let emb = load_embeddings(req.embeddings, req.embedding_layer)?;
+    let h5ad_input = match &req.h5ad {
+        Some(h) => {
+            let input = match h.data {
+                Some(d) => d.to_path_buf(),
+                None if req.embeddings.is_dir() => {
+                    resolve_input(&ActivationStore::open(req.embeddings)?, None)?
+                }
+                None => {
+                    return Err(Error::input(
+                        req.embeddings,
+                        "is a matrix file: name the .h5ad to copy with --data",
+                    ))
+                }
+            };
+            check_h5ad_target(&input, h.out, req.force)?;
+            Some(input)
+        }
+        None => None,
+    };
     let score = req.score.map(Score::parse).transpose()?;
     let rule = resolve_rule(&loaded, req.threshold, req.keep, score)?;
     let k = loaded.model.config.input_dim;
@@ -101,6 +150,9 @@ pub fn annotate_and_explain(req: &AnnotateRequest<'_>, rt: &Runtime) -> Result<A
         ));
     }
     let ids = cell_ids(&emb.matrix);
+    if let Some(input) = &h5ad_input {
+        check_h5ad_rows(input, &ids)?;
+    }
     // everything the explanation needs is checked before anything is written
     let explain = match &req.explain {
         Some(x) => {
@@ -149,9 +201,118 @@ pub fn annotate_and_explain(req: &AnnotateRequest<'_>, rt: &Runtime) -> Result<A
         }
         None => None,
     };
+    let h5ad = match (&req.h5ad, h5ad_input) {
+        (Some(h), Some(input)) => {
+            let add = h5ad_additions(&ann, explanation.as_ref(), req.model);
+            write_h5ad_copy(&input, h.out, &add, req.force)?;
+            Some(h.out.to_path_buf())
+        }
+        _ => None,
+    };
     Ok(AnnotateReport {
         annotation,
         uncalibrated_model: loaded.calibration.is_none() && req.threshold.is_none(),
         explanation,
+        h5ad,
     })
+}
+
+/// What `--write-h5ad` adds for an annotation (see [`AnnotateH5ad`]).
+fn h5ad_additions(
+    ann: &Annotation,
+    explanation: Option<&ExplainSummary>,
+    model_dir: &Path,
+) -> H5adAdditions {
+    let t = &ann.main;
+    let classes = t.classes.clone();
+    let mut with_unknown = classes.clone();
+    with_unknown.push(UNKNOWN.to_string());
+    let mut add = H5adAdditions {
+        row_ids: t.cell_ids.clone(),
+        obs: vec![
+            (
+                "spikgpt_label".to_string(),
+                ObsAddition::Categorical {
+                    values: t.label.clone(),
+                    categories: with_unknown,
+                },
+            ),
+            (
+                "spikgpt_best".to_string(),
+                ObsAddition::Categorical {
+                    values: t.best.clone(),
+                    categories: classes.clone(),
+                },
+            ),
+            (
+                "spikgpt_confidence".to_string(),
+                ObsAddition::F64(t.confidence.clone()),
+            ),
+            (
+                "spikgpt_unknown".to_string(),
+                ObsAddition::Bool(t.unknown()),
+            ),
+        ],
+        obsm: vec![(
+            "spikgpt_proba".to_string(),
+            ObsmAddition::Dense {
+                n_cols: classes.len(),
+                data: t.probs.iter().map(|&p| p as f32).collect(),
+            },
+        )],
+        uns: Vec::new(),
+    };
+    let mut uns = vec![
+        ("classes".to_string(), UnsAddition::Strings(classes)),
+        (
+            "rule".to_string(),
+            UnsAddition::Strings(vec![ann.rule.describe()]),
+        ),
+        (
+            "model".to_string(),
+            UnsAddition::Strings(vec![std::fs::canonicalize(model_dir)
+                .unwrap_or_else(|_| model_dir.to_path_buf())
+                .display()
+                .to_string()]),
+        ),
+    ];
+    if let Some(e) = explanation {
+        add.obs.push((
+            "spikgpt_top_features".to_string(),
+            ObsAddition::Str(
+                e.top_features
+                    .iter()
+                    .map(|fs| {
+                        fs.iter()
+                            .map(|(f, _)| format!("f{f}"))
+                            .collect::<Vec<_>>()
+                            .join(";")
+                    })
+                    .collect(),
+            ),
+        ));
+        add.obsm.push((
+            "spikgpt_attribution".to_string(),
+            ObsmAddition::Csr {
+                n_cols: e.d_sae,
+                rows: e
+                    .top_features
+                    .iter()
+                    .map(|fs| {
+                        let mut r: Vec<(u32, f32)> =
+                            fs.iter().map(|&(f, a)| (f as u32, a as f32)).collect();
+                        r.sort_by_key(|x| x.0);
+                        r
+                    })
+                    .collect(),
+            },
+        ));
+        uns.push((
+            "explained_class".to_string(),
+            UnsAddition::Strings(vec!["the most probable class of each cell".to_string()]),
+        ));
+    }
+    add.uns
+        .push(("spikgpt".to_string(), UnsAddition::Dict(uns)));
+    add
 }

@@ -110,6 +110,9 @@ pub struct ExplainSummary {
     pub ablation: Vec<ControlRow>,
     /// Files written (stems beside the predictions).
     pub files: Vec<String>,
+    /// Per cell, its top `top_features` features as `(feature, attribution)`, highest first.
+    #[serde(skip)]
+    pub top_features: Vec<Vec<(usize, f64)>>,
 }
 
 fn completeness(attrs: &[CellAttribution]) -> Completeness {
@@ -203,6 +206,16 @@ pub fn explain_annotation(
         completeness: completeness(&attrs),
         ablation,
         files,
+        top_features: attrs
+            .iter()
+            .map(|a| {
+                a.shares
+                    .iter()
+                    .take(opts.top_features)
+                    .map(|s| (s.feature, s.attribution))
+                    .collect()
+            })
+            .collect(),
     };
     write_json_atomic(&dir.join(format!("{stem}_explain.json")), &summary)?;
     Ok(summary)

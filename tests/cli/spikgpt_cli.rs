@@ -112,14 +112,18 @@ fn immune_end_to_end_with_nk_held_out() {
         .write_safetensors(&rev_path, "embeddings")
         .unwrap();
     let pred_rev = dir.path().join("pred/reversed.csv");
+    // ... also into a copy of the data set: calls matched to the file's cells by id
+    let h5ad = dir.path().join("calls.h5ad");
     spikgpt()
-        .args(["annotate", "--batch-size", "100"])
+        .args(["annotate", "--batch-size", "100", "--data", DATA])
         .arg("--model")
         .arg(&model)
         .arg("--embeddings")
         .arg(&rev_path)
         .arg("--out")
         .arg(&pred_rev)
+        .arg("--write-h5ad")
+        .arg(&h5ad)
         .assert()
         .success();
     let read = |p: &PathBuf| -> std::collections::HashMap<String, String> {
@@ -135,6 +139,22 @@ fn immune_end_to_end_with_nk_held_out() {
     let (a, b) = (read(&pred), read(&pred_rev));
     assert_eq!(a.len(), 1000);
     assert_eq!(a, b, "labels depend on cell order / batch size");
+    let calls = scsae::data::load(&h5ad, &Default::default()).unwrap();
+    let orig = scsae::data::load(Path::new(DATA), &Default::default()).unwrap();
+    assert_eq!(calls.cell_ids, orig.cell_ids);
+    assert_eq!(calls.matrix, orig.matrix);
+    let labels = calls.obs.get("spikgpt_label").unwrap().values.as_strings();
+    let unknown = calls
+        .obs
+        .get("spikgpt_unknown")
+        .unwrap()
+        .values
+        .as_strings();
+    for (i, id) in calls.cell_ids.iter().enumerate() {
+        assert_eq!(labels[i].as_deref(), Some(a[id].as_str()), "cell {id}");
+        let u = if a[id] == "Unknown" { "True" } else { "False" };
+        assert_eq!(unknown[i].as_deref(), Some(u), "cell {id}");
+    }
     assert!(dir.path().join("pred/predictions_baseline.csv").exists());
     assert!(dir.path().join("pred/predictions_spiking.json").exists());
 
