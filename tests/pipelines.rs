@@ -11,4 +11,5 @@ mod pipelines {
     mod notebook_quickstart;
     mod pipeline_cli;
     mod sae_bundled;
+    mod sharded_extract;
 }

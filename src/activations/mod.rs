@@ -36,6 +36,7 @@ use crate::io::lock::{remove_stale_temporaries, OutputLock};
 use crate::io::matrix::{f32_bytes, tensor_to_f32};
 
 pub mod h5ad_export;
+pub mod merge;
 mod provenance;
 mod source;
 
@@ -81,8 +82,26 @@ pub struct Manifest {
     pub cell_parts: Vec<PartInfo>,
     /// Per-token part files in write order.
     pub token_parts: Vec<PartInfo>,
-    /// True once every cell has been written.
+    /// True once every cell (of the shard, for a shard) has been written.
     pub complete: bool,
+    /// For a store written with `--shard I/N`: which shard; merged stores and unsharded runs have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardInfo>,
+}
+
+/// What a shard store records about its place in the whole extraction.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ShardInfo {
+    /// 0-based shard index.
+    pub index: usize,
+    /// Number of shards.
+    pub count: usize,
+    /// First input row of the shard.
+    pub start: usize,
+    /// One past its last input row.
+    pub end: usize,
+    /// SHA-256 of the input data file (hex), so shards of different data never merge.
+    pub data_sha256: String,
 }
 
 impl Manifest {
@@ -200,6 +219,7 @@ impl StoreWriter {
             }
             let old = Manifest::read(dir)?;
             let same = old.model == manifest.model
+                && old.shard == manifest.shard
                 && old.data == manifest.data
                 && old.options == manifest.options
                 && old.layers == manifest.layers
@@ -288,13 +308,14 @@ impl StoreWriter {
     /// Mark the store complete.
     pub fn finish(mut self) -> Result<Manifest> {
         let written: usize = self.manifest.cell_parts.iter().map(|p| p.rows).sum();
-        if written != self.manifest.n_cells {
+        let expected = match &self.manifest.shard {
+            Some(sh) => sh.end - sh.start,
+            None => self.manifest.n_cells,
+        };
+        if written != expected {
             return Err(Error::input(
                 &self.dir,
-                format!(
-                    "extraction incomplete: {written} of {} cells written",
-                    self.manifest.n_cells
-                ),
+                format!("extraction incomplete: {written} of {expected} cells written"),
             ));
         }
         self.manifest.complete = true;
@@ -404,6 +425,15 @@ impl ActivationStore {
     /// Open a complete store. An interrupted extraction is an error that says to resume it.
     pub fn open(dir: &Path) -> Result<ActivationStore> {
         let manifest = Manifest::read(dir)?;
+        if let Some(sh) = &manifest.shard {
+            return Err(Error::input(
+                dir,
+                format!(
+                    "is shard {} of {} of an extraction; merge the shards first with `scsae merge`",
+                    sh.index, sh.count
+                ),
+            ));
+        }
         if !manifest.complete {
             return Err(Error::input(
                 dir,
@@ -580,6 +610,7 @@ mod tests {
             cell_parts: vec![],
             token_parts: vec![],
             complete: false,
+            shard: None,
         }
     }
 

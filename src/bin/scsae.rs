@@ -24,6 +24,8 @@ enum Command {
     Inspect(cli::inspect::InspectArgs),
     /// Run scGPT on a data set and store every layer's activations (per cell, optionally per token).
     Extract(cli::extract::ExtractArgs),
+    /// Join the stores of a sharded extraction (`extract --shard I/N`) into one store.
+    Merge(cli::merge::MergeArgs),
     /// Train a sparse autoencoder on one layer's activations (the paper's recipe by default).
     Train(cli::train::TrainArgs),
     /// Train SAEs over layers x lambdas; write a Table-2-style table and an L0-vs-R2 plot.
@@ -55,6 +57,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Encode(a) => {
             cli.runtime.runtime()?;
             cli::common::print_out(cli::encode::run(&a)?);
+        }
+        Command::Merge(a) => {
+            let _ = &cli.runtime;
+            cli::common::print_out(cli::merge::run(&a)?);
         }
         Command::ExportSaelens(a) => {
             cli.runtime.runtime()?;

@@ -10,6 +10,7 @@ use crate::data::h5ad_write::check_h5ad_target;
 use crate::data::{load, MatrixLayer};
 use crate::error::{Error, Result};
 use crate::runtime::Runtime;
+use crate::scgpt::extract::Shard;
 use crate::scgpt::{extract, ExtractOptions, ExtractReport, LayerSelection, Scgpt};
 
 /// Arguments of `scsae extract`.
@@ -51,6 +52,13 @@ pub struct ExtractArgs {
     /// Continue an interrupted extraction in --out.
     #[arg(long)]
     pub resume: bool,
+    /// Process only shard I of N (0-based): contiguous blocks of --part-cells input rows; join the
+    /// shard folders with `scsae merge`.
+    #[arg(long, value_name = "I/N", conflicts_with_all = ["first_cells", "write_h5ad"])]
+    pub shard: Option<Shard>,
+    /// Cells per part file: the unit of resuming and sharding (results do not depend on it).
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    pub part_cells: usize,
     /// Extract only the first N cells of the data (quick trials, benchmarks).
     #[arg(long, value_name = "N")]
     pub first_cells: Option<usize>,
@@ -107,6 +115,8 @@ pub fn run(args: &ExtractArgs, rt: &Runtime) -> Result<ExtractReport> {
         mean_includes_cls: !args.mean_without_cls,
         resume: args.resume,
         progress: true,
+        shard: args.shard,
+        part_max_cells: args.part_cells,
         ..ExtractOptions::default()
     };
     let report = extract(&scgpt, &ds, info, &args.out, &opts, rt)?;

@@ -9,6 +9,7 @@ pub mod encode;
 pub mod export_saelens;
 pub mod extract;
 pub mod inspect;
+pub mod merge;
 pub mod spikgpt_ablate;
 pub mod spikgpt_annotate;
 pub mod spikgpt_evaluate;

@@ -2,6 +2,7 @@
 //! CSV, Parquet) and tables.
 
 pub mod atomic;
+pub mod checksum;
 pub(crate) mod guard;
 pub(crate) mod json;
 pub(crate) mod lock;

@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::activations::{Manifest, StoreWriter, TokenIndex, FORMAT};
+use crate::activations::{Manifest, ShardInfo, StoreWriter, TokenIndex, FORMAT};
 use crate::data::Dataset;
 use crate::data::DenseMatrix;
 use crate::error::{Error, Result};
@@ -63,6 +63,49 @@ pub struct ExtractOptions {
     pub part_max_cells: usize,
     /// Flush a part once its activations reach this many bytes.
     pub part_max_bytes: usize,
+    /// Process only this shard of the cells (contiguous blocks of `part_max_cells` input rows).
+    pub shard: Option<Shard>,
+}
+
+/// Shard `index` of `count` (`--shard I/N`, 0-based): blocks of `part_max_cells` consecutive input
+/// rows are dealt out in contiguous runs, block `b` of `nb` going to shard `floor(b * N / nb)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Shard {
+    /// 0-based shard index.
+    pub index: usize,
+    /// Number of shards.
+    pub count: usize,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let (i, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("'{s}': expected I/N, e.g. 0/8"))?;
+        let index: usize = i
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{s}': I is not a number"))?;
+        let count: usize = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{s}': N is not a number"))?;
+        if count == 0 || index >= count {
+            return Err(format!("'{s}': need 0 <= I < N"));
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl Shard {
+    /// The input rows `start..end` of this shard among `n` cells in blocks of `block` rows.
+    pub fn rows(&self, n: usize, block: usize) -> std::ops::Range<usize> {
+        let nb = n.div_ceil(block);
+        let first = (self.index * nb).div_ceil(self.count);
+        let last = ((self.index + 1) * nb).div_ceil(self.count);
+        (first * block).min(n)..(last * block).min(n)
+    }
 }
 
 impl Default for ExtractOptions {
@@ -79,6 +122,7 @@ impl Default for ExtractOptions {
             progress: false,
             part_max_cells: 4096,
             part_max_bytes: 64 << 20,
+            shard: None,
         }
     }
 }
@@ -276,14 +320,29 @@ pub fn extract(
 ) -> Result<ExtractReport> {
     let started = Instant::now();
     opts.validate()?;
+    if let Some(sh) = opts.shard {
+        if sh.index >= sh.count {
+            return Err(Error::invalid("--shard I/N needs I < N"));
+        }
+    }
     let (job, warnings) = Extraction::new(scgpt, data, opts, rt)?;
-    let (mut writer, done) =
-        StoreWriter::create(out, job.manifest(data_info), &data.cell_ids, opts.resume)?;
+    let mut manifest = job.manifest(data_info);
+    let rows = job.rows();
+    if let Some(sh) = opts.shard {
+        manifest.shard = Some(ShardInfo {
+            index: sh.index,
+            count: sh.count,
+            start: rows.start,
+            end: rows.end,
+            data_sha256: crate::io::checksum::sha256_path(&data.source)?,
+        });
+    }
+    let (mut writer, done) = StoreWriter::create(out, manifest, &data.cell_ids, opts.resume)?;
     let batches = job.batches(&done);
     let n = data.n_cells();
-    let bar = crate::progress::bar(opts.progress, n as u64, "cells");
+    let bar = crate::progress::bar(opts.progress, rows.len() as u64, "cells");
     bar.set_prefix("extract");
-    bar.set_position(done.len() as u64);
+    bar.set_position(done.iter().filter(|i| rows.contains(i)).count() as u64);
     let mut report = ExtractReport {
         n_cells: n,
         n_processed: 0,
@@ -297,18 +356,20 @@ pub fn extract(
         warnings,
     };
     let mut buf = PartBuffer::new(&job.sites, scgpt.config.embsize, opts.tokens);
-    for batch_rows in &batches {
-        let cells = job.tokenize(batch_rows);
-        report.cells_sampled += cells.iter().filter(|c| c.was_sampled()).count();
-        report.cells_without_genes += cells.iter().filter(|c| c.n_expressed == 0).count();
-        report.tokens_written += job.run_batch(batch_rows, &cells, &mut buf)?;
-        report.n_processed += batch_rows.len();
-        bar.inc(batch_rows.len() as u64);
-        if buf.cell_index.len() >= opts.part_max_cells || buf.bytes() >= opts.part_max_bytes {
-            buf.flush(&mut writer)?;
+    for block in &batches {
+        for batch_rows in block {
+            let cells = job.tokenize(batch_rows);
+            report.cells_sampled += cells.iter().filter(|c| c.was_sampled()).count();
+            report.cells_without_genes += cells.iter().filter(|c| c.n_expressed == 0).count();
+            report.tokens_written += job.run_batch(batch_rows, &cells, &mut buf)?;
+            report.n_processed += batch_rows.len();
+            bar.inc(batch_rows.len() as u64);
+            if buf.bytes() >= opts.part_max_bytes {
+                buf.flush(&mut writer)?;
+            }
         }
+        buf.flush(&mut writer)?;
     }
-    buf.flush(&mut writer)?;
     writer.finish()?;
     bar.finish_and_clear();
     if report.cells_without_genes > 0 {
@@ -415,6 +476,7 @@ impl<'a> Extraction<'a> {
             "mean_includes_cls": opts.mean_includes_cls,
             "cls": "last block output at <cls> / its L2 norm",
             "max_tokens": opts.max_tokens,
+            "part_cells": opts.part_max_cells,
         });
         Manifest {
             format: FORMAT.to_string(),
@@ -430,24 +492,50 @@ impl<'a> Extraction<'a> {
             cell_parts: vec![],
             token_parts: vec![],
             complete: false,
+            shard: None,
         }
     }
 
-    /// The cells not yet `done`, longest first, grouped into batches (with `tokens`, one batch's
-    /// token activations must fit in a part).
-    fn batches(&self, done: &BTreeSet<usize>) -> Vec<Vec<usize>> {
+    /// The input rows this run covers (all, or the shard's).
+    fn rows(&self) -> std::ops::Range<usize> {
+        let n = self.data.n_cells();
+        match self.opts.shard {
+            Some(sh) => sh.rows(n, self.opts.part_max_cells),
+            None => 0..n,
+        }
+    }
+
+    /// The cells of this run not yet `done`, block by block (`part_max_cells` consecutive input
+    /// rows, each block one part unless `part_max_bytes` splits it), longest first within a block and
+    /// grouped into batches (with `tokens`, one batch's token activations must fit in a part). Every
+    /// block is processed the same way whether the run is whole, sharded or resumed, so the parts are
+    /// the same files.
+    fn batches(&self, done: &BTreeSet<usize>) -> Vec<Vec<Vec<usize>>> {
         let (opts, lengths) = (self.opts, &self.lengths);
-        let mut order: Vec<usize> = (0..self.data.n_cells())
-            .filter(|i| !done.contains(i))
-            .collect();
-        order.sort_by(|&a, &b| lengths[b].cmp(&lengths[a]).then(a.cmp(&b)));
         let mut max_batch_tokens = opts.max_batch_tokens;
         if opts.tokens {
             let per_token = 4 * self.scgpt.config.embsize * self.sites.len();
             max_batch_tokens =
                 max_batch_tokens.min((opts.part_max_bytes / per_token).max(opts.max_length));
         }
-        make_batches(&order, lengths, opts.batch_size, max_batch_tokens)
+        let rows = self.rows();
+        let mut blocks = Vec::new();
+        let mut start = rows.start;
+        while start < rows.end {
+            let end = (start + opts.part_max_cells).min(rows.end);
+            let mut order: Vec<usize> = (start..end).filter(|i| !done.contains(i)).collect();
+            order.sort_by(|&a, &b| lengths[b].cmp(&lengths[a]).then(a.cmp(&b)));
+            if !order.is_empty() {
+                blocks.push(make_batches(
+                    &order,
+                    lengths,
+                    opts.batch_size,
+                    max_batch_tokens,
+                ));
+            }
+            start = end;
+        }
+        blocks
     }
 
     /// Tokenise the cells of one batch.

@@ -106,6 +106,7 @@ pub fn write_store(
         cell_parts: vec![],
         token_parts: vec![],
         complete: false,
+        shard: None,
     };
     let ids: Vec<String> = (0..n_cells).map(|i| format!("cell{i}")).collect();
     let (mut w, _) = StoreWriter::create(dir, manifest, &ids, false).unwrap();
