@@ -7,6 +7,7 @@
     ids, l11 = read_cells("acts/", "11")
     tok = read_tokens("acts/", "11")              # dict: cell_index, gene_id, position, x
     pred = read_table("annotation/predictions.csv")   # cell_id always str, counts int64
+    feats = read_table("analysis/features.csv")   # list columns as lists, CSV = Parquet
     sae = read_sae("sae/")                        # cfg + W_enc, W_dec, b_enc, b_dec, input_mean, input_std
     z = sae_encode(sae, l11)                      # codes on raw activations (z-score applied)
 
@@ -51,13 +52,54 @@ def read_tokens(store, layer):
     return out
 
 
+# The separator of list-valued cells in CSV (no spaces; an empty cell is an empty list). In Parquet
+# the same columns are lists. Keep in step with `STR_LIST_COLUMNS` / `F64_LIST_COLUMNS` in
+# src/io/table.rs (check_readers.py checks every Parquet list column is named here).
+LIST_SEP = ";"
+STR_LIST_COLUMNS = ("top_positive_genes", "top_negative_genes", "enriched_sets", "enriched_sets_sign",
+                    "overlap_genes", "top_features")
+F64_LIST_COLUMNS = ("top_positive_r", "top_negative_r", "enriched_sets_q", "top_features_auroc")
+# Count columns that may have missing values (Parquet int64 with nulls; in CSV an empty cell).
+NULLABLE_COUNT_COLUMNS = ("n_correlated_genes", "k")
+
+
+def split_list(cell, kind=str):
+    """One CSV list cell as a Python list: `"A;B"` -> `["A", "B"]`, empty or missing -> `[]`;
+    `kind=float` parses the items as numbers."""
+    if cell is None or (isinstance(cell, float) and np.isnan(cell)) or cell == "":
+        return []
+    return [kind(x) for x in str(cell).split(LIST_SEP)]
+
+
 def read_table(path):
-    """A CSV or Parquet table written by scsae. In CSV, `cell_id` / `row_id` are read as text (ids
-    such as barcodes or numbers must not become integers), so they join to `adata.obs_names`."""
+    """A CSV or Parquet table written by scsae, the same from either file: ids (`cell_id`, `row_id`)
+    are text (barcodes or numbers must not become integers, so they join to `adata.obs_names`);
+    counts int64, nullable `Int64` where some are missing (`NULLABLE_COUNT_COLUMNS`); list columns
+    (`STR_LIST_COLUMNS`, `F64_LIST_COLUMNS`) are Python lists of str / float (split on `LIST_SEP`
+    in CSV); CSV floats parsed exactly (`float_precision="round_trip"`), as stored in Parquet."""
     if path.endswith(".parquet"):
-        return pd.read_parquet(path)
-    return pd.read_csv(path, dtype={"cell_id": str, "row_id": str}, keep_default_na=False,
-                       na_values=[""])
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        t = pq.read_table(path)
+        df = t.to_pandas()
+        for c, f in zip(t.column_names, t.schema):
+            if pa.types.is_list(f.type) or pa.types.is_large_list(f.type):
+                kind = float if pa.types.is_floating(f.type.value_type) else str
+                df[c] = [[] if v is None else [kind(x) for x in v] for v in t.column(c).to_pylist()]
+            elif pa.types.is_integer(f.type) and t.column(c).null_count > 0:
+                df[c] = pd.array(t.column(c).to_pylist(), dtype="Int64")
+        return df
+    text = {c: str for c in ("cell_id", "row_id") + STR_LIST_COLUMNS + F64_LIST_COLUMNS}
+    df = pd.read_csv(path, dtype=text, keep_default_na=False, na_values=[""], float_precision="round_trip")
+    for c in df.columns:
+        if c in STR_LIST_COLUMNS:
+            df[c] = df[c].map(split_list)
+        elif c in F64_LIST_COLUMNS:
+            df[c] = df[c].map(lambda v: split_list(v, float))
+        elif c in NULLABLE_COUNT_COLUMNS and str(df[c].dtype) != "int64":
+            df[c] = df[c].astype("Int64")
+    return df
 
 
 def read_sae(folder):

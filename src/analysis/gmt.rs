@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
+use crate::io::table::LIST_SEP;
 
 /// One gene set as read from a GMT file.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +63,15 @@ pub fn parse_gmt(text: &str, path: &Path) -> Result<GeneSetCollection> {
             return Err(Error::input(
                 path,
                 format!("line {line_no}: malformed GMT line: empty gene-set name"),
+            ));
+        }
+        if name.contains(LIST_SEP) {
+            return Err(Error::input(
+                path,
+                format!(
+                    "line {line_no}: gene-set name '{name}' contains '{LIST_SEP}', the separator of \
+                     set lists in the result tables"
+                ),
             ));
         }
         let mut seen = HashSet::new();
@@ -287,6 +297,11 @@ mod tests {
         assert_eq!(c.sets[1].line, 5);
         assert!(c.warnings[0].contains("x.gmt:1") && c.warnings[0].contains("more than once"));
         assert!(c.warnings[1].contains("x.gmt:3") && c.warnings[1].contains("no genes"));
+        // a set name with the list separator of the result tables is refused, naming the line
+        let e = parse_gmt("A\td\tG1\nB;C\td\tG2\n", p)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && e.contains("'B;C'"), "{e}");
     }
 
     #[test]

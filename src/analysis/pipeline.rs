@@ -11,6 +11,7 @@ use crate::analysis::AnalysisConfig;
 use crate::data::CsrMatrix;
 use crate::data::DenseMatrix;
 use crate::error::{Error, Result};
+use crate::io::table::LIST_SEP;
 
 /// Everything shared by the analyses of one set of cells: labels, expression, gene sets.
 #[derive(Debug, Clone)]
@@ -78,6 +79,15 @@ impl AnalysisContext {
             return Err(Error::invalid(format!(
                 "no cell type has at least {} cells (and cells outside it)",
                 cfg.min_cells
+            )));
+        }
+        if let Some(g) = expression
+            .as_ref()
+            .and_then(|(_, genes)| genes.iter().find(|g| g.contains(LIST_SEP)))
+        {
+            return Err(Error::invalid(format!(
+                "gene name '{g}' contains '{LIST_SEP}', the separator of gene lists in the result \
+                 tables; rename it in the data set"
             )));
         }
         let measured = expression
@@ -492,5 +502,13 @@ mod tests {
         assert_eq!(fa.headline.mean_best_auroc, 1.0);
         assert_eq!(fa.headline.n_types_above, 2);
         assert!((fa.headline.mean_l0 - 1.0).abs() < 1e-12);
+        // a gene name with the list separator of the result tables is refused before any output
+        let expr = CsrMatrix::from_dense(10, 2, &[1.0; 20]);
+        let genes = vec!["CD79A".to_string(), "HLA;DR".to_string()];
+        let e = AnalysisContext::new(&labels, Some((expr, genes)), None, &cfg)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("'HLA;DR'") && e.contains("separator"), "{e}");
     }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::analysis::features_table::{self, FeatureRow};
+use crate::analysis::features_table::{self, EnrichedSet, FeatureRow};
 use crate::analysis::figures::{self, AurocHeatmap, BestAurocComparison, EnrichmentSummary};
 use crate::analysis::pca::Pca;
 use crate::analysis::pipeline::{AnalysisContext, Comparison, FeatureAnalysis, Headline};
@@ -15,11 +15,8 @@ use crate::error::Result;
 use crate::io::atomic::{write_bytes_atomic, write_json_atomic};
 use crate::io::table::Table;
 
-fn genes_with_r(list: &[(usize, f64)], genes: &[String]) -> String {
-    list.iter()
-        .map(|&(g, r)| format!("{} ({r:.3})", genes[g]))
-        .collect::<Vec<_>>()
-        .join("; ")
+fn genes_with_r(list: &[(usize, f64)], genes: &[String]) -> Vec<(String, f64)> {
+    list.iter().map(|&(g, r)| (genes[g].clone(), r)).collect()
 }
 
 /// The significant gene sets of each AUROC row `(set, q, negative side)`, most significant first.
@@ -54,23 +51,16 @@ fn feature_rows(
         row_of[j] = Some(r);
     }
     let best = t.best_per_feature();
-    let signed = t.direction == crate::analysis::Direction::Both;
     let sig = significant_sets(fa, cfg);
     let set_list = |r: usize| {
         sig[r]
             .iter()
-            .map(|&(s, q, neg)| {
-                let end = if !signed {
-                    ""
-                } else if neg {
-                    " [-]"
-                } else {
-                    " [+]"
-                };
-                format!("{}{end} (q={q:.2e})", ctx.sets[s].name)
+            .map(|&(s, q, negative)| EnrichedSet {
+                name: ctx.sets[s].name.clone(),
+                q,
+                negative,
             })
             .collect::<Vec<_>>()
-            .join("; ")
     };
     (0..nf)
         .map(|j| {
@@ -96,9 +86,9 @@ fn feature_rows(
             row.n_types_above = k as u64;
             row.specific = k > 0;
             if let Some(a) = &fa.attribution {
-                row.top_positive = Some(genes_with_r(&a.top_positive[r], genes));
-                row.top_negative = Some(genes_with_r(&a.top_negative[r], genes));
-                row.n_correlated = Some(a.hits[r].len() as f64);
+                row.top_positive = genes_with_r(&a.top_positive[r], genes);
+                row.top_negative = genes_with_r(&a.top_negative[r], genes);
+                row.n_correlated = Some(a.hits[r].len() as u64);
             }
             row.n_sets = sig[r].len() as u64;
             row.sets = set_list(r);
@@ -267,13 +257,7 @@ fn write_enrichment_table(
         lp.push(test.log10_p);
         q.push(test.q);
         sig.push(test.q < cfg.fdr);
-        g.push(
-            test.genes
-                .iter()
-                .map(|&k| genes[k].as_str())
-                .collect::<Vec<_>>()
-                .join(";"),
-        );
+        g.push(test.genes.iter().map(|&k| genes[k].clone()).collect());
     }
     Table::new(m)
         .str("feature", cols.0)
@@ -289,7 +273,7 @@ fn write_enrichment_table(
         .f64("log10_p", lp)
         .f64("q_value", q)
         .bool("significant", sig)
-        .str("overlap_genes", g)
+        .str_list("overlap_genes", g)
         .write(out, &format!("{prefix}enrichment"))?;
     Ok(true)
 }
@@ -310,6 +294,7 @@ pub fn write_cell_type_table(
     let mut bf = Vec::new();
     let mut ba = Vec::new();
     let mut tops = Vec::new();
+    let mut tops_auroc = Vec::new();
     let mut n_above = Vec::new();
     for (ti, b) in best.iter().enumerate() {
         bf.push(b.map(|(r, _)| main.feature_names[t.features[r]].clone()));
@@ -323,19 +308,14 @@ pub fn write_cell_type_table(
                 .filter(|&&r| t.get(r, ti) > cfg.auroc_threshold)
                 .count() as u64,
         );
+        let shown = &rows[..top.min(rows.len())];
         tops.push(
-            rows.iter()
-                .take(top)
-                .map(|&r| {
-                    format!(
-                        "{} ({:.3})",
-                        main.feature_names[t.features[r]],
-                        t.get(r, ti)
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("; "),
+            shown
+                .iter()
+                .map(|&r| main.feature_names[t.features[r]].clone())
+                .collect(),
         );
+        tops_auroc.push(shown.iter().map(|&r| t.get(r, ti)).collect());
     }
     let sizes: Vec<u64> = ctx
         .tested_types
@@ -348,7 +328,8 @@ pub fn write_cell_type_table(
         .opt_str(&format!("best_{}_feature", main.label.to_lowercase()), bf)
         .opt_f64(&format!("best_{}_auroc", main.label.to_lowercase()), ba)
         .count("n_features_above_threshold", n_above)
-        .str("top_features", tops);
+        .str_list("top_features", tops)
+        .f64_list("top_features_auroc", tops_auroc);
     if let Some(b) = baseline {
         let bb = b.auroc.best_per_type();
         table = table

@@ -142,7 +142,12 @@ pub fn run_sweep(
 /// Write `sweep.csv` / `sweep.parquet` and `l0_vs_r2.png` / `.svg`.
 pub fn write_sweep_outputs(out: &Path, rows: &[SweepRow]) -> Result<()> {
     let col = |f: &dyn Fn(&SweepRow) -> f64| rows.iter().map(f).collect::<Vec<f64>>();
-    let icol = |f: &dyn Fn(&SweepRow) -> u64| rows.iter().map(f).collect::<Vec<u64>>();
+    // counts as int64 (pandas' integer type); `k` missing (not 0) for L1 runs
+    let icol = |f: &dyn Fn(&SweepRow) -> u64| {
+        rows.iter()
+            .map(|r| i64::try_from(f(r)).unwrap_or(i64::MAX))
+            .collect::<Vec<i64>>()
+    };
     let mut df = DataFrame::new(
         rows.len(),
         vec![
@@ -157,7 +162,12 @@ pub fn write_sweep_outputs(out: &Path, rows: &[SweepRow]) -> Result<()> {
                     .collect::<Vec<_>>(),
             ),
             Column::new("lambda".into(), col(&|r| r.metrics.lambda)),
-            Column::new("k".into(), icol(&|r| r.metrics.k.unwrap_or(0) as u64)),
+            Column::new(
+                "k".into(),
+                rows.iter()
+                    .map(|r| r.metrics.k.map(|k| k as i64))
+                    .collect::<Vec<Option<i64>>>(),
+            ),
             Column::new("L0".into(), col(&|r| r.metrics.metrics.l0)),
             Column::new("R2".into(), col(&|r| r.metrics.metrics.r2)),
             Column::new("MSE".into(), col(&|r| r.metrics.metrics.mse)),

@@ -713,7 +713,7 @@ fn write_curve(out: &Path, curve: &[EpochRecord]) -> Result<()> {
     let mut df = DataFrame::new_infer_height(vec![
         Column::new(
             "epoch".into(),
-            curve.iter().map(|r| r.epoch as u32).collect::<Vec<u32>>(),
+            curve.iter().map(|r| r.epoch as i64).collect::<Vec<i64>>(),
         ),
         col("lr", &|r| r.lr),
         col("train_loss", &|r| r.train_loss),

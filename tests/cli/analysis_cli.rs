@@ -8,6 +8,7 @@ use scsae::analysis::fit_pca;
 use scsae::analysis::PcaSolver;
 use scsae::data::DenseMatrix;
 use scsae::data::{load, LoadOptions};
+use scsae::io::table::{f64_list_column, read_dataframe, str_list_column};
 
 use crate::common::root;
 
@@ -104,13 +105,32 @@ fn analyze_end_to_end_on_immune_data() {
     let b = types.lines().find(|l| l.starts_with("B_memory,")).unwrap();
     let auc: f64 = b.split(',').nth(3).unwrap().parse().unwrap();
     assert!(auc > 0.9, "{b}");
-    // the features table lists B-cell markers for an enriched B feature
-    let ft = std::fs::read_to_string(out.join("features.csv")).unwrap();
+    // the features table lists B-cell markers for an enriched B feature, the same in CSV (lists
+    // joined with ';') and Parquet (lists)
+    let rows = scsae::analysis::features_table::read(&out.join("features.parquet")).unwrap();
+    assert_eq!(
+        scsae::analysis::features_table::read(&out.join("features.csv")).unwrap(),
+        rows
+    );
     assert!(
-        ft.lines()
-            .any(|l| l.contains("MS4A1") && l.contains("B_cell (q=")),
+        rows.iter().any(|r| {
+            r.top_positive
+                .iter()
+                .chain(&r.top_negative)
+                .any(|(g, _)| g == "MS4A1")
+                && r.sets.iter().any(|s| s.name == "B_cell" && s.q < 0.05)
+        }),
         "no B feature with MS4A1 and B_cell enrichment"
     );
+    // cell types: top features with their AUROCs as parallel lists
+    let ct = read_dataframe(&out.join("cell_types.parquet")).unwrap();
+    let tops = str_list_column(ct.column("top_features").unwrap()).unwrap();
+    let aucs = f64_list_column(ct.column("top_features_auroc").unwrap()).unwrap();
+    assert!(tops
+        .iter()
+        .zip(&aucs)
+        .all(|(t, a)| !t.is_empty() && t.len() <= 5 && t.len() == a.len()));
+    assert!(aucs.iter().all(|a| a.windows(2).all(|w| w[0] >= w[1])));
     // the finished folder is not overwritten without --force
     let report_before = std::fs::read(out.join("report.md")).unwrap();
     let feats_arg = feats.to_string_lossy().to_string();
