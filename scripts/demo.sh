@@ -58,7 +58,7 @@ run $bin/spikgpt train "${THREADS_OPT[@]}" --embeddings "$EMB" --data "$DATA" --
 run $bin/spikgpt annotate "${THREADS_OPT[@]}" --model "$OUT/spikgpt" --embeddings "$EMB" \
   --out "$OUT/annotation/predictions.csv"
 run $bin/spikgpt evaluate --predictions "$OUT/annotation/predictions.csv" --data "$DATA" \
-  --label-key "$KEY" --held-out plasma
+  --label-key "$KEY" --held-out plasma --embeddings "$EMB"
 # the hard case: NK cells (next to CD8 T cells) held out
 run $bin/spikgpt train "${THREADS_OPT[@]}" --embeddings "$EMB" --data "$DATA" --label-key "$KEY" \
   --hold-out NK "${SPIK[@]}" --out "$OUT/spikgpt_nk"
@@ -84,6 +84,6 @@ run $bin/scsae analyze "${THREADS_OPT[@]}" --sae "$OUT/sae_cls" --activations "$
 run $bin/spikgpt annotate "${THREADS_OPT[@]}" --model "$OUT/spikgpt_cls" --embeddings "$OUT/activations" \
   --sae "$OUT/sae_cls" --analysis "$OUT/analysis_cls" --out "$OUT/explained/predictions.csv"
 echo "demo: results in $OUT/ (analysis report: $OUT/analysis/report.md;" \
-  "annotation: $OUT/annotation/evaluation.txt and evaluation_rejection_curve.png;" \
+  "annotation: $OUT/annotation/evaluation.txt, evaluation_confusion.png, evaluation_map.png and evaluation_rejection_curve.png;" \
   "reference -> query: $OUT/kang/evaluation.txt;" \
   "explanations: $OUT/explained/predictions_features.csv, predictions_class_drivers.csv)" >&2
