@@ -153,7 +153,7 @@ impl Figure for ClassHeatmap {
         let label_h = max_text_width(self.features.iter().map(|s| s.as_str()), 11);
         text(
             root,
-            "SAE feature (f<index> <type it marks best>)",
+            "SAE feature (index, and the cell type it marks best)",
             (axis_x, yb + 12 + label_h as i32),
             13,
             HPos::Center,

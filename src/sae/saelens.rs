@@ -291,6 +291,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn run_names_say_layer_rule_and_size() {
+        let mut cfg = SaeConfig {
+            d_sae: 2048,
+            architecture: "standard".into(),
+            hook_layer: 11,
+            ..SaeConfig::default()
+        };
+        cfg.scsae.train.lambda = 3.0;
+        assert_eq!(cfg.run_name(), "SAE layer 11, L1 λ=3, 2048 features");
+        cfg.architecture = "topk".into();
+        cfg.activation_fn_kwargs = serde_json::json!({"k": 32});
+        cfg.hook_layer = -1;
+        cfg.scsae.source.layer = Some("cls".into());
+        cfg.d_sae = 256;
+        assert_eq!(cfg.run_name(), "SAE layer cls, TopK k=32, 256 features");
+    }
+
+    #[test]
     fn a_z_score_with_one_of_its_two_tensors_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let (d, m) = (3, 2);

@@ -361,7 +361,7 @@ mod tests {
         let long = "CD14-positive, CD16-negative classical monocyte".to_string();
         let truth = vec![long.clone(), "Unknown type from another study".into()];
         let calls = vec![long.clone(), UNKNOWN.to_string()];
-        let table = ConfusionTable::of(&truth, &calls, &[long.clone()]);
+        let table = ConfusionTable::of(&truth, &calls, std::slice::from_ref(&long));
         let title = "SpikGPT spikgpt_nk (held out: NK): validation and held-out cells";
         let fig = ConfusionFigure {
             title,
