@@ -58,7 +58,7 @@ run $bin/spikgpt train "${THREADS_OPT[@]}" --embeddings "$EMB" --data "$DATA" --
 run $bin/spikgpt annotate "${THREADS_OPT[@]}" --model "$OUT/spikgpt" --embeddings "$EMB" \
   --out "$OUT/annotation/predictions.csv"
 run $bin/spikgpt evaluate --predictions "$OUT/annotation/predictions.csv" --data "$DATA" \
-  --label-key "$KEY" --held-out plasma
+  --label-key "$KEY" --held-out plasma --embeddings "$EMB"
 # the hard case: NK cells (next to CD8 T cells) held out
 run $bin/spikgpt train "${THREADS_OPT[@]}" --embeddings "$EMB" --data "$DATA" --label-key "$KEY" \
   --hold-out NK "${SPIK[@]}" --out "$OUT/spikgpt_nk"
@@ -88,7 +88,7 @@ run $bin/spikgpt annotate "${THREADS_OPT[@]}" --model "$OUT/spikgpt_cls" --embed
 run $bin/scsae encode --sae "$OUT/sae_cls" --activations "$OUT/activations" --layer cls \
   --analysis "$OUT/analysis_cls" --write-h5ad "$OUT/immune1000_sae_codes.h5ad"
 echo "demo: results in $OUT/ (analysis report: $OUT/analysis/report.md;" \
-  "annotation: $OUT/annotation/evaluation.txt and evaluation_rejection_curve.png;" \
+  "annotation: $OUT/annotation/evaluation.txt, evaluation_confusion.png, evaluation_map.png and evaluation_rejection_curve.png;" \
   "reference -> query: $OUT/kang/evaluation.txt;" \
   "explanations: $OUT/explained/predictions_features.csv, predictions_class_drivers.csv;" \
   "AnnData: $OUT/immune1000_scgpt.h5ad, $OUT/explained/immune1000_spikgpt.h5ad, $OUT/immune1000_sae_codes.h5ad)" >&2

@@ -93,6 +93,57 @@ pub fn text<DB: DrawingBackend>(
         .map_err(|e| e.to_string())
 }
 
+/// Width and height in pixels of `s` drawn with the bundled font at `size` (used to lay out figures
+/// so that no label is clipped).
+pub fn text_size(s: &str, size: u32) -> (u32, u32) {
+    ensure_font();
+    (FONT, size as f64)
+        .into_font()
+        .box_size(s)
+        .unwrap_or((s.chars().count() as u32 * size, size))
+}
+
+/// The widest of `names` at `size`, in pixels (0 for none).
+pub fn max_text_width<'a>(names: impl IntoIterator<Item = &'a str>, size: u32) -> u32 {
+    names
+        .into_iter()
+        .map(|s| text_size(s, size).0)
+        .max()
+        .unwrap_or(0)
+}
+
+/// The largest font size from `size` down to 8 at which `s` fits in `width` pixels (8 when none).
+pub fn fitted_size(s: &str, width: u32, size: u32) -> u32 {
+    (8..=size.max(8))
+        .rev()
+        .find(|&z| text_size(s, z).0 <= width)
+        .unwrap_or(8)
+}
+
+/// Draw `s` turned a quarter: `up` reads bottom to top (an axis title left of a grid), otherwise top
+/// to bottom starting at `at` (column labels below a grid).
+pub fn vtext<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    s: &str,
+    at: (i32, i32),
+    size: u32,
+    up: bool,
+) -> DrawResult {
+    let (turn, pos) = if up {
+        (
+            FontTransform::Rotate270,
+            Pos::new(HPos::Center, VPos::Center),
+        )
+    } else {
+        (FontTransform::Rotate90, Pos::new(HPos::Left, VPos::Center))
+    };
+    let style = TextStyle::from((FONT, size).into_font())
+        .transform(turn)
+        .pos(pos);
+    root.draw(&Text::new(s.to_string(), at, style))
+        .map_err(|e| e.to_string())
+}
+
 /// Draw a rectangle from `a` to `b`, filled or outlined.
 pub fn rect<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
@@ -149,15 +200,20 @@ impl Grid {
     }
 }
 
+/// Pixels a [`colour_bar`] takes right of its `x`, labels included.
+pub const COLOUR_BAR_WIDTH: i32 = 70;
+
 /// A vertical colour bar at `x` from `y0` to `y0 + height` with `colour(t)` for `t` from 1 (top) to 0
-/// (bottom), and `labels` at the top, middle and bottom.
+/// (bottom), `labels` at the top, middle and bottom, and `title` above it.
 pub fn colour_bar<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     (x, y0): (i32, i32),
     height: i32,
     colour: impl Fn(f64) -> RGBColor,
     labels: [&str; 3],
+    title: &str,
 ) -> DrawResult {
+    text(root, title, (x, y0 - 12), 11, HPos::Left, VPos::Center)?;
     let steps = 50;
     for s in 0..steps {
         let t = 1.0 - s as f64 / steps as f64;

@@ -11,6 +11,7 @@
 
 pub mod auroc;
 pub mod correlation;
+pub mod dotplot;
 pub mod enrichment;
 pub mod features_table;
 pub mod figures;

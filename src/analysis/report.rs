@@ -7,7 +7,6 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::analysis::features_table::{self, EnrichedSet, FeatureRow};
-use crate::analysis::figures::{self, AurocHeatmap, BestAurocComparison, EnrichmentSummary};
 use crate::analysis::pca::Pca;
 use crate::analysis::pipeline::{AnalysisContext, Comparison, FeatureAnalysis, Headline};
 use crate::analysis::AnalysisConfig;
@@ -404,59 +403,6 @@ fn fmt_opt(v: f64, digits: usize) -> String {
     } else {
         "—".to_string()
     }
-}
-
-/// Write every figure; returns the stems written under `figures/`.
-pub fn write_figures(
-    out: &Path,
-    main: &FeatureAnalysis,
-    baseline: Option<&FeatureAnalysis>,
-    ctx: &AnalysisContext,
-    cfg: &AnalysisConfig,
-) -> Result<Vec<String>> {
-    let dir = out.join("figures");
-    let types = ctx.type_names();
-    let mut stems = Vec::new();
-    let hm = AurocHeatmap::top_features(main, &types, 3, 40);
-    figures::save(&dir, "auroc_heatmap", hm.size(), &hm)?;
-    stems.push("auroc_heatmap".to_string());
-    if main.enrichment.is_some() {
-        let names: Vec<String> = ctx.sets.iter().map(|s| s.name.clone()).collect();
-        let es = EnrichmentSummary::of(main, &names, cfg.fdr, 25);
-        figures::save(&dir, "enrichment_summary", es.size(), &es)?;
-        stems.push("enrichment_summary".to_string());
-    }
-    let best = |fa: &FeatureAnalysis| -> Vec<f64> {
-        fa.auroc
-            .best_per_type()
-            .iter()
-            .map(|b| b.map(|(_, v)| v).unwrap_or(f64::NAN))
-            .collect()
-    };
-    let mut series = vec![(main.label.clone(), best(main))];
-    if let Some(b) = baseline {
-        series.push((b.label.clone(), best(b)));
-    }
-    let title = match baseline {
-        Some(b) => format!(
-            "{} vs {}: best single-feature AUROC per cell type",
-            main.label, b.label
-        ),
-        None => format!("{}: best single-feature AUROC per cell type", main.label),
-    };
-    let cmp = BestAurocComparison {
-        title,
-        types,
-        series,
-        threshold: cfg.auroc_threshold,
-    };
-    let stem = match baseline {
-        Some(_) => "sae_vs_pca",
-        None => "best_auroc",
-    };
-    figures::save(&dir, stem, cmp.size(), &cmp)?;
-    stems.push(stem.to_string());
-    Ok(stems)
 }
 
 /// Write `report.md` (linking every table and figure) and `summary.json`.

@@ -161,11 +161,19 @@ impl AnalysisConfig {
 }
 
 /// Encode cell-level activations with the SAE saved in `dir`, refusing an SAE trained on another
-/// layer or model.
-pub fn encode_with_sae(dir: &Path, acts: &CellMatrix) -> Result<DenseMatrix> {
+/// layer or model; returns the codes and the SAE's name for figure titles
+/// ([`crate::sae::saelens::SaeConfig::run_name`]).
+pub fn encode_with_sae(dir: &Path, acts: &CellMatrix) -> Result<(DenseMatrix, String)> {
     let sae = crate::sae::Sae::load(dir)?;
     sae.check_source(&acts.provenance, &acts.provenance.path)?;
-    sae.encode(&acts.matrix)
+    Ok((sae.encode(&acts.matrix)?, sae.cfg.run_name()))
+}
+
+/// The last part of `p` (the whole path when it has none), for figure titles.
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| p.display().to_string())
 }
 
 /// The file written last, that marks a finished analysis folder.
@@ -212,11 +220,12 @@ pub fn analyze(
         }
         FeatureSource::Matrix { .. } => None,
     };
-    let (features, features_path, source) = match (&inputs.source, &acts) {
+    let (features, features_path, source, run) = match (&inputs.source, &acts) {
         (FeatureSource::Matrix { path, key }, _) => (
             read_cells(path, None, key.as_deref())?.matrix,
             path.clone(),
             format!("{}", path.display()),
+            format!("features of {}", file_name(path)),
         ),
         (
             FeatureSource::Activations {
@@ -225,15 +234,20 @@ pub fn analyze(
                 ..
             },
             Some((dir, a)),
-        ) => (
-            encode_with_sae(sae, a)?,
-            dir.clone(),
-            format!("SAE {} on {} layer {}", sae.display(), dir.display(), layer),
-        ),
+        ) => {
+            let (codes, run) = encode_with_sae(sae, a)?;
+            (
+                codes,
+                dir.clone(),
+                format!("SAE {} on {} layer {}", sae.display(), dir.display(), layer),
+                format!("{run} ({})", file_name(sae)),
+            )
+        }
         (FeatureSource::Activations { layer, .. }, Some((dir, a))) => (
             a.matrix.clone(),
             dir.clone(),
             format!("activations {} layer {}", dir.display(), layer),
+            format!("activations layer {layer}"),
         ),
         (FeatureSource::Activations { .. }, None) => {
             return Err(Error::invalid("nothing to analyse"))
@@ -326,7 +340,19 @@ pub fn analyze(
         report::write_pca_variance(out, pca)?;
         tables.push("pca_variance".into());
     }
-    let figures = report::write_figures(out, &main, baseline.as_ref().map(|b| &b.1), &ctx, cfg)?;
+    let run = match &inputs.name {
+        Some(n) => format!("{n}: {run}"),
+        None => run,
+    };
+    let figures = crate::analysis::figures::write_figures(
+        out,
+        &run,
+        &main,
+        &features,
+        baseline.as_ref().map(|b| &b.1),
+        &ctx,
+        cfg,
+    )?;
     let summary = Summary {
         out: out.display().to_string(),
         feature_source: source,

@@ -58,6 +58,16 @@ pub struct EvaluateArgs {
     /// Overwrite an existing output.
     #[arg(long)]
     pub force: bool,
+    /// The cell embeddings the calls were made on (extraction store folder or matrix file): the map
+    /// of the cells (`<stem>_map.png`) is drawn from them [default: from the data's expression].
+    #[arg(long)]
+    pub embeddings: Option<PathBuf>,
+    /// Which cell matrix of an extraction store: cls or a layer number.
+    #[arg(long, default_value = "cls")]
+    pub embedding_layer: String,
+    /// Seed of the map (which cells are drawn when there are more than 5,000).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
     #[command(flatten)]
     pub data_args: DataArgs,
 }
@@ -90,6 +100,9 @@ pub fn run(args: &EvaluateArgs) -> Result<String> {
         out_dir: args.out_dir.clone(),
         stem: args.stem.clone(),
         force: args.force,
+        embeddings: args.embeddings.clone(),
+        embedding_layer: args.embedding_layer.clone(),
+        seed: args.seed,
     };
     let report = evaluate(&opts)?;
     let out_dir = args
@@ -98,7 +111,7 @@ pub fn run(args: &EvaluateArgs) -> Result<String> {
         .unwrap_or_else(|| split_stem(&args.predictions).0);
     let mut s = report.to_text();
     s.push_str(&format!(
-        "wrote {0}/{1}.json, {0}/{1}_per_class.csv, {0}/{1}_confusion.png, {0}/{1}_rejection_curve.png{2}",
+        "wrote {0}/{1}.json, {0}/{1}_per_class.csv, {0}/{1}_confusion.png, {0}/{1}_map.png, {0}/{1}_rejection_curve.png{2}",
         out_dir.display(),
         args.stem,
         if report.per_batch.is_empty() {

@@ -8,7 +8,7 @@ use plotters::style::text_anchor::{HPos, VPos};
 use super::attribution::CellAttribution;
 use super::drivers::{CellCalls, Driver};
 use super::interpret::Interpretations;
-use crate::plot::{colour_bar, text, DrawResult, Figure, Grid};
+use crate::plot::{colour_bar, max_text_width, text, DrawResult, Figure, Grid};
 use crate::spikgpt::metrics::UNKNOWN;
 
 /// Classes x features mean attribution.
@@ -77,9 +77,16 @@ impl ClassHeatmap {
 
     /// Pixel size that fits the grid.
     pub fn size(&self) -> (u32, u32) {
-        let w = 220 + 30 * self.features.len().max(4) as u32 + 140;
-        let h = 80 + 26 * self.classes.len().max(2) as u32 + 120;
+        let x0 = self.left() as u32;
+        let w = x0 + 30 * self.features.len().max(4) as u32 + 140;
+        let labels = max_text_width(self.features.iter().map(|s| s.as_str()), 11);
+        let h = 60 + 26 * self.classes.len().max(2) as u32 + labels + 60;
         (w.max(640), h)
+    }
+
+    /// Left edge of the grid: room for the class names (measured) and the axis title.
+    fn left(&self) -> i32 {
+        (max_text_width(self.classes.iter().map(|s| s.as_str()), 13) as i32 + 50).max(120)
     }
 }
 
@@ -101,11 +108,11 @@ fn diverging(v: f64, scale: f64) -> RGBColor {
 impl Figure for ClassHeatmap {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
         let (cw, ch) = (30i32, 26i32);
-        let (x0, y0) = (220i32, 60i32);
+        let (x0, y0) = (self.left(), 60i32);
         text(
             root,
             "Mean attribution to the called class's logit, per class",
-            (x0, 25),
+            (10, 25),
             17,
             HPos::Left,
             VPos::Center,
@@ -140,7 +147,18 @@ impl Figure for ClassHeatmap {
             hbar,
             |t| diverging(scale * (2.0 * t - 1.0), scale),
             [&top, "0", &bottom],
+            "attribution",
         )?;
-        Ok(())
+        let axis_x = x0 + nf.max(4) as i32 * cw / 2;
+        let label_h = max_text_width(self.features.iter().map(|s| s.as_str()), 11);
+        text(
+            root,
+            "SAE feature (index, and the cell type it marks best)",
+            (axis_x, yb + 12 + label_h as i32),
+            13,
+            HPos::Center,
+            VPos::Top,
+        )?;
+        crate::plot::vtext(root, "cells called", (14, y0 + hbar / 2), 13, true)
     }
 }

@@ -117,6 +117,42 @@ impl Default for SaeConfig {
     }
 }
 
+impl SaeConfig {
+    /// A short name of the SAE for figure titles: layer, sparsity rule and size, e.g.
+    /// `SAE layer 11, L1 λ=3, 2048 features` or `SAE layer cls, TopK k=32, 256 features`.
+    pub fn run_name(&self) -> String {
+        let layer = if self.hook_layer >= 0 {
+            self.hook_layer.to_string()
+        } else if let Some(l) = &self.scsae.source.layer {
+            l.clone()
+        } else {
+            self.hook_name
+                .strip_prefix("scgpt.hook_")
+                .unwrap_or(&self.hook_name)
+                .to_string()
+        };
+        let t = &self.scsae.train;
+        let k = self
+            .k
+            .map(|k| k as usize)
+            .or_else(|| {
+                self.activation_fn_kwargs
+                    .get("k")
+                    .and_then(|v| v.as_u64())
+                    .map(|k| k as usize)
+            })
+            .unwrap_or(t.k);
+        let rule = match self.architecture.as_str() {
+            "standard" => format!("L1 λ={}", t.lambda),
+            "topk" => format!("TopK k={k}"),
+            "batchtopk" => format!("BatchTopK k={k}"),
+            "jumprelu" => "JumpReLU".to_string(),
+            other => other.to_string(),
+        };
+        format!("SAE layer {layer}, {rule}, {} features", self.d_sae)
+    }
+}
+
 /// SAELens hook name and layer number for a layer name.
 pub fn hook_for_layer(layer: Option<&str>) -> (String, i64) {
     match layer {
@@ -253,6 +289,24 @@ pub fn load(dir: &Path) -> Result<(SaeConfig, SaeTensors)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_names_say_layer_rule_and_size() {
+        let mut cfg = SaeConfig {
+            d_sae: 2048,
+            architecture: "standard".into(),
+            hook_layer: 11,
+            ..SaeConfig::default()
+        };
+        cfg.scsae.train.lambda = 3.0;
+        assert_eq!(cfg.run_name(), "SAE layer 11, L1 λ=3, 2048 features");
+        cfg.architecture = "topk".into();
+        cfg.activation_fn_kwargs = serde_json::json!({"k": 32});
+        cfg.hook_layer = -1;
+        cfg.scsae.source.layer = Some("cls".into());
+        cfg.d_sae = 256;
+        assert_eq!(cfg.run_name(), "SAE layer cls, TopK k=32, 256 features");
+    }
 
     #[test]
     fn a_z_score_with_one_of_its_two_tensors_is_refused() {

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use super::cell_map::{map_rows, write_cell_map, MapInputs, MAX_MAP_CELLS};
 use super::energy::EnergyReport;
 use super::predictions::{sibling, split_stem, PredictionTable};
 use super::report::{build_report, EvaluationReport, ModelOutputs};
@@ -48,6 +49,13 @@ pub struct EvaluateOptions {
     pub stem: String,
     /// Overwrite an existing report with this stem.
     pub force: bool,
+    /// The cell embeddings the calls were made on, for the map (`<stem>_map`); without them the map
+    /// is drawn from the data's expression (log-normalised, 50 principal components).
+    pub embeddings: Option<PathBuf>,
+    /// Which cell matrix of an extraction store (`cls` or a layer number).
+    pub embedding_layer: String,
+    /// Seed of the map (which cells are drawn when there are many; the PCA of the expression).
+    pub seed: u64,
 }
 
 /// A label map: query type -> the model's type, or `None` for a type absent from the reference.
@@ -314,5 +322,105 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluationReport> {
         spiking,
     );
     report.write(&out_dir, &opts.stem)?;
+    let calls: Vec<String> = order.iter().map(|&i| table.label[i].clone()).collect();
+    match &opts.embeddings {
+        Some(p) => {
+            let (x, d) = embeddings_of(p, &opts.embedding_layer, &table.cell_ids)?;
+            let inputs = MapInputs {
+                x: &x,
+                d,
+                input: "the embeddings",
+                truth: &truth,
+                calls: &calls,
+                classes: &classes,
+                n_total: None,
+            };
+            write_cell_map(&out_dir, &opts.stem, &title, &inputs, opts.seed)?;
+        }
+        None => {
+            // the expression of (a seeded sample of) the cells; a data set whose expression cannot
+            // be mapped still gets its evaluation
+            let drawn = map_rows(truth.len(), MAX_MAP_CELLS, opts.seed);
+            let pick = |v: &[String]| drawn.iter().map(|&i| v[i].clone()).collect::<Vec<_>>();
+            let data_rows: Vec<usize> = drawn.iter().map(|&i| rows[i]).collect();
+            let (t, c) = (pick(&truth), pick(&calls));
+            let written = expression_matrix(&ds, &data_rows).and_then(|(x, d, input)| {
+                let inputs = MapInputs {
+                    x: &x,
+                    d,
+                    input: &input,
+                    truth: &t,
+                    calls: &c,
+                    classes: &classes,
+                    n_total: Some(truth.len()),
+                };
+                write_cell_map(&out_dir, &opts.stem, &title, &inputs, opts.seed)
+            });
+            if let Err(e) = written {
+                eprintln!("warning: no map of the cells: {e}");
+            }
+        }
+    }
     Ok(report)
+}
+
+/// The rows of the embeddings at `path` for `ids`, row-major, with their width.
+fn embeddings_of(path: &Path, layer: &str, ids: &[String]) -> Result<(Vec<f32>, usize)> {
+    let emb = super::inputs::load_embeddings(path, layer)?;
+    let m = &emb.matrix;
+    let own = super::inputs::cell_ids(m);
+    let pos: HashMap<&str, usize> = own
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    let mut x = Vec::with_capacity(ids.len() * m.n_cols);
+    for id in ids {
+        let r = *pos.get(id.as_str()).ok_or_else(|| {
+            Error::input(path, format!("cell '{id}' of the predictions is not here"))
+        })?;
+        x.extend_from_slice(&m.data[r * m.n_cols..(r + 1) * m.n_cols]);
+    }
+    Ok((x, m.n_cols))
+}
+
+/// Genes kept for a map of the expression: the most variable ones.
+const MAP_GENES: usize = 2000;
+
+/// The expression of `rows` (normalised to 1e4 per cell and log1p-transformed when it holds counts)
+/// on its [`MAP_GENES`] most variable genes, row-major, with their number and a caption.
+fn expression_matrix(
+    ds: &crate::data::Dataset,
+    rows: &[usize],
+) -> Result<(Vec<f32>, usize, String)> {
+    use crate::analysis::correlation::{prepare_expression, ExpressionTransform};
+    let mut sub = ds.select_cells(rows).matrix;
+    let note = prepare_expression(&mut sub, ExpressionTransform::Auto);
+    let n = sub.n_rows.max(1) as f64;
+    let (mut sum, mut sq) = (vec![0f64; sub.n_cols], vec![0f64; sub.n_cols]);
+    for (&j, &v) in sub.indices.iter().zip(&sub.data) {
+        sum[j as usize] += v as f64;
+        sq[j as usize] += (v as f64) * (v as f64);
+    }
+    let var: Vec<f64> = (0..sub.n_cols)
+        .map(|j| sq[j] / n - (sum[j] / n).powi(2))
+        .collect();
+    let mut genes: Vec<usize> = (0..sub.n_cols).filter(|&j| var[j] > 0.0).collect();
+    genes.sort_by(|&a, &b| var[b].total_cmp(&var[a]).then(a.cmp(&b)));
+    genes.truncate(MAP_GENES);
+    genes.sort_unstable();
+    let kept = sub.select_cols(&genes);
+    let how = if note.contains("log1p") {
+        "log1p of counts per 1e4"
+    } else {
+        "as stored"
+    };
+    Ok((
+        kept.to_dense(),
+        genes.len(),
+        format!(
+            "the expression ({how}, {} most variable genes)",
+            genes.len()
+        ),
+    ))
 }

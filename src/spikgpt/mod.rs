@@ -6,7 +6,7 @@
 //! - [`lif`]: multi-step LIF neurons with surrogate gradients; [`layers`], `attention`, [`model`]: the network.
 //! - [`train`] (with `split`, [`optim`], [`checkpoint`]): training and the model folder; [`training_report`]: `spikgpt
 //!   train` as one call; [`annotate`]: inference.
-//! - [`metrics`], `rejection`, [`baseline`], `energy`, [`report`], `plots`: evaluation.
+//! - [`metrics`], `rejection`, [`baseline`], `energy`, [`report`], `plots`, [`confusion`], [`cell_map`]: evaluation.
 //! - `novelty`: calibrated Unknown calls (temperature scaling, novelty scores, rejection rules).
 //!
 //! ```no_run
@@ -25,8 +25,10 @@ pub mod annotate;
 pub(crate) mod attention;
 pub mod baseline;
 pub mod calibration;
+pub mod cell_map;
 pub mod checkpoint;
 pub mod config;
+pub mod confusion;
 pub(crate) mod dropout;
 pub(crate) mod energy;
 pub mod evaluation;

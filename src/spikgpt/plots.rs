@@ -1,11 +1,9 @@
-//! Figures: training curve, confusion matrix (row-normalised heatmap with counts) and the rejection
-//! accuracy–rejection curves. Each is written as PNG and SVG by [`crate::plot::save_figure`].
+//! Figures: training curve and the accuracy–rejection curves (the confusion matrix is
+//! [`super::confusion`]). Each is written as PNG and SVG by [`crate::plot::save_figure`].
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::metrics::Metrics;
 use super::rejection::RejectionReport;
 use super::train::EpochRecord;
 use crate::plot::{Figure, FONT};
@@ -14,12 +12,19 @@ fn e<T: std::fmt::Display>(x: T) -> String {
     x.to_string()
 }
 
-/// Loss and accuracy per epoch.
-pub struct CurvePlot<'a>(pub &'a [EpochRecord]);
+/// Loss and accuracy per epoch, under a title naming the run.
+pub struct CurvePlot<'a> {
+    /// The epochs.
+    pub curve: &'a [EpochRecord],
+    /// Title naming the run.
+    pub title: &'a str,
+}
 
 impl Figure for CurvePlot<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
-        let curve = self.0;
+        let curve = self.curve;
+        let size = crate::plot::fitted_size(self.title, root.dim_in_pixel().0 - 20, 17);
+        let root = root.titled(self.title, (FONT, size)).map_err(e)?;
         let n = curve.len().max(1) as f64;
         let (left, right) = root.split_horizontally(root.dim_in_pixel().0 / 2);
         let max_loss = curve
@@ -33,10 +38,14 @@ impl Figure for CurvePlot<'_> {
             .caption("cross-entropy", (FONT, 18))
             .margin(10)
             .x_label_area_size(30)
-            .y_label_area_size(45)
+            .y_label_area_size(60)
             .build_cartesian_2d(0.5f64..n + 0.5, 0f64..max_loss)
             .map_err(e)?;
-        ch.configure_mesh().x_desc("epoch").draw().map_err(e)?;
+        ch.configure_mesh()
+            .x_desc("epoch")
+            .y_desc("cross-entropy")
+            .draw()
+            .map_err(e)?;
         let series = |f: fn(&EpochRecord) -> f64| -> Vec<(f64, f64)> {
             curve
                 .iter()
@@ -65,10 +74,14 @@ impl Figure for CurvePlot<'_> {
             .caption("accuracy", (FONT, 18))
             .margin(10)
             .x_label_area_size(30)
-            .y_label_area_size(45)
+            .y_label_area_size(60)
             .build_cartesian_2d(0.5f64..n + 0.5, 0f64..1.0)
             .map_err(e)?;
-        ch.configure_mesh().x_desc("epoch").draw().map_err(e)?;
+        ch.configure_mesh()
+            .x_desc("epoch")
+            .y_desc("accuracy")
+            .draw()
+            .map_err(e)?;
         ch.draw_series(LineSeries::new(
             series(|r| r.train_accuracy),
             BLUE.stroke_width(2),
@@ -78,97 +91,6 @@ impl Figure for CurvePlot<'_> {
             series(|r| r.val_accuracy),
             RED.stroke_width(2),
         ))
-        .map_err(e)?;
-        Ok(())
-    }
-}
-
-/// Confusion matrix: rows true classes, columns predicted classes and `Unknown`, colour = row
-/// fraction, text = count.
-pub struct ConfusionPlot<'a>(pub &'a Metrics);
-
-impl Figure for ConfusionPlot<'_> {
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
-        let m = self.0;
-        let nr = m.confusion_rows.len() as i32;
-        let nc = m.confusion_cols.len() as i32;
-        let mut ch = ChartBuilder::on(root)
-            .caption(
-                "confusion matrix (rows: true, columns: predicted)",
-                (FONT, 18),
-            )
-            .margin(10)
-            .x_label_area_size(90)
-            .y_label_area_size(110)
-            .build_cartesian_2d((0..nc).into_segmented(), (0..nr).into_segmented())
-            .map_err(e)?;
-        let cols = m.confusion_cols.clone();
-        let rows = m.confusion_rows.clone();
-        let name = |v: &SegmentValue<i32>, names: &[String], flip: bool| -> String {
-            match v {
-                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
-                    let i = if flip {
-                        names.len() as i32 - 1 - *i
-                    } else {
-                        *i
-                    };
-                    usize::try_from(i)
-                        .ok()
-                        .and_then(|i| names.get(i).cloned())
-                        .unwrap_or_default()
-                }
-                SegmentValue::Last => String::new(),
-            }
-        };
-        ch.configure_mesh()
-            .disable_mesh()
-            .x_labels(nc as usize)
-            .y_labels(nr as usize)
-            .x_label_formatter(&|v| name(v, &cols, false))
-            .y_label_formatter(&|v| name(v, &rows, true))
-            .x_label_style(
-                TextStyle::from((FONT, 11).into_font())
-                    .transform(FontTransform::Rotate90)
-                    .pos(Pos::new(HPos::Left, VPos::Center)),
-            )
-            .y_label_style((FONT, 11))
-            .draw()
-            .map_err(e)?;
-        let mut cells = Vec::new();
-        for (i, row) in m.confusion.iter().enumerate() {
-            let total: usize = row.iter().sum();
-            for (j, &cnt) in row.iter().enumerate() {
-                let f = if total == 0 {
-                    0.0
-                } else {
-                    cnt as f64 / total as f64
-                };
-                let y = nr - 1 - i as i32;
-                let shade = (255.0 * (1.0 - f)) as u8;
-                cells.push((j as i32, y, f, cnt, RGBColor(shade, shade, 255)));
-            }
-        }
-        ch.draw_series(cells.iter().map(|&(x, y, _, _, col)| {
-            Rectangle::new(
-                [
-                    (SegmentValue::Exact(x), SegmentValue::Exact(y)),
-                    (SegmentValue::Exact(x + 1), SegmentValue::Exact(y + 1)),
-                ],
-                col.filled(),
-            )
-        }))
-        .map_err(e)?;
-        let font_size = if nc > 20 { 8 } else { 11 };
-        ch.draw_series(cells.iter().filter(|c| c.3 > 0).map(|&(x, y, f, cnt, _)| {
-            let color: &'static RGBColor = if f > 0.6 { &WHITE } else { &BLACK };
-            Text::new(
-                cnt.to_string(),
-                (SegmentValue::CenterOf(x), SegmentValue::CenterOf(y)),
-                TextStyle::from((FONT, font_size).into_font())
-                    .color(color)
-                    .pos(Pos::new(HPos::Center, VPos::Center)),
-            )
-        }))
         .map_err(e)?;
         Ok(())
     }
@@ -225,7 +147,8 @@ pub struct RejectionCurvePlot<'a> {
 impl Figure for RejectionCurvePlot<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
         let with_ho = self.reports.iter().any(|r| r.n_held_out > 0);
-        let root = root.titled(self.title, (FONT, 18)).map_err(e)?;
+        let size = crate::plot::fitted_size(self.title, root.dim_in_pixel().0 - 20, 18);
+        let root = root.titled(self.title, (FONT, size)).map_err(e)?;
         let (left, right) = if with_ho {
             let (l, r) = root.split_horizontally(root.dim_in_pixel().0 / 2);
             (l, Some(r))

@@ -8,9 +8,10 @@ use std::path::Path;
 use polars::prelude::*;
 use serde::Serialize;
 
+use super::confusion::{ConfusionFigure, ConfusionTable};
 use super::energy::EnergyReport;
 use super::metrics::{classification_metrics, Metrics, UNKNOWN};
-use super::plots::{ConfusionPlot, RejectionCurvePlot};
+use super::plots::RejectionCurvePlot;
 use super::predictions::PredictionTable;
 use super::rejection::{rejection_report, RejectionReport, Scored};
 use crate::error::{Error, Result};
@@ -95,6 +96,9 @@ pub struct EvaluationReport {
     pub per_batch: Vec<BatchRow>,
     /// Spiking statistics, when recorded.
     pub spiking: Option<EnergyReport>,
+    /// SpikGPT's calls against the truth on every cell, held-out types included (the figure).
+    #[serde(skip)]
+    pub confusion: ConfusionTable,
 }
 
 /// Build the report: `truth` per cell (in the model's names), `classes` the model's classes,
@@ -168,6 +172,7 @@ pub fn build_report(
         rejection,
         per_batch,
         spiking,
+        confusion: ConfusionTable::of(truth, &main.label, classes),
     }
 }
 
@@ -300,12 +305,14 @@ impl EvaluationReport {
         ])
         .map_err(|e| Error::invalid(format!("cannot build per-class table: {e}")))?;
         write_table(&mut df, dir, &format!("{stem}_per_class"))?;
-        let n = self.metrics.confusion_cols.len().max(4) as u32;
-        let side = (260 + 34 * n).min(1600);
+        let confusion = ConfusionFigure {
+            title: &self.title,
+            table: &self.confusion,
+        };
         save_figure(
             &dir.join(format!("{stem}_confusion")),
-            (side + 40, side),
-            &ConfusionPlot(&self.metrics),
+            confusion.layout().size,
+            &confusion,
         )?;
         let mut model = Vec::new();
         let (mut target, mut rej, mut acc, mut acc_n, mut ho, mut kn) = (

@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::activity::ForwardStats;
 use super::annotate::{annotate, load_model_dir, resolve_rule};
 use super::calibration::Calibration;
+use super::cell_map::{write_cell_map, MapInputs};
 use super::energy::energy_report;
 use super::plots::CurvePlot;
 use super::report::{build_report, EvaluationReport, ModelOutputs};
@@ -41,6 +42,20 @@ pub struct TrainReport {
     pub evaluation: EvaluationReport,
 }
 
+/// The title of a training run's figures: the model folder's name and the held-out types.
+pub fn run_title(out: &Path, hold_out: &[String]) -> String {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| out.display().to_string());
+    let held = if hold_out.is_empty() {
+        String::new()
+    } else {
+        format!(" (held out: {})", hold_out.join(", "))
+    };
+    format!("SpikGPT {name}{held}: validation and held-out cells")
+}
+
 /// Train on `data`, write the model folder `out` with its training curve figure, validation
 /// predictions and validation report, and return the report. `threshold`: report with the paper's
 /// rule instead of the calibrated one (which is fitted and stored either way).
@@ -52,10 +67,15 @@ pub fn train_and_report(
     threshold: Option<f64>,
 ) -> Result<TrainReport> {
     let outcome = train(rt, data, opts, out)?;
+    let title = run_title(out, &opts.hold_out);
+    let curve_title = title.replace(": validation and held-out cells", ": training curve");
     save_figure(
         &out.join("training_curve"),
-        (1000, 420),
-        &CurvePlot(&outcome.curve),
+        (1000, 450),
+        &CurvePlot {
+            curve: &outcome.curve,
+            title: &curve_title,
+        },
     )?;
 
     // The validation cells plus every held-out cell, annotated as a user would annotate them.
@@ -77,7 +97,7 @@ pub fn train_and_report(
         .map(|b| ModelOutputs::from_table(&b.name, &b.rule, &b.table, &order))
         .collect();
     let evaluation = build_report(
-        &format!("{}: validation and held-out cells", out.display()),
+        &title,
         &truth,
         &p.classes,
         &opts.hold_out,
@@ -88,6 +108,21 @@ pub fn train_and_report(
     );
     ann.main.write(&out.join("validation_predictions.csv"))?;
     evaluation.write(out, "validation_report")?;
+    write_cell_map(
+        out,
+        "validation_report",
+        &title,
+        &MapInputs {
+            x: &x,
+            d: data.dim,
+            input: "the embeddings",
+            truth: &truth,
+            calls: &ann.main.label,
+            classes: &p.classes,
+            n_total: None,
+        },
+        opts.train.seed,
+    )?;
     Ok(TrainReport {
         out: out.to_path_buf(),
         n_train: p.train.len(),

@@ -94,7 +94,12 @@ fn analyze_end_to_end_on_immune_data() {
             "{stem}.parquet"
         );
     }
-    for fig in ["auroc_heatmap", "enrichment_summary", "sae_vs_pca"] {
+    for fig in [
+        "auroc_heatmap",
+        "dotplot",
+        "enrichment_summary",
+        "sae_vs_pca",
+    ] {
         assert!(out.join(format!("figures/{fig}.png")).exists());
         assert!(out.join(format!("figures/{fig}.svg")).exists());
     }

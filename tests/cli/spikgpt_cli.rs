@@ -53,6 +53,7 @@ fn immune_end_to_end_with_nk_held_out() {
         "training_curve.png",
         "validation_report.json",
         "validation_report_confusion.png",
+        "validation_report_map.png",
         "validation_report_rejection_curve.png",
         "validation_predictions.csv",
         "calibration.json",
@@ -189,6 +190,7 @@ fn immune_end_to_end_with_nk_held_out() {
         "evaluation.json",
         "evaluation_per_class.csv",
         "evaluation_confusion.png",
+        "evaluation_map.png",
         "evaluation_rejection_curve.csv",
         "evaluation_rejection_curve.png",
     ] {
