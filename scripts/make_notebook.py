@@ -11,14 +11,13 @@ Run from the repository root:  python3 scripts/make_notebook.py [NAME ...]   (de
 import json
 import sys
 
-# Measured by scripts/notebooks/run.sh (see the README's Notebooks section).
 KERNEL = ("the [evcxr](https://github.com/evcxr/evcxr) Rust kernel (`cargo install evcxr_jupyter "
           "--locked && evcxr_jupyter --install`). Start Jupyter from this folder. The first code cell "
           "(`:dep scsae = { path = \"..\" }`) compiles scsae and its whole dependency tree (candle, "
-          "polars, plotters, ...) with optimisations: about FIRST_COMPILE on a 2-core machine the first "
-          "time. A restarted kernel compiles again unless evcxr reuses its build folder: start Jupyter "
-          "with `EVCXR_TMPDIR` set to a folder of your own (one kernel at a time), and the first cell "
-          "takes WARM_COMPILE.")
+          "polars, plotters, ...) with optimisations, the first time: about as long as the project's own first "
+          "`cargo build` (half an hour on a 2-core machine, a few minutes on a many-core laptop). A "
+          "restarted kernel compiles it all again unless evcxr reuses its build folder: start Jupyter "
+          "with `EVCXR_TMPDIR` set to a folder of your own (one kernel at a time).")
 
 NOTEBOOKS = {
     "quickstart": {

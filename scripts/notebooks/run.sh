@@ -32,9 +32,11 @@ for nb in "${notebooks[@]}"; do
     file="notebooks/$nb.ipynb"
     [ -f "$file" ] || { echo "no notebook $file" >&2; exit 1; }
     start=$(date +%s)
-    # no cell time limit: a cold first cell compiles for many minutes
+    # no cell time limit (a cold first cell compiles for many minutes); a long kernel start limit (evcxr
+    # builds an empty crate at start, which waits for any build holding the folder)
     "$JUPYTER" nbconvert --to notebook --execute --inplace \
-        --ExecutePreprocessor.timeout=-1 --ExecutePreprocessor.kernel_name=rust "$file"
+        --ExecutePreprocessor.timeout=-1 --ExecutePreprocessor.startup_timeout=3600 \
+        --ExecutePreprocessor.kernel_name=rust "$file"
     echo "$nb: executed in $(( $(date +%s) - start )) s"
     "$PYTHON" scripts/notebooks/clean.py --build-dir "$EVCXR_TMPDIR" "$file"
 done
