@@ -47,7 +47,7 @@
 //! - [`activations`]: the on-disk store of extracted activations.
 //! - [`sae`]: sparse autoencoders: training, sweeps, metrics, the saved SAELens-style format.
 //! - [`analysis`]: AUROC, gene attribution, enrichment, PCA baseline and reports for features.
-//! - [`io`], `plot`: file formats, atomic output, figures.
+//! - [`io`], `plot`: file formats, atomic output, figures; [`notebook`]: showing figures in Jupyter.
 //! - `progress`: the one progress-bar style of the long loops.
 //! - [`spikgpt`]: the spiking self-attention annotator (train, annotate, evaluate).
 //! - [`stats`]: midranks, AUROC, median, Fisher's exact test and Benjamini-Hochberg, shared by the
@@ -60,6 +60,7 @@ pub mod data;
 pub mod error;
 pub mod explain;
 pub mod io;
+pub mod notebook;
 pub(crate) mod plot;
 pub(crate) mod progress;
 pub mod runtime;

@@ -8,6 +8,7 @@ mod common;
 
 mod pipelines {
     mod notebook_explain;
+    mod notebook_paper;
     mod notebook_quickstart;
     mod pipeline_cli;
     mod sae_bundled;

@@ -95,7 +95,7 @@ fn notebook_cells_run() -> Result<(), Box<dyn std::error::Error>> {
     use scsae::explain::decompose::Decomposition;
     let dec = Decomposition::new(&sae, &emb)?;
     let attrs = attribute(&trained.model, &dec, &AttributionOptions::default())?;
-    let a = &attrs[0];
+    let a = attrs[0].clone();
     println!(
         "cell {}: {} (logit {:.2}, baseline {:.2}, error term {:.2})",
         ids[0], trained.prepared.classes[a.target], a.logit, a.baseline_logit, a.error_term
