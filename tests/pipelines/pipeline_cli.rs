@@ -11,7 +11,7 @@ use scsae::io::table::{read_dataframe, string_column};
 
 use crate::common::root;
 
-fn scsae(args: &[&str]) -> std::process::Output {
+pub(super) fn scsae(args: &[&str]) -> std::process::Output {
     Command::cargo_bin("scsae")
         .unwrap()
         .args(args)

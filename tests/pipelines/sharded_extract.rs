@@ -5,21 +5,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
-
+use super::pipeline_cli::scsae;
 use crate::common::root;
 
 const DATA: &str = "data/immune1000.h5ad";
 const MODEL: &str = "tests/fixtures/scgpt/tiny";
-
-fn scsae(args: &[&str]) -> std::process::Output {
-    Command::cargo_bin("scsae")
-        .unwrap()
-        .args(args)
-        .current_dir(root())
-        .output()
-        .unwrap()
-}
 
 fn extract(out: &Path, data: &str, shard: Option<&str>) {
     let mut args = vec![
