@@ -150,8 +150,15 @@ pub fn summary(r: &ExtractReport, args: &ExtractArgs) -> String {
         ),
         None => String::new(),
     };
+    let shard = match &args.shard {
+        Some(sh) => format!(
+            " (shard {}/{}: join the shards with `scsae merge`)",
+            sh.index, sh.count
+        ),
+        None => String::new(),
+    };
     format!(
-        "extracted {} cells ({} in this run) into {}: layers {}; {} of {} genes in the vocabulary; \
+        "extracted {} cells ({} in this run) into {}{shard}: layers {}; {} of {} genes in the vocabulary; \
          {} cells subsampled to --max-length; {} token rows; {:.1} s ({:.1} cells/s){h5ad}",
         r.n_cells,
         r.n_processed,
