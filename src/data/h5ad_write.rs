@@ -718,26 +718,12 @@ impl UnsFrame {
                     let f = c.cast(&DataType::Int64).map_err(|e| err(&name, e))?;
                     UnsColumn::I64(f.i64().map_err(|e| err(&name, e))?.iter().collect())
                 }
-                DataType::List(_) => {
-                    let l = c.list().map_err(|e| err(&name, e))?;
-                    let mut v = Vec::with_capacity(l.len());
-                    for i in 0..l.len() {
-                        v.push(match l.get_as_series(i) {
-                            Some(s) => {
-                                let s = s.cast(&DataType::String).map_err(|e| err(&name, e))?;
-                                let parts: Vec<String> = s
-                                    .str()
-                                    .map_err(|e| err(&name, e))?
-                                    .iter()
-                                    .map(|x| x.unwrap_or_default().to_string())
-                                    .collect();
-                                Some(parts.join(";"))
-                            }
-                            None => None,
-                        });
-                    }
-                    UnsColumn::Str(v)
-                }
+                DataType::List(_) => UnsColumn::Str(
+                    crate::io::table::str_list_column(c)?
+                        .into_iter()
+                        .map(|items| Some(items.join(&crate::io::table::LIST_SEP.to_string())))
+                        .collect(),
+                ),
                 _ => UnsColumn::Str(strings(c)?),
             };
             out.columns.push((name, col));

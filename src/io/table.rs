@@ -215,29 +215,39 @@ pub fn string_column(c: &Column) -> std::result::Result<Vec<String>, String> {
         .collect()
 }
 
+/// The rows of a Parquet list column, each cast to `to` and read by `items` (a missing row: an
+/// empty list); `None` when `c` is not a list column.
+fn list_rows<T>(
+    c: &Column,
+    to: &DataType,
+    items: impl Fn(&Series) -> PolarsResult<Vec<T>>,
+) -> Option<std::result::Result<Vec<Vec<T>>, String>> {
+    let DataType::List(_) = c.dtype() else {
+        return None;
+    };
+    let err = |e: PolarsError| format!("column '{}': {e}", c.name());
+    let rows = c.list().map_err(err).and_then(|ca| {
+        ca.series_iter()
+            .map(|row| match row {
+                None => Ok(Vec::new()),
+                Some(s) => s.cast(to).and_then(|s| items(&s)).map_err(err),
+            })
+            .collect()
+    });
+    Some(rows)
+}
+
 /// The items of a list column, one list per row: a Parquet list column, or its CSV form (text joined
 /// with [`LIST_SEP`]); a missing value or an empty cell is an empty list.
 pub fn str_list_column(c: &Column) -> std::result::Result<Vec<Vec<String>>, String> {
-    if let DataType::List(_) = c.dtype() {
-        let ca = c
-            .list()
-            .map_err(|e| format!("column '{}': {e}", c.name()))?;
-        return ca
-            .series_iter()
-            .map(|row| match row {
-                None => Ok(Vec::new()),
-                Some(s) => {
-                    let s = s
-                        .cast(&DataType::String)
-                        .map_err(|e| format!("column '{}': {e}", c.name()))?;
-                    let items = s.str().map_err(|e| format!("column '{}': {e}", c.name()))?;
-                    Ok(items
-                        .iter()
-                        .map(|v| v.unwrap_or_default().to_string())
-                        .collect())
-                }
-            })
-            .collect();
+    let parquet = list_rows(c, &DataType::String, |s| {
+        Ok(s.str()?
+            .iter()
+            .map(|v| v.unwrap_or_default().to_string())
+            .collect())
+    });
+    if let Some(rows) = parquet {
+        return rows;
     }
     Ok(nullable_string_column(c)?
         .into_iter()
@@ -251,23 +261,11 @@ pub fn str_list_column(c: &Column) -> std::result::Result<Vec<Vec<String>>, Stri
 /// The numbers of a list column, one list per row: a Parquet list column, or its CSV form (numbers
 /// joined with [`LIST_SEP`]); a missing value or an empty cell is an empty list.
 pub fn f64_list_column(c: &Column) -> std::result::Result<Vec<Vec<f64>>, String> {
-    if let DataType::List(_) = c.dtype() {
-        let ca = c
-            .list()
-            .map_err(|e| format!("column '{}': {e}", c.name()))?;
-        return ca
-            .series_iter()
-            .map(|row| match row {
-                None => Ok(Vec::new()),
-                Some(s) => {
-                    let s = s
-                        .cast(&DataType::Float64)
-                        .map_err(|e| format!("column '{}': {e}", c.name()))?;
-                    let v = s.f64().map_err(|e| format!("column '{}': {e}", c.name()))?;
-                    Ok(v.iter().map(|x| x.unwrap_or(f64::NAN)).collect())
-                }
-            })
-            .collect();
+    let parquet = list_rows(c, &DataType::Float64, |s| {
+        Ok(s.f64()?.iter().map(|x| x.unwrap_or(f64::NAN)).collect())
+    });
+    if let Some(rows) = parquet {
+        return rows;
     }
     str_list_column(c)?
         .into_iter()
