@@ -39,13 +39,7 @@ pub enum ObsAddition {
 impl ObsAddition {
     /// A categorical whose categories are the distinct values, sorted.
     pub fn categorical(values: Vec<String>) -> Self {
-        let mut categories: Vec<String> = values
-            .iter()
-            .cloned()
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        categories.sort();
+        let categories = sorted_distinct(values.iter());
         ObsAddition::Categorical { values, categories }
     }
 
@@ -147,8 +141,9 @@ pub struct H5adAdditions {
 
 /// Refuse, before any work is done, an output that is not a new `.h5ad` beside an AnnData input the
 /// writer can extend: `out` must end in `.h5ad`, must not be the input (or a link to it), must not
-/// exist unless `force`, and the input must be an AnnData >= 0.7 file (`obs` a group).
-pub fn check_h5ad_target(input: &Path, out: &Path, force: bool) -> Result<()> {
+/// exist unless `force`, and the input must be an AnnData >= 0.7 file (`obs` a group). Returns the
+/// input's cell ids (its `obs` index), for [`check_h5ad_rows`].
+pub fn check_h5ad_target(input: &Path, out: &Path, force: bool) -> Result<Vec<String>> {
     if out.extension().and_then(|e| e.to_str()) != Some("h5ad") {
         return Err(Error::input(
             out,
@@ -179,14 +174,13 @@ pub fn check_h5ad_target(input: &Path, out: &Path, force: bool) -> Result<()> {
             "is a folder; --write-h5ad needs a file name",
         ));
     }
-    let file = open_read(input)?;
-    obs_names(&file, input).map(|_| ())
+    obs_names(&open_read(input)?, input)
 }
 
-/// Refuse, before the work, results whose cell ids do not match `input`'s cells one to one.
-pub fn check_h5ad_rows(input: &Path, row_ids: &[String]) -> Result<()> {
-    let file_ids = obs_names(&open_read(input)?, input)?;
-    align(&file_ids, row_ids, input).map(|_| ())
+/// Refuse, before the work, results whose cell ids do not match `input`'s cells (`file_ids`, from
+/// [`check_h5ad_target`]) one to one.
+pub fn check_h5ad_rows(input: &Path, file_ids: &[String], row_ids: &[String]) -> Result<()> {
+    align(file_ids, row_ids, input).map(|_| ())
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -277,6 +271,26 @@ fn enc(b: &mut DatasetBuilder, kind: &str, version: &str) {
     b.set_attr("encoding-version", AttrValue::String(version.into()));
 }
 
+/// The distinct values, sorted (pandas' default category order).
+fn sorted_distinct<'a>(values: impl Iterator<Item = &'a String>) -> Vec<String> {
+    let mut v: Vec<String> = values
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .cloned()
+        .collect();
+    v.sort();
+    v
+}
+
+/// numpy's `bool` as h5py stores it: an int8 enum `FALSE = 0`, `TRUE = 1`.
+fn bool_type() -> Result<hdf5_pure::Datatype> {
+    EnumTypeBuilder::with_base(make_i8_type())
+        .value("FALSE", 0)
+        .value("TRUE", 1)
+        .build()
+        .map_err(|e| Error::invalid(format!("bool type: {e}")))
+}
+
 fn bool_bytes(v: impl Iterator<Item = bool>) -> Vec<u8> {
     v.map(u8::from).collect()
 }
@@ -304,12 +318,26 @@ impl Stager<'_> {
     }
 
     fn group(&self, name: &str, kind: &str, version: &str) -> Result<()> {
+        self.group_with(name, kind, version, Vec::new())
+    }
+
+    /// A new (or replacing) group at `name` with its encoding attributes and `extra` ones.
+    fn group_with(
+        &self,
+        name: &str,
+        kind: &str,
+        version: &str,
+        extra: Vec<(&str, AttrValue)>,
+    ) -> Result<()> {
         self.clear(name)?;
         self.file
             .root()
             .create_group_with(name, |g| {
                 g.set_attr("encoding-type", AttrValue::String(kind.into()));
                 g.set_attr("encoding-version", AttrValue::String(version.into()));
+                for (k, v) in extra {
+                    g.set_attr(k, v);
+                }
             })
             .map_err(h5(self.path))?;
         Ok(())
@@ -340,11 +368,7 @@ impl Stager<'_> {
     }
 
     fn bools(&self, name: &str, values: &[bool]) -> Result<()> {
-        let ty = EnumTypeBuilder::with_base(make_i8_type())
-            .value("FALSE", 0)
-            .value("TRUE", 1)
-            .build()
-            .map_err(|e| Error::invalid(format!("bool type: {e}")))?;
+        let ty = bool_type()?;
         self.dataset(name, |b| {
             b.with_enum_u8_data(ty, &bool_bytes(values.iter().copied()));
             enc(b, "array", "0.2.0");
@@ -360,14 +384,7 @@ impl Stager<'_> {
 
     /// A categorical of `values` (sorted categories; `None` is code -1) at `full`.
     fn categorical(&self, full: &str, values: &[Option<String>]) -> Result<()> {
-        let mut categories: Vec<String> = values
-            .iter()
-            .flatten()
-            .cloned()
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        categories.sort();
+        let categories = sorted_distinct(values.iter().flatten());
         let code_of: HashMap<&str, i32> = categories
             .iter()
             .enumerate()
@@ -381,15 +398,12 @@ impl Stager<'_> {
     }
 
     fn categorical_codes(&self, full: &str, categories: &[String], codes: &[i32]) -> Result<()> {
-        self.clear(full)?;
-        self.file
-            .root()
-            .create_group_with(full, |g| {
-                g.set_attr("encoding-type", AttrValue::String("categorical".into()));
-                g.set_attr("encoding-version", AttrValue::String("0.2.0".into()));
-                g.set_attr("ordered", AttrValue::I8(0));
-            })
-            .map_err(h5(self.path))?;
+        self.group_with(
+            full,
+            "categorical",
+            "0.2.0",
+            vec![("ordered", AttrValue::I8(0))],
+        )?;
         self.strings(&format!("{full}/categories"), categories)?;
         self.dataset(&format!("{full}/codes"), |b| {
             b.with_i32_data(codes);
@@ -461,16 +475,8 @@ impl Stager<'_> {
                     }
                     indptr.push(indices.len() as i64);
                 }
-                self.clear(&full)?;
-                let shape = vec![n as i64, *n_cols as i64];
-                self.file
-                    .root()
-                    .create_group_with(&full, |g| {
-                        g.set_attr("encoding-type", AttrValue::String("csr_matrix".into()));
-                        g.set_attr("encoding-version", AttrValue::String("0.1.0".into()));
-                        g.set_attr("shape", AttrValue::I64Array(shape));
-                    })
-                    .map_err(h5(self.path))?;
+                let shape = AttrValue::I64Array(vec![n as i64, *n_cols as i64]);
+                self.group_with(&full, "csr_matrix", "0.1.0", vec![("shape", shape)])?;
                 self.dataset(&format!("{full}/data"), |b| {
                     b.with_f32_data(&values);
                 })?;
@@ -505,18 +511,15 @@ impl Stager<'_> {
         } else {
             "_index".to_string()
         };
-        self.clear(full)?;
-        let order = names.clone();
-        let idx = index_name.clone();
-        self.file
-            .root()
-            .create_group_with(full, |g| {
-                g.set_attr("encoding-type", AttrValue::String("dataframe".into()));
-                g.set_attr("encoding-version", AttrValue::String("0.2.0".into()));
-                g.set_attr("_index", AttrValue::String(idx));
-                g.set_attr("column-order", AttrValue::VarLenStringArray(order));
-            })
-            .map_err(h5(self.path))?;
+        self.group_with(
+            full,
+            "dataframe",
+            "0.2.0",
+            vec![
+                ("_index", AttrValue::String(index_name.clone())),
+                ("column-order", AttrValue::VarLenStringArray(names)),
+            ],
+        )?;
         self.strings(&format!("{full}/{index_name}"), &f.index)?;
         for (name, col) in &f.columns {
             if col.len() != f.index.len() {
@@ -547,26 +550,12 @@ impl Stager<'_> {
                             enc(b, "array", "0.2.0");
                         })?
                     } else {
-                        self.clear(&at)?;
-                        self.file
-                            .root()
-                            .create_group_with(&at, |g| {
-                                g.set_attr(
-                                    "encoding-type",
-                                    AttrValue::String("nullable-integer".into()),
-                                );
-                                g.set_attr("encoding-version", AttrValue::String("0.1.0".into()));
-                            })
-                            .map_err(h5(self.path))?;
+                        self.group(&at, "nullable-integer", "0.1.0")?;
                         self.dataset(&format!("{at}/values"), |b| {
                             b.with_i64_data(&vals);
                         })?;
                         let mask: Vec<bool> = v.iter().map(Option::is_none).collect();
-                        let ty = EnumTypeBuilder::with_base(make_i8_type())
-                            .value("FALSE", 0)
-                            .value("TRUE", 1)
-                            .build()
-                            .map_err(|e| Error::invalid(format!("bool type: {e}")))?;
+                        let ty = bool_type()?;
                         self.dataset(&format!("{at}/mask"), |b| {
                             b.with_enum_u8_data(ty, &bool_bytes(mask.iter().copied()));
                         })?
@@ -581,8 +570,7 @@ impl Stager<'_> {
 /// Write `out`: a copy of `input` with `add` in it. `out` is checked with [`check_h5ad_target`]
 /// first; on any error nothing is left under `out`.
 pub fn write_h5ad_copy(input: &Path, out: &Path, add: &H5adAdditions, force: bool) -> Result<()> {
-    check_h5ad_target(input, out, force)?;
-    let file_ids = obs_names(&open_read(input)?, input)?;
+    let file_ids = check_h5ad_target(input, out, force)?;
     let perm = align(&file_ids, &add.row_ids, input)?;
     let n = add.row_ids.len();
     for (name, c) in &add.obs {

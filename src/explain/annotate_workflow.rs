@@ -131,8 +131,8 @@ pub fn annotate_and_explain(req: &AnnotateRequest<'_>, rt: &Runtime) -> Result<A
                     ))
                 }
             };
-            check_h5ad_target(&input, h.out, req.force)?;
-            Some(input)
+            let file_ids = check_h5ad_target(&input, h.out, req.force)?;
+            Some((input, file_ids))
         }
         None => None,
     };
@@ -150,8 +150,8 @@ pub fn annotate_and_explain(req: &AnnotateRequest<'_>, rt: &Runtime) -> Result<A
         ));
     }
     let ids = cell_ids(&emb.matrix);
-    if let Some(input) = &h5ad_input {
-        check_h5ad_rows(input, &ids)?;
+    if let Some((input, file_ids)) = &h5ad_input {
+        check_h5ad_rows(input, file_ids, &ids)?;
     }
     // everything the explanation needs is checked before anything is written
     let explain = match &req.explain {
@@ -202,7 +202,7 @@ pub fn annotate_and_explain(req: &AnnotateRequest<'_>, rt: &Runtime) -> Result<A
         None => None,
     };
     let h5ad = match (&req.h5ad, h5ad_input) {
-        (Some(h), Some(input)) => {
+        (Some(h), Some((input, _))) => {
             let add = h5ad_additions(&ann, explanation.as_ref(), req.model);
             write_h5ad_copy(&input, h.out, &add, req.force)?;
             Some(h.out.to_path_buf())

@@ -121,9 +121,9 @@ pub fn encode_to_file(req: &EncodeRequest<'_>) -> Result<EncodeReport> {
         max_rows: req.max_inputs,
         sample_seed: req.sample_seed,
     })?;
-    if let Some(input) = &h5ad_input {
+    if let Some((input, file_ids)) = &h5ad_input {
         match &inputs.matrix.row_ids {
-            Some(ids) => check_h5ad_rows(input, ids)?,
+            Some(ids) => check_h5ad_rows(input, file_ids, ids)?,
             None => {
                 return Err(Error::input(
                     req.activations,
@@ -140,7 +140,7 @@ pub fn encode_to_file(req: &EncodeRequest<'_>) -> Result<EncodeReport> {
     if let Some(out) = req.out {
         write_codes(out, &codes, inputs.tokens.as_ref())?;
     }
-    if let (Some(h), Some(input)) = (&req.h5ad, &h5ad_input) {
+    if let (Some(h), Some((input, _))) = (&req.h5ad, &h5ad_input) {
         write_codes_h5ad(req.sae, &codes, features, input, h.out, req.force)?;
     }
     let active = codes.data.iter().filter(|v| **v > 0.0).count();
@@ -154,8 +154,9 @@ pub fn encode_to_file(req: &EncodeRequest<'_>) -> Result<EncodeReport> {
 }
 
 /// The `.h5ad` a `--write-h5ad` copies, checked before any work: cell-level codes of an extraction
-/// folder (its recorded data file, or `--data`) or of a matrix file with `--data`.
-fn check_codes_h5ad(req: &EncodeRequest<'_>, h: &CodesH5ad<'_>) -> Result<PathBuf> {
+/// folder (its recorded data file, or `--data`) or of a matrix file with `--data`. Returns the file
+/// and its cell ids.
+fn check_codes_h5ad(req: &EncodeRequest<'_>, h: &CodesH5ad<'_>) -> Result<(PathBuf, Vec<String>)> {
     if req.level != InputLevel::Cells {
         return Err(Error::invalid(
             "--write-h5ad writes one row per cell: use --level cells",
@@ -179,8 +180,8 @@ fn check_codes_h5ad(req: &EncodeRequest<'_>, h: &CodesH5ad<'_>) -> Result<PathBu
             ))
         }
     };
-    check_h5ad_target(&input, h.out, req.force)?;
-    Ok(input)
+    let file_ids = check_h5ad_target(&input, h.out, req.force)?;
+    Ok((input, file_ids))
 }
 
 /// The features table of an analysis, checked to describe `d_sae` features.
