@@ -37,6 +37,7 @@ use crate::io::matrix::{f32_bytes, tensor_to_f32};
 
 pub mod h5ad_export;
 pub mod merge;
+pub mod part_reader;
 mod provenance;
 mod source;
 
@@ -504,6 +505,16 @@ impl ActivationStore {
         let mut m = DenseMatrix::new(n, d, data)?;
         m.row_ids = Some(self.cell_ids.clone());
         Ok(m)
+    }
+
+    /// Name of the part-file tensor holding `layer`: per token (`tokens`) or per cell, where `"cls"`
+    /// names the CLS cell embeddings. Error when the layer was not extracted.
+    pub fn layer_tensor(&self, layer: &str, tokens: bool) -> Result<String> {
+        if layer == "cls" && !tokens {
+            return Ok("cls".to_string());
+        }
+        self.manifest.check_layer(&self.dir, layer)?;
+        Ok(Manifest::tensor_name(layer))
     }
 
     /// Number of token rows stored.

@@ -7,8 +7,8 @@ use clap::Args;
 use crate::error::Result;
 use crate::runtime::Runtime;
 use crate::sae::config::{Arch, InputLevel, LossConvention, TrainConfig};
-use crate::sae::input::{read_inputs, InputSpec};
-use crate::sae::train::{train_partial, TrainOptions};
+use crate::sae::input::InputSpec;
+use crate::sae::train::{train_inputs, TrainOptions, TrainedRun};
 
 /// Training options shared by `scsae train` and `scsae sweep` (defaults: the paper's recipe).
 #[derive(Debug, Clone, Args)]
@@ -58,9 +58,15 @@ pub struct SaeOptions {
     /// Inputs scored when resampling.
     #[arg(long, default_value_t = 8192)]
     pub resample_inputs: usize,
-    /// Train on at most this many inputs (seeded subsample; 0 = all).
+    /// Train on at most this many inputs (seeded subsample, held in memory); 0 = every row of an
+    /// extraction folder, streamed from disk through the shuffle buffer (memory independent of the
+    /// store's size; `scsae sweep` then trains all its runs in the same passes).
     #[arg(long, default_value_t = 50_000)]
     pub max_inputs: usize,
+    /// Rows held in the shuffle buffer when streaming (--max-inputs 0): about 2 KB each at d = 512,
+    /// per layer.
+    #[arg(long, default_value_t = 65_536)]
+    pub shuffle_buffer: usize,
     /// Seed of the input subsample.
     #[arg(long, default_value_t = 42)]
     pub sample_seed: u64,
@@ -96,6 +102,7 @@ impl SaeOptions {
             resample_inputs: self.resample_inputs,
             max_inputs: self.max_inputs,
             sample_seed: self.sample_seed,
+            shuffle_buffer: self.shuffle_buffer,
             seed,
             ..TrainConfig::default()
         }
@@ -137,31 +144,35 @@ pub struct TrainArgs {
 /// Train; returns a one-line summary.
 pub fn run(args: &TrainArgs, rt: &Runtime) -> Result<String> {
     let cfg = args.sae.config(args.lambda, rt.seed);
-    let inputs = read_inputs(&InputSpec {
+    let spec = InputSpec {
         path: &args.activations,
         layer: args.layer.as_deref(),
         level: args.sae.level,
         key: args.key.as_deref(),
         max_rows: cfg.max_inputs,
         sample_seed: cfg.sample_seed,
-    })?;
-    cfg.validate(inputs.matrix.n_cols, inputs.matrix.n_rows)?;
-    let Some(run) = train_partial(rt, &inputs, &cfg, &args.out, &args.sae.options())? else {
+    };
+    let Some(run) = train_inputs(rt, &spec, &cfg, &args.out, &args.sae.options())? else {
         return Ok(format!(
             "{}: paused after {} epoch(s); continue with --resume",
             args.out.display(),
             args.sae.stop_after_epochs.unwrap_or(0)
         ));
     };
+    Ok(summary(&args.out, &run))
+}
+
+/// The one-line summary of a finished run.
+fn summary(out: &std::path::Path, run: &TrainedRun) -> String {
     let m = &run.metrics.metrics;
     let speed = if run.skipped {
         "already trained".to_string()
     } else {
         format!("{:.0} inputs/s", run.inputs_per_second)
     };
-    Ok(format!(
+    format!(
         "{}: {} inputs x {} dims -> {} features: L0 {:.1}, R2 {:.4}, MSE {:.4}, alive {}, dead {} ({speed})",
-        args.out.display(),
+        out.display(),
         m.n_inputs,
         run.metrics.d_in,
         run.metrics.d_sae,
@@ -170,5 +181,5 @@ pub fn run(args: &TrainArgs, rt: &Runtime) -> Result<String> {
         m.mse,
         m.alive,
         m.dead
-    ))
+    )
 }

@@ -227,6 +227,10 @@ pub struct TrainConfig {
     pub max_inputs: usize,
     /// Seed of the input subsample (paper: 42).
     pub sample_seed: u64,
+    /// Rows held in the shuffle buffer when training streams an extraction folder (`max_inputs` 0):
+    /// batches are drawn at random from this many rows while parts are read in a seeded random
+    /// order. Memory is about `shuffle_buffer x d_in x 4` bytes per layer. Not used in memory.
+    pub shuffle_buffer: usize,
     /// Seed of initialisation, shuffling and resampling.
     pub seed: u64,
 }
@@ -254,6 +258,7 @@ impl Default for TrainConfig {
             resample_inputs: 8192,
             max_inputs: 50_000,
             sample_seed: 42,
+            shuffle_buffer: 65_536,
             seed: 42,
         }
     }
@@ -290,6 +295,9 @@ impl TrainConfig {
                 "--k (--ks) {} must be between 1 and --features {}",
                 self.k, self.d_sae
             )));
+        }
+        if self.shuffle_buffer == 0 {
+            return Err(Error::invalid("--shuffle-buffer must be at least 1"));
         }
         if d_in == 0 || n_inputs == 0 {
             return Err(Error::invalid("no training inputs"));

@@ -79,47 +79,135 @@ pub fn evaluate(
             sst += e * e;
         }
     }
-    let mut sse = 0f64;
-    let mut active = 0u64;
-    let mut fired = vec![0u64; m];
+    let mut acc = Counts::new(m);
     let chunk = chunk.max(1);
     let mut start = 0;
     while start < n {
         let rows = chunk.min(n - start);
-        let xb = &x[start * d..(start + rows) * d];
+        acc.add(dev, p, s, &x[start * d..(start + rows) * d], rows)?;
+        start += rows;
+    }
+    Ok(acc.metrics(n, d, sst))
+}
+
+/// Squared errors and firing counts summed over chunks.
+struct Counts {
+    sse: f64,
+    active: u64,
+    fired: Vec<u64>,
+}
+
+impl Counts {
+    fn new(m: usize) -> Counts {
+        Counts {
+            sse: 0.0,
+            active: 0,
+            fired: vec![0; m],
+        }
+    }
+
+    fn add(
+        &mut self,
+        dev: &Device,
+        p: &ParamsView<'_>,
+        s: Sparsifier<'_>,
+        xb: &[f32],
+        rows: usize,
+    ) -> Result<()> {
+        let m = p.d_sae;
         let (_, pre) = pre_activations(dev, p, xb, rows)?;
         let z = activate(&pre, m, s);
         drop(pre);
         let xhat = decode(dev, p, &z, rows)?;
         for (a, b) in xhat.iter().zip(xb) {
             let e = (*a - *b) as f64;
-            sse += e * e;
+            self.sse += e * e;
         }
         for row in z.chunks_exact(m) {
             for (j, v) in row.iter().enumerate() {
                 if *v > 0.0 {
-                    active += 1;
-                    fired[j] += 1;
+                    self.active += 1;
+                    self.fired[j] += 1;
                 }
             }
         }
-        start += rows;
+        Ok(())
     }
-    let nf = n.max(1) as f64;
-    let feature_frequency: Vec<f64> = fired.iter().map(|&c| c as f64 / nf).collect();
-    let alive = feature_frequency
-        .iter()
-        .filter(|&&f| f >= DEAD_FRACTION)
-        .count();
-    Ok(Metrics {
-        n_inputs: n,
-        l0: active as f64 / nf,
-        r2: if sst > 0.0 { 1.0 - sse / sst } else { f64::NAN },
-        mse: sse / (nf * d as f64),
-        alive,
-        dead: m - alive,
-        never_fired: fired.iter().filter(|&&c| c == 0).count(),
-        feature_frequency,
+
+    fn metrics(&self, n: usize, d: usize, sst: f64) -> Metrics {
+        let m = self.fired.len();
+        let (sse, active, fired) = (self.sse, self.active, &self.fired);
+        let nf = n.max(1) as f64;
+        let feature_frequency: Vec<f64> = fired.iter().map(|&c| c as f64 / nf).collect();
+        let alive = feature_frequency
+            .iter()
+            .filter(|&&f| f >= DEAD_FRACTION)
+            .count();
+        Metrics {
+            n_inputs: n,
+            l0: active as f64 / nf,
+            r2: if sst > 0.0 { 1.0 - sse / sst } else { f64::NAN },
+            mse: sse / (nf * d as f64),
+            alive,
+            dead: m - alive,
+            never_fired: fired.iter().filter(|&&c| c == 0).count(),
+            feature_frequency,
+        }
+        .rounded()
     }
-    .rounded())
+}
+
+/// Metrics over inputs seen a chunk at a time, for inputs streamed from disk: the same values as
+/// [`evaluate`] on all of them, except that `sst` comes from per-dimension sums and sums of
+/// squares (f64) instead of a second pass.
+pub struct MetricsAccumulator {
+    counts: Counts,
+    n: usize,
+    sum: Vec<f64>,
+    sumsq: Vec<f64>,
+}
+
+impl MetricsAccumulator {
+    /// An empty accumulator for inputs `d_in` wide and `d_sae` features.
+    pub fn new(d_in: usize, d_sae: usize) -> MetricsAccumulator {
+        MetricsAccumulator {
+            counts: Counts::new(d_sae),
+            n: 0,
+            sum: vec![0.0; d_in],
+            sumsq: vec![0.0; d_in],
+        }
+    }
+
+    /// Add `rows` z-scored inputs `x` (`[rows, d_in]`).
+    pub fn add(
+        &mut self,
+        dev: &Device,
+        p: &ParamsView<'_>,
+        s: Sparsifier<'_>,
+        x: &[f32],
+        rows: usize,
+    ) -> Result<()> {
+        let d = self.sum.len();
+        for row in x.chunks_exact(d) {
+            for ((a, q), v) in self.sum.iter_mut().zip(self.sumsq.iter_mut()).zip(row) {
+                let v = *v as f64;
+                *a += v;
+                *q += v * v;
+            }
+        }
+        self.n += rows;
+        self.counts.add(dev, p, s, x, rows)
+    }
+
+    /// The metrics over everything added.
+    pub fn finish(&self) -> Metrics {
+        let nf = self.n.max(1) as f64;
+        let sst: f64 = self
+            .sum
+            .iter()
+            .zip(&self.sumsq)
+            .map(|(s, q)| (q - s * s / nf).max(0.0))
+            .sum();
+        self.counts.metrics(self.n, self.sum.len(), sst)
+    }
 }

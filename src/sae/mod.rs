@@ -10,6 +10,8 @@
 //! - `model`, [`saelens`]: the saved SAE ([`Sae`]: load / encode / decode).
 //! - [`encode`](mod@encode): `scsae encode` as one call.
 //! - [`input`]: reading activations; [`sweep`]: layer x lambda grids with a table and a plot.
+//! - [`stream`], [`stream_train`]: training on every row of a store through a bounded shuffle
+//!   buffer, several runs per pass (`--max-inputs 0`); [`run`]: one run's state, whatever feeds it.
 
 pub mod checkpoint;
 pub(crate) mod codes;
@@ -23,8 +25,11 @@ pub(crate) mod model;
 pub(crate) mod optim;
 pub mod params;
 pub(crate) mod resample;
+pub mod run;
 pub mod saelens;
 pub mod saelens_export;
+pub mod stream;
+pub mod stream_train;
 pub mod sweep;
 pub mod train;
 pub(crate) mod zscore;

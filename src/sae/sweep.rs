@@ -1,4 +1,5 @@
 //! Sweeps over layers x lambdas: one run folder per pair, a Table-2-style table and an L0-vs-R^2 plot.
+//! With `max_inputs` 0 every run trains in the same streaming passes over the store.
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +15,7 @@ use crate::plot::{save_figure, Figure, FONT};
 use crate::runtime::Runtime;
 use crate::sae::config::{Arch, InputLevel, TrainConfig};
 use crate::sae::input::{read_inputs, InputSpec};
+use crate::sae::stream_train::{train_streaming, StreamRun};
 use crate::sae::train::{check_out_dir, train, RunMetrics, TrainOptions};
 
 /// What to sweep.
@@ -116,6 +118,35 @@ pub fn run_sweep(
     }
     let _lock = OutputLock::acquire(out)?;
     let mut rows = Vec::new();
+    if spec.base.max_inputs == 0 {
+        // every row, streamed: all runs share each pass over the store
+        let runs: Vec<StreamRun> = spec
+            .layers
+            .iter()
+            .flat_map(|layer| {
+                cfgs.iter().map(move |cfg| StreamRun {
+                    layer: layer.clone(),
+                    cfg: cfg.clone(),
+                    out: out.join(run_name(layer, cfg)),
+                })
+            })
+            .collect();
+        let opts = TrainOptions {
+            stop_after_epochs: None,
+            ..opts.clone()
+        };
+        let done = train_streaming(rt, activations, spec.level, &runs, &opts)?;
+        for (r, t) in runs.into_iter().zip(done) {
+            let t = t.ok_or_else(|| Error::invalid("training stopped before the last epoch"))?;
+            rows.push(SweepRow {
+                layer: r.layer,
+                dir: r.out,
+                metrics: t.metrics,
+            });
+        }
+        write_sweep_outputs(out, &rows)?;
+        return Ok(rows);
+    }
     for layer in &spec.layers {
         let inputs = read_inputs(&InputSpec {
             path: activations,

@@ -11,22 +11,19 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, IoContext, Result};
-use crate::io::atomic::write_json_atomic;
-use crate::io::lock::{remove_stale_temporaries, OutputLock};
+use crate::error::{Error, Result};
 use crate::runtime::Runtime;
-use crate::sae::checkpoint::{self, EpochLog, StateMeta, TrainState, CHECKPOINT_FILE};
+use crate::sae::checkpoint::{EpochLog, StateMeta, TrainState, CHECKPOINT_FILE};
 use crate::sae::config::{Arch, InputLevel, Phase, TrainConfig};
-use crate::sae::input::Inputs;
+use crate::sae::input::{read_inputs, InputSpec, Inputs};
 use crate::sae::kernel::{loss_and_grads, Sparsifier};
 use crate::sae::metrics::{evaluate, Metrics};
 use crate::sae::model::Sae;
 use crate::sae::optim::{clip_grad_norm, learning_rate, warmed_lambda, Adam};
 use crate::sae::params::Params;
-use crate::sae::resample::resample_dead;
-use crate::sae::saelens::{
-    hook_for_layer, SaeConfig, SaeTensors, ScsaeInfo, CFG_FILE, FORMAT, WEIGHTS_FILE,
-};
+use crate::sae::run::{RunCore, RunSource};
+use crate::sae::saelens::{CFG_FILE, WEIGHTS_FILE};
+use crate::sae::stream_train::{train_streaming, StreamRun};
 use crate::sae::zscore;
 
 /// File with the run's metrics.
@@ -104,13 +101,13 @@ fn read_metrics(dir: &Path) -> Result<RunMetrics> {
     crate::io::json::read_json(&p, "metrics")
 }
 
-fn train_sparsifier(cfg: &TrainConfig) -> Result<Sparsifier<'static>> {
+pub(crate) fn train_sparsifier(cfg: &TrainConfig) -> Result<Sparsifier<'static>> {
     cfg.arch
         .sparsifier(cfg.k, None, Phase::Training)
         .ok_or_else(|| Error::invalid(format!("{} SAEs cannot be trained", cfg.arch)))
 }
 
-fn epoch_rng(seed: u64, stream: u64) -> ChaCha8Rng {
+pub(crate) fn epoch_rng(seed: u64, stream: u64) -> ChaCha8Rng {
     let mut r = ChaCha8Rng::seed_from_u64(seed);
     r.set_stream(stream);
     r
@@ -255,6 +252,34 @@ pub fn train(
         .ok_or_else(|| Error::invalid("training stopped before the last epoch"))
 }
 
+/// Train on what `spec` names: every row of an extraction folder streamed from disk when
+/// `cfg.max_inputs` is 0 ([`crate::sae::stream_train`]), otherwise the inputs read into memory
+/// (a seeded subsample of `max_inputs` rows, or a whole matrix file). Returns `None` when paused by
+/// `opts.stop_after_epochs`.
+pub fn train_inputs(
+    rt: &Runtime,
+    spec: &InputSpec<'_>,
+    cfg: &TrainConfig,
+    out: &Path,
+    opts: &TrainOptions,
+) -> Result<Option<TrainedRun>> {
+    if cfg.max_inputs == 0 && spec.path.is_dir() {
+        let store = crate::activations::ActivationStore::open(spec.path)?;
+        let layer = crate::activations::require_layer(&store, spec.layer)?;
+        let runs = [StreamRun {
+            layer: layer.to_string(),
+            cfg: cfg.clone(),
+            out: out.to_path_buf(),
+        }];
+        return Ok(train_streaming(rt, spec.path, spec.level, &runs, opts)?
+            .pop()
+            .flatten());
+    }
+    let inputs = read_inputs(spec)?;
+    cfg.validate(inputs.matrix.n_cols, inputs.matrix.n_rows)?;
+    train_partial(rt, &inputs, cfg, out, opts)
+}
+
 /// Train, stopping after `opts.stop_after_epochs` epochs of this call if set: returns `None` when
 /// the run was paused (its checkpoint is on disk), the finished run otherwise.
 pub fn train_partial(
@@ -292,35 +317,22 @@ pub fn train_partial(
     trainer.finish(seconds).map(Some)
 }
 
-/// One SAE training run in its phases, in the manner of SAELens's `SAETrainer`: [`SaeTrainer::new`]
-/// (z-score the inputs, resume the checkpoint or start from the initial state),
+/// One in-memory SAE training run in its phases, in the manner of SAELens's `SAETrainer`:
+/// [`SaeTrainer::new`] (z-score the inputs, resume the checkpoint or start from the initial state),
 /// [`SaeTrainer::run_epoch`], [`SaeTrainer::checkpoint`] after each epoch, and
 /// [`SaeTrainer::finish`] (final metrics, the SAE folder). [`train`] and [`train_partial`] drive it.
 pub struct SaeTrainer<'a> {
-    rt: &'a Runtime,
+    core: RunCore<'a>,
     inputs: &'a Inputs,
-    cfg: &'a TrainConfig,
-    out: &'a Path,
-    /// Per-column mean and standard deviation of the inputs (the z-score).
-    mean: Vec<f32>,
-    std: Vec<f32>,
     /// The z-scored inputs, row-major `n x d`.
     xz: Vec<f32>,
-    /// Parameters, Adam moments, dead-feature window and progress.
-    state: TrainState,
     n: usize,
     d: usize,
     /// Rows per batch (`batch_size`, at most `n`).
     bs: usize,
-    steps_per_epoch: usize,
-    total_steps: usize,
-    /// The epoch this call started from (0, or the checkpoint's).
-    start_epoch: usize,
     /// Scratch for one batch.
     batch: Vec<f32>,
     bar: ProgressBar,
-    /// Exclusive lock on `out` for the trainer's lifetime.
-    _lock: OutputLock,
 }
 
 impl<'a> SaeTrainer<'a> {
@@ -334,281 +346,91 @@ impl<'a> SaeTrainer<'a> {
         out: &'a Path,
         opts: &TrainOptions,
     ) -> Result<Self> {
-        let lock = OutputLock::acquire(out)?;
-        if is_finished(out) && !opts.resume {
-            return Err(Error::input(
-                out,
-                "another run finished an SAE in this folder meanwhile; choose another --out",
-            ));
-        }
-        remove_stale_temporaries(out)?;
         let x = &inputs.matrix;
         let (n, d) = (x.n_rows, x.n_cols);
         let (mean, std) = zscore::fit(&x.data, d);
         let xz = zscore::apply(&x.data, &mean, &std);
-        let fp = checkpoint::fingerprint(n, &mean, &std);
-        let state = Self::resume(cfg, out, d, fp, opts.resume)?;
+        let core = RunCore::open(rt, cfg, out, opts, n, d, mean, std)?;
         let bs = cfg.batch_size.min(n);
-        let steps_per_epoch = n.div_ceil(bs);
-        let total_steps = steps_per_epoch * cfg.epochs;
-        let bar = crate::progress::bar(opts.progress, total_steps as u64, "steps");
-        bar.set_position(state.meta.step as u64);
+        let bar = crate::progress::bar(opts.progress, core.total_steps as u64, "steps");
+        bar.set_position(core.state.meta.step as u64);
         Ok(SaeTrainer {
-            rt,
+            core,
             inputs,
-            cfg,
-            out,
-            mean,
-            std,
             xz,
-            start_epoch: state.meta.epoch,
-            state,
             n,
             d,
             bs,
-            steps_per_epoch,
-            total_steps,
             batch: vec![0f32; bs * d],
             bar,
-            _lock: lock,
         })
-    }
-
-    /// The checkpoint's state when resuming (checked against `cfg` and the inputs' fingerprint `fp`),
-    /// the initial state otherwise.
-    fn resume(
-        cfg: &TrainConfig,
-        out: &Path,
-        d: usize,
-        fp: String,
-        resume: bool,
-    ) -> Result<TrainState> {
-        match checkpoint::load(out, d, cfg.d_sae)? {
-            Some(s) if resume => {
-                if s.meta.config != *cfg {
-                    return Err(Error::input(
-                        out.join(CHECKPOINT_FILE),
-                        "cannot resume: the checkpoint was written with other training options",
-                    ));
-                }
-                if s.meta.fingerprint != fp {
-                    return Err(Error::input(
-                        out.join(CHECKPOINT_FILE),
-                        "cannot resume: the checkpoint was trained on other activations",
-                    ));
-                }
-                Ok(s)
-            }
-            _ => Ok(initial_state(cfg, d, fp)),
-        }
     }
 
     /// Epochs completed so far (in this call and before it).
     pub fn epoch(&self) -> usize {
-        self.state.meta.epoch
+        self.core.epoch()
     }
 
     /// Epochs completed in this call.
     pub fn epochs_this_call(&self) -> usize {
-        self.state.meta.epoch - self.start_epoch
+        self.core.epochs_this_call()
     }
 
     /// Train one epoch: a seeded shuffle, one optimiser step per batch (with dead-feature
     /// resampling on schedule), and the epoch's averages appended to the history.
     pub fn run_epoch(&mut self) -> Result<()> {
-        let (cfg, d, epoch) = (self.cfg, self.d, self.state.meta.epoch);
+        let (cfg, d, epoch) = (self.core.cfg, self.d, self.core.epoch());
         self.bar
             .set_prefix(format!("epoch {}/{}", epoch + 1, cfg.epochs));
         let mut order: Vec<usize> = (0..self.n).collect();
         order.shuffle(&mut epoch_rng(cfg.seed, 1 + epoch as u64));
-        let mut log = EpochLog {
-            epoch: epoch + 1,
-            ..EpochLog::default()
-        };
-        let (mut sse, mut sst, mut active) = (0f64, 0f64, 0u64);
+        self.core.begin_epoch();
         for idx in order.chunks(self.bs) {
             let nb = idx.len();
             for (r, &i) in idx.iter().enumerate() {
                 self.batch[r * d..(r + 1) * d].copy_from_slice(&self.xz[i * d..(i + 1) * d]);
             }
-            let stats = train_step(
-                &self.rt.device,
-                &mut self.state,
-                &self.batch[..nb * d],
-                nb,
-                cfg,
-                self.total_steps,
-            )?;
-            let lr = learning_rate(cfg.lr, self.state.meta.step, self.total_steps, cfg.cosine);
-            self.state.window_inputs += nb as u64;
-            self.state.meta.step += 1;
-            log.resampled += self.resample_if_due()?;
-            log.loss += stats.loss;
-            log.recon_loss += stats.recon_loss;
-            log.l1_loss += stats.l1_loss;
-            log.lr = lr;
-            sse += stats.sse;
-            sst += stats.sst;
-            active += stats.active;
+            let stats = self.core.step(&self.batch[..nb * d], nb, &self.xz)?;
             self.bar.inc(1);
-            self.bar.set_message(format!(
-                "loss {:.4} L0 {:.1} R2 {:.3}",
-                stats.loss,
-                stats.active as f64 / nb as f64,
-                1.0 - stats.sse / stats.sst.max(f64::MIN_POSITIVE)
-            ));
+            self.bar.set_message(batch_message(&stats));
         }
-        let nbatches = self.steps_per_epoch as f64;
-        log.loss /= nbatches;
-        log.recon_loss /= nbatches;
-        log.l1_loss /= nbatches;
-        log.l0 = active as f64 / self.n as f64;
-        log.r2 = if sst > 0.0 { 1.0 - sse / sst } else { f64::NAN };
-        self.state.meta.history.push(log.rounded());
-        self.state.meta.epoch = epoch + 1;
-        self.state.meta.adam_t = self.state.adam.t;
+        self.core.end_epoch();
         Ok(())
-    }
-
-    /// Every `resample_every` steps: resample the features that did not fire in the window and
-    /// restart the window. Returns how many features were resampled.
-    fn resample_if_due(&mut self) -> Result<usize> {
-        let cfg = self.cfg;
-        let step = self.state.meta.step;
-        if cfg.resample_every == 0 || !step.is_multiple_of(cfg.resample_every) {
-            return Ok(0);
-        }
-        let dead: Vec<usize> = (0..cfg.d_sae)
-            .filter(|&j| self.state.window_fired[j] == 0)
-            .collect();
-        let mut rng = epoch_rng(cfg.seed, (1u64 << 32) + step as u64);
-        let resampled = resample_dead(
-            &self.rt.device,
-            &mut self.state.params,
-            &mut self.state.adam,
-            &dead,
-            &self.xz,
-            self.n,
-            train_sparsifier(cfg)?,
-            cfg.resample_inputs,
-            &mut rng,
-        )?;
-        self.state.window_fired.fill(0);
-        self.state.window_inputs = 0;
-        Ok(resampled)
     }
 
     /// Write the training state to `out/checkpoint.safetensors` (creating `out`).
     pub fn checkpoint(&self) -> Result<()> {
-        std::fs::create_dir_all(self.out).at(self.out)?;
-        checkpoint::save(self.out, &self.state)
+        self.core.checkpoint()
     }
 
     /// Final metrics over all inputs, the SAE folder (`cfg.json`, weights, `metrics.json`), and the
     /// checkpoint removed. `seconds`: training time of this call (for the throughput).
     pub fn finish(self, seconds: f64) -> Result<TrainedRun> {
-        let (cfg, n, d, m) = (self.cfg, self.n, self.d, self.cfg.d_sae);
-        let trained_epochs = (cfg.epochs - self.start_epoch) as f64;
-        let threshold = (cfg.arch == Arch::Batchtopk)
-            .then(|| vec![self.state.meta.threshold().unwrap_or(0.0).max(0.0); m]);
-        let eval_sparsifier = cfg
-            .arch
-            .sparsifier(cfg.k, threshold.as_deref(), Phase::Inference)
-            .ok_or_else(|| Error::invalid(format!("{} SAE without a threshold", cfg.arch)))?;
+        self.bar.finish_and_clear();
+        let (p, threshold) = self.core.eval_parts();
         let metrics = evaluate(
-            &self.rt.device,
-            &self.state.params.view(),
-            eval_sparsifier,
+            self.core.device(),
+            &p,
+            self.core.eval_sparsifier(threshold.as_deref())?,
             &self.xz,
-            n,
+            self.n,
             EVAL_CHUNK,
         )?;
-        let sae_cfg = sae_config(self.inputs, cfg, d, &metrics);
-        let p = self.state.params;
-        let sae = Sae::from_parts(
-            sae_cfg,
-            SaeTensors {
-                w_enc: p.w_enc,
-                w_dec: p.w_dec,
-                b_enc: p.b_enc,
-                b_dec: p.b_dec,
-                input_mean: self.mean,
-                input_std: self.std,
-                threshold,
-            },
-            Some(self.out.to_path_buf()),
-        );
-        std::fs::create_dir_all(self.out).at(self.out)?;
-        sae.save(self.out)?;
-        let run = RunMetrics {
-            layer: self.inputs.source.layer.clone(),
+        let source = RunSource {
+            provenance: self.inputs.source.clone(),
             level: self.inputs.level,
-            arch: cfg.arch,
-            lambda: cfg.lambda,
-            k: cfg.arch.uses_k().then_some(cfg.k),
-            d_in: d,
-            d_sae: m,
-            epochs: cfg.epochs,
-            steps: self.state.meta.step,
-            metrics,
-            history: self.state.meta.history,
+            n: self.inputs.matrix.n_rows,
         };
-        write_json_atomic(&self.out.join(METRICS_FILE), &run)?;
-        let ck = self.out.join(CHECKPOINT_FILE);
-        if ck.exists() {
-            std::fs::remove_file(&ck).at(&ck)?;
-        }
-        Ok(TrainedRun {
-            sae,
-            metrics: run,
-            skipped: false,
-            seconds,
-            inputs_per_second: if seconds > 0.0 {
-                trained_epochs * n as f64 / seconds
-            } else {
-                0.0
-            },
-        })
+        self.core.finish(metrics, &source, seconds)
     }
 }
 
-/// The SAELens `cfg.json` of an SAE trained with `cfg` on `inputs` (`d` wide), with its final
-/// `metrics` (without the per-feature frequencies).
-fn sae_config(inputs: &Inputs, cfg: &TrainConfig, d: usize, metrics: &Metrics) -> SaeConfig {
-    let (hook_name, hook_layer) = hook_for_layer(inputs.source.layer.as_deref());
-    let model_name = inputs
-        .source
-        .model
-        .get("name")
-        .and_then(|v| v.as_str())
-        .unwrap_or("scgpt")
-        .to_string();
-    SaeConfig {
-        d_in: d,
-        d_sae: cfg.d_sae,
-        architecture: cfg.arch.to_string(),
-        activation_fn_str: cfg.arch.activation_fn_str().into(),
-        activation_fn_kwargs: if cfg.arch.uses_k() {
-            serde_json::json!({ "k": cfg.k })
-        } else {
-            serde_json::json!({})
-        },
-        hook_name,
-        hook_layer,
-        model_name,
-        dataset_path: inputs.source.path.display().to_string(),
-        scsae: ScsaeInfo {
-            format: FORMAT.into(),
-            software_version: env!("CARGO_PKG_VERSION").into(),
-            train: cfg.clone(),
-            level: inputs.level,
-            source: inputs.source.clone(),
-            n_train_inputs: inputs.matrix.n_rows,
-            metrics: Some(Metrics {
-                feature_frequency: Vec::new(),
-                ..metrics.clone()
-            }),
-        },
-        ..SaeConfig::default()
-    }
+/// The progress bar's message after a batch.
+pub(crate) fn batch_message(stats: &crate::sae::kernel::BatchStats) -> String {
+    format!(
+        "loss {:.4} L0 {:.1} R2 {:.3}",
+        stats.loss,
+        stats.active as f64 / stats.n.max(1) as f64,
+        1.0 - stats.sse / stats.sst.max(f64::MIN_POSITIVE)
+    )
 }

@@ -450,3 +450,110 @@ fn sweep_writes_table_and_plot_and_resumes() {
         .failure()
         .stderr(contains("--resume"));
 }
+
+/// `--max-inputs 0` streams every token row through the shuffle buffer: a sweep trains all its runs
+/// in the same passes, each run equals the same run trained alone, and the results match training
+/// in memory on the same rows in quality.
+#[test]
+fn streaming_sweep_shares_passes_and_matches_training_in_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let (_, x) = planted(8, 10, 400, 2, 0.05, 5);
+    write_store(&store, &["0", "6"], 8, 40, 10, |l, r| {
+        x.row(r).iter().map(|v| v * (1.0 + l as f32)).collect()
+    });
+    let common = [
+        "--features",
+        "16",
+        "--epochs",
+        "5",
+        "--batch-size",
+        "64",
+        "--lr",
+        "0.01",
+        "--quiet",
+    ];
+    let sweep = |out: &Path, extra: &[&str]| {
+        let mut a: Vec<String> = ["sweep", "--layers", "0,6", "--lambdas", "0.3,3"]
+            .iter()
+            .chain(&common)
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect();
+        a.extend([
+            "--activations".into(),
+            store.display().to_string(),
+            "--out".into(),
+            out.display().to_string(),
+        ]);
+        a
+    };
+    let streamed = tmp.path().join("streamed");
+    let memory = tmp.path().join("memory");
+    scsae()
+        .args(sweep(
+            &streamed,
+            &["--max-inputs", "0", "--shuffle-buffer", "100"],
+        ))
+        .assert()
+        .success()
+        .stdout(contains("sweep.csv"));
+    scsae().args(sweep(&memory, &[])).assert().success();
+    for name in [
+        "layer0_lambda0.3",
+        "layer0_lambda3",
+        "layer6_lambda0.3",
+        "layer6_lambda3",
+    ] {
+        let (s, m) = (metrics(&streamed.join(name)), metrics(&memory.join(name)));
+        assert_eq!(s["n_inputs"], 400, "{name}");
+        assert_eq!(s["steps"], m["steps"], "{name}");
+        let (rs, rm) = (s["r2"].as_f64().unwrap(), m["r2"].as_f64().unwrap());
+        assert!(
+            (rs - rm).abs() < 0.05,
+            "{name}: streamed R2 {rs}, in memory {rm}"
+        );
+        let cfg = read_raw(&streamed.join(name)).cfg;
+        assert_eq!(cfg["scsae"]["train"]["max_inputs"], 0);
+        assert_eq!(cfg["scsae"]["train"]["shuffle_buffer"], 100);
+        assert_eq!(cfg["scsae"]["n_train_inputs"], 400);
+    }
+    // one run trained alone by `scsae train` equals the same run of the shared pass
+    let alone = tmp.path().join("alone");
+    let mut a = train_args_with(
+        &store,
+        &alone,
+        &[
+            ("--features", "16"),
+            ("--epochs", "5"),
+            ("--lr", "0.01"),
+            ("--lambda", "3"),
+            ("--max-inputs", "0"),
+            ("--shuffle-buffer", "100"),
+        ],
+    );
+    a.extend(["--layer".into(), "6".into()]);
+    scsae()
+        .args(&a)
+        .assert()
+        .success()
+        .stdout(contains("400 inputs"));
+    assert_eq!(
+        std::fs::read(alone.join("sae_weights.safetensors")).unwrap(),
+        std::fs::read(streamed.join("layer6_lambda3/sae_weights.safetensors")).unwrap()
+    );
+    // a buffer of no rows is refused before anything is written
+    let none = tmp.path().join("none");
+    let mut a = train_args_with(
+        &store,
+        &none,
+        &[("--max-inputs", "0"), ("--shuffle-buffer", "0")],
+    );
+    a.extend(["--layer".into(), "6".into()]);
+    scsae()
+        .args(&a)
+        .assert()
+        .failure()
+        .stderr(contains("--shuffle-buffer must be at least 1"));
+    assert!(!none.exists());
+}
