@@ -5,11 +5,19 @@ Run from the repository root:
     python scripts/sae/reference_step.py
 Writes tests/fixtures/sae/reference_steps.json.
 
-For each case (standard L1 with the mean loss, standard L1 with the sum loss, TopK) it starts from
+For each case (standard L1 with the mean loss, standard L1 with the sum loss, TopK, TopK with the
+auxiliary dead-latent loss under the sum (SAELens) and mean conventions) it starts from
 fixed parameters, runs two optimiser steps on two fixed (already z-scored) batches exactly as the
 paper's code does: loss -> backward -> clip_grad_norm_(1.0) -> Adam (torch defaults) with a cosine
 schedule (CosineAnnealingLR stepped per batch) -> decoder rows renormalised to unit norm; and records
 the loss, the raw gradients, the gradient norm and the parameters after each step.
+
+The auxiliary loss follows sae-lens 6.54.12 (`TopKTrainingSAE.calculate_topk_aux_loss`,
+`calculate_topk_aux_acts`, and the trainer's `n_forward_passes_since_fired` / `dead_feature_window`
+bookkeeping): dead = steps since firing > window; k_aux = d_in // 2, scale = min(dead / k_aux, 1),
+k_aux = min(k_aux, dead); the top k_aux dead pre-activations per row (not ReLU'd) times W_dec (no bias)
+reconstruct the detached residual x - x_hat; aux = coef * scale * squared error, summed over dims and
+averaged over rows (sum convention; divided by d_in as well under the mean convention).
 """
 import json
 import math
@@ -32,7 +40,9 @@ def make_params():
     return w_enc, w_dec, b_enc, b_dec
 
 
-def run_case(name, arch, loss_kind, lam, k, lr, total_steps, batches, init):
+def run_case(name, arch, loss_kind, lam, k, lr, total_steps, batches, init, aux=None):
+    """aux: None or (coef, dead_window, initial steps-since-fired per latent)."""
+    since = None if aux is None else torch.tensor(aux[2], dtype=torch.int64)
     params = [torch.tensor(p.copy(), requires_grad=True) for p in init]
     w_enc, w_dec, b_enc, b_dec = params
     opt = torch.optim.Adam(params, lr=lr)
@@ -47,7 +57,29 @@ def run_case(name, arch, loss_kind, lam, k, lr, total_steps, batches, init):
         else:
             z = torch.relu(pre)
         xhat = z @ w_dec + b_dec
-        if arch == "topk":
+        dead = None
+        if arch == "topk" and aux is not None:
+            coef, window, _ = aux
+            dead = since > window
+            red = ((xhat - x) ** 2).sum(-1).mean() if loss_kind == "sum" else ((xhat - x) ** 2).mean()
+            n_dead = int(dead.sum())
+            loss = red
+            if n_dead > 0:
+                residual = (x - xhat).detach()
+                k_aux = x.shape[-1] // 2
+                scale = min(n_dead / k_aux, 1.0)
+                k_aux = min(k_aux, n_dead)
+                lat = torch.where(dead[None], pre, -torch.inf)
+                top = lat.topk(k_aux, sorted=False)
+                acts = torch.zeros_like(pre).scatter(-1, top.indices, top.values)
+                err = (acts @ w_dec - residual) ** 2
+                aux_loss = err.sum(-1).mean() if loss_kind == "sum" else err.mean()
+                loss = loss + coef * scale * aux_loss
+            with torch.no_grad():
+                fired = (z > 0).any(0)
+                since = since + 1
+                since[fired] = 0
+        elif arch == "topk":
             loss = ((xhat - x) ** 2).mean()
         elif loss_kind == "mean":
             loss = ((xhat - x) ** 2).mean() + lam * z.abs().mean()
@@ -64,6 +96,7 @@ def run_case(name, arch, loss_kind, lam, k, lr, total_steps, batches, init):
             w_dec /= w_dec.norm(dim=1, keepdim=True)
         steps.append(
             {
+                "dead": None if dead is None else dead.tolist(),
                 "loss": loss.item(),
                 "lr": lr_used,
                 "grad_norm": norm,
@@ -77,6 +110,9 @@ def run_case(name, arch, loss_kind, lam, k, lr, total_steps, batches, init):
         "loss": loss_kind,
         "lambda": lam,
         "k": k,
+        "aux_k_coef": 0.0 if aux is None else aux[0],
+        "dead_window": 0 if aux is None else aux[1],
+        "since_fired": None if aux is None else list(aux[2]),
         "lr": lr,
         "total_steps": total_steps,
         "d_in": D,
@@ -97,6 +133,11 @@ def main():
     cases.append(run_case("standard_mean", "standard", "mean", 3.0, 0, 1e-2, 4, batches, init))
     cases.append(run_case("standard_sum", "standard", "sum", 0.5, 0, 1e-2, 4, batches, init))
     cases.append(run_case("topk", "topk", "mean", 0.0, 3, 1e-2, 4, batches, init))
+    # 6 of 16 latents dead (scale 1, k_aux 4); then 3 dead (scale 0.75, k_aux 3); window 2 steps
+    cases.append(run_case("topk_auxk_sum", "topk", "sum", 0.0, 3, 1e-2, 4, batches, init,
+                          aux=(0.5, 2, [5] * 6 + [0] * 10)))
+    cases.append(run_case("topk_auxk_mean", "topk", "mean", 0.0, 3, 1e-2, 4, batches, init,
+                          aux=(1.0, 2, [0] * 13 + [3] * 3)))
     out = os.path.join("tests", "fixtures", "sae", "reference_steps.json")
     with open(out, "w") as f:
         json.dump({"source": "scripts/sae/reference_step.py (torch %s)" % torch.__version__, "cases": cases}, f)

@@ -52,6 +52,12 @@ pub struct SaeOptions {
     /// Project out the gradient component parallel to each decoder row (SAELens).
     #[arg(long)]
     pub project_decoder_grad: bool,
+    /// TopK / BatchTopK auxiliary dead-latent loss coefficient (SAELens default 1; 0 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub aux_k_coef: f64,
+    /// Steps without firing after which a latent is dead for the auxiliary loss (SAELens: 1000).
+    #[arg(long, default_value_t = 1000)]
+    pub dead_window: usize,
     /// Resample dead features every N steps (0 = off).
     #[arg(long, default_value_t = 0)]
     pub resample_every: usize,
@@ -103,6 +109,8 @@ impl SaeOptions {
             max_inputs: self.max_inputs,
             sample_seed: self.sample_seed,
             shuffle_buffer: self.shuffle_buffer,
+            aux_k_coef: self.aux_k_coef,
+            dead_window: self.dead_window,
             seed,
             ..TrainConfig::default()
         }

@@ -105,6 +105,9 @@ pub struct TrainState {
     pub window_fired: Vec<u64>,
     /// Inputs seen since the last resampling.
     pub window_inputs: u64,
+    /// Per-feature optimiser steps since the feature last fired (SAELens
+    /// `n_forward_passes_since_fired`): the dead mask of the TopK auxiliary loss.
+    pub since_fired: Vec<u64>,
     /// Scalars.
     pub meta: StateMeta,
 }
@@ -136,6 +139,11 @@ pub fn save(dir: &Path, s: &TrainState) -> Result<()> {
         .chain(std::iter::once(&s.window_inputs))
         .flat_map(|c| (*c as i64).to_le_bytes())
         .collect();
+    let since: Vec<u8> = s
+        .since_fired
+        .iter()
+        .flat_map(|c| (*c as i64).to_le_bytes())
+        .collect();
     let mut named: Vec<(String, Vec<usize>, Vec<u8>)> = vec![
         ("W_enc".into(), vec![d, m], f32_bytes(&p.w_enc)),
         ("W_dec".into(), vec![m, d], f32_bytes(&p.w_dec)),
@@ -164,6 +172,11 @@ pub fn save(dir: &Path, s: &TrainState) -> Result<()> {
         "window_fired".into(),
         TensorView::new(Dtype::I64, vec![m + 1], &counts)
             .map_err(|e| Error::input(&path, format!("tensor window_fired: {e}")))?,
+    ));
+    views.push((
+        "since_fired".into(),
+        TensorView::new(Dtype::I64, vec![m], &since)
+            .map_err(|e| Error::input(&path, format!("tensor since_fired: {e}")))?,
     ));
     let meta_json = serde_json::to_string(&s.meta)
         .map_err(|e| Error::input(&path, format!("cannot serialise state: {e}")))?;
@@ -230,19 +243,29 @@ pub fn load(dir: &Path, d_in: usize, d_sae: usize) -> Result<Option<TrainState>>
     let w = st
         .tensor("window_fired")
         .map_err(|_| bad("checkpoint lacks 'window_fired'".into()))?;
-    let counts: Vec<u64> = w
-        .data()
-        .chunks_exact(8)
-        .map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as u64)
-        .collect();
+    let u64s = |data: &[u8]| -> Vec<u64> {
+        data.chunks_exact(8)
+            .map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as u64)
+            .collect()
+    };
+    let counts = u64s(w.data());
     if counts.len() != m + 1 {
         return Err(bad("checkpoint 'window_fired' has the wrong length".into()));
+    }
+    // checkpoints written before the auxiliary loss existed have no counts: nothing is dead yet
+    let since_fired = match st.tensor("since_fired") {
+        Ok(t) => u64s(t.data()),
+        Err(_) => vec![0; m],
+    };
+    if since_fired.len() != m {
+        return Err(bad("checkpoint 'since_fired' has the wrong length".into()));
     }
     Ok(Some(TrainState {
         params,
         adam,
         window_fired: counts[..m].to_vec(),
         window_inputs: counts[m],
+        since_fired,
         meta,
     }))
 }

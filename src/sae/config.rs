@@ -227,6 +227,13 @@ pub struct TrainConfig {
     pub max_inputs: usize,
     /// Seed of the input subsample (paper: 42).
     pub sample_seed: u64,
+    /// TopK / BatchTopK auxiliary dead-latent loss coefficient (SAELens `aux_loss_coefficient`,
+    /// default 1; 0 = off): the top `d_in / 2` dead latents' pre-activations reconstruct the
+    /// main reconstruction's residual (Gao et al. 2024, "Scaling and evaluating sparse autoencoders").
+    pub aux_k_coef: f64,
+    /// Steps without firing after which a latent counts as dead for the auxiliary loss (SAELens
+    /// `dead_feature_window`, default 1000).
+    pub dead_window: usize,
     /// Rows held in the shuffle buffer when training streams an extraction folder (`max_inputs` 0):
     /// batches are drawn at random from this many rows while parts are read in a seeded random
     /// order. Memory is about `shuffle_buffer x d_in x 4` bytes per layer. Not used in memory.
@@ -258,6 +265,8 @@ impl Default for TrainConfig {
             resample_inputs: 8192,
             max_inputs: 50_000,
             sample_seed: 42,
+            aux_k_coef: 1.0,
+            dead_window: 1000,
             shuffle_buffer: 65_536,
             seed: 42,
         }
@@ -295,6 +304,9 @@ impl TrainConfig {
                 "--k (--ks) {} must be between 1 and --features {}",
                 self.k, self.d_sae
             )));
+        }
+        if !(self.aux_k_coef >= 0.0 && self.aux_k_coef.is_finite()) {
+            return Err(Error::invalid("--aux-k-coef must be a non-negative number"));
         }
         if self.shuffle_buffer == 0 {
             return Err(Error::invalid("--shuffle-buffer must be at least 1"));

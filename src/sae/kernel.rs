@@ -10,6 +10,12 @@
 //! Backward: `g_out = 2 c_r (x_hat - x)`; `dW_dec = z^T g_out`; `g_pre = (g_out W_dec^T + lambda c_s)`
 //! masked to active latents; `dW_enc = (x - b_dec)^T g_pre`; `db_enc = colsum g_pre`;
 //! `db_dec = colsum g_out - W_enc colsum g_pre`.
+//!
+//! TopK auxiliary loss ([`AuxK`], SAELens `calculate_topk_aux_loss`): with `D` dead latents,
+//! `k_aux = min(d_in / 2, D)` and `s = min(D / (d_in / 2), 1)`; per row, `a` keeps the `k_aux` largest
+//! pre-activations among dead latents (not ReLU'd), `e = a W_dec` (no bias) and `r = x - x_hat`
+//! (constant); the loss adds `coef * s * c_r * sum (e - r)^2`; its gradient `g_e = 2 coef s c_r (e - r)`
+//! adds `a^T g_e` to `dW_dec` and `(g_e W_dec^T)` at the selected entries to `g_pre`.
 
 use candle_core::Device;
 
@@ -176,6 +182,8 @@ pub struct BatchStats {
     pub recon_loss: f64,
     /// Sparsity part of the loss.
     pub l1_loss: f64,
+    /// TopK auxiliary dead-latent part of the loss (0 when off).
+    pub aux_loss: f64,
     /// Sum of squared reconstruction errors.
     pub sse: f64,
     /// Sum over dims of squared deviations from the batch's column means.
@@ -186,6 +194,24 @@ pub struct BatchStats {
     pub fired: Vec<u32>,
     /// Smallest positive kept activation (BatchTopK threshold estimate), if any.
     pub min_active: Option<f32>,
+}
+
+/// The TopK auxiliary dead-latent loss of one step.
+#[derive(Debug, Clone, Copy)]
+pub struct AuxK<'a> {
+    /// Per latent, whether it counts as dead (`[d_sae]`).
+    pub dead: &'a [bool],
+    /// Coefficient (SAELens `aux_loss_coefficient`).
+    pub coef: f64,
+}
+
+/// Per row, the `k` largest entries of `pre` among the `dead` latents (ties: lower index first), as
+/// `(latent, value)` pairs.
+fn top_dead(pre_row: &[f32], dead: &[usize], k: usize) -> Vec<(usize, f32)> {
+    let mut c: Vec<(usize, f32)> = dead.iter().map(|&j| (j, pre_row[j])).collect();
+    c.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    c.truncate(k);
+    c
 }
 
 /// Loss-normalisation constants `(c_r, c_s)` for a batch of `n`.
@@ -205,12 +231,14 @@ pub fn loss_and_grads(
     s: Sparsifier<'_>,
     lambda: f64,
     conv: LossConvention,
+    aux: Option<AuxK<'_>>,
 ) -> Result<(BatchStats, Grads)> {
     let (d, m) = (p.d_in, p.d_sae);
     let (xc, pre) = pre_activations(dev, p, x, n)?;
     let z = activate(&pre, m, s);
-    drop(pre);
     let xhat = decode(dev, p, &z, n)?;
+    let aux_sel = aux_selection(&pre, m, d, aux);
+    drop(pre);
     let (c_r, c_s) = loss_scales(conv, n, d, m);
 
     let mut stats = BatchStats {
@@ -243,6 +271,9 @@ pub fn loss_and_grads(
             *gv = scale * e;
         }
     }
+    let aux_part = aux_sel
+        .map(|(sel, scale)| aux_gradient(p, x, &xhat, &sel, scale, c_r))
+        .unwrap_or_default();
     drop(xhat);
     let mut l1 = 0f64;
     let mut min_active: Option<f32> = None;
@@ -259,9 +290,15 @@ pub fn loss_and_grads(
     stats.min_active = min_active;
     stats.recon_loss = c_r * stats.sse;
     stats.l1_loss = lambda * c_s * l1;
-    stats.loss = stats.recon_loss + stats.l1_loss;
+    stats.aux_loss = aux_part.loss;
+    stats.loss = stats.recon_loss + stats.l1_loss + stats.aux_loss;
 
-    let gw_dec = matmul(dev, Operand::t(&z, n, m), Operand::n(&g_out, n, d))?;
+    let mut gw_dec = matmul(dev, Operand::t(&z, n, m), Operand::n(&g_out, n, d))?;
+    for (j, row) in &aux_part.w_dec {
+        for (g, v) in gw_dec[j * d..(j + 1) * d].iter_mut().zip(row) {
+            *g += v;
+        }
+    }
     let mut b_dec_grad = vec![0f32; d];
     for row in g_out.chunks_exact(d) {
         for (g, v) in b_dec_grad.iter_mut().zip(row) {
@@ -273,6 +310,9 @@ pub fn loss_and_grads(
     let l1_grad = (lambda * c_s) as f32;
     for (g, &zv) in g_pre.iter_mut().zip(&z) {
         *g = if zv > 0.0 { *g + l1_grad } else { 0.0 };
+    }
+    for &(r, j, v) in &aux_part.pre {
+        g_pre[r * m + j] += v;
     }
     drop(z);
     let gw_enc = matmul(dev, Operand::t(&xc, n, d), Operand::n(&g_pre, n, m))?;
@@ -296,6 +336,84 @@ pub fn loss_and_grads(
             b_dec: b_dec_grad,
         },
     ))
+}
+
+/// The auxiliary loss's selected entries `(row, latent, pre-activation)` and its scale, or `None`
+/// when it is off or no latent is dead.
+fn aux_selection(
+    pre: &[f32],
+    m: usize,
+    d: usize,
+    aux: Option<AuxK<'_>>,
+) -> Option<(Vec<(usize, usize, f32)>, f64)> {
+    let aux = aux.filter(|a| a.coef > 0.0)?;
+    let dead: Vec<usize> = (0..m).filter(|&j| aux.dead[j]).collect();
+    if dead.is_empty() {
+        return None;
+    }
+    let half = (d / 2).max(1);
+    let scale = (dead.len() as f64 / half as f64).min(1.0);
+    let k_aux = half.min(dead.len());
+    let mut sel = Vec::new();
+    for (r, row) in pre.chunks_exact(m).enumerate() {
+        for (j, v) in top_dead(row, &dead, k_aux) {
+            sel.push((r, j, v));
+        }
+    }
+    Some((sel, aux.coef * scale))
+}
+
+/// The auxiliary loss and its gradient contributions.
+#[derive(Debug, Default)]
+struct AuxPart {
+    loss: f64,
+    /// `(latent, d_in-vector)` to add to `dW_dec` rows.
+    w_dec: Vec<(usize, Vec<f32>)>,
+    /// `(row, latent, value)` to add to `g_pre`.
+    pre: Vec<(usize, usize, f32)>,
+}
+
+/// Loss `coef * scale * c_r * sum (a W_dec - (x - x_hat))^2` over the selected entries `sel`
+/// (`coef * scale` given as `cs`), and its gradients (sparse: only selected latents).
+fn aux_gradient(
+    p: &ParamsView<'_>,
+    x: &[f32],
+    xhat: &[f32],
+    sel: &[(usize, usize, f32)],
+    cs: f64,
+    c_r: f64,
+) -> AuxPart {
+    let d = p.d_in;
+    let n = x.len() / d.max(1);
+    let mut out = AuxPart::default();
+    let mut by_latent: std::collections::BTreeMap<usize, Vec<f32>> = Default::default();
+    let mut start = 0;
+    for r in 0..n {
+        let end = start + sel[start..].iter().take_while(|s| s.0 == r).count();
+        let row_sel = &sel[start..end];
+        start = end;
+        // e - r for this row
+        let mut diff: Vec<f32> = (0..d).map(|i| xhat[r * d + i] - x[r * d + i]).collect();
+        for &(_, j, a) in row_sel {
+            for (v, w) in diff.iter_mut().zip(&p.w_dec[j * d..(j + 1) * d]) {
+                *v += a * w;
+            }
+        }
+        out.loss += diff.iter().map(|v| (*v as f64).powi(2)).sum::<f64>();
+        let ge: Vec<f32> = diff.iter().map(|v| (2.0 * cs * c_r) as f32 * v).collect();
+        for &(_, j, a) in row_sel {
+            let w = &p.w_dec[j * d..(j + 1) * d];
+            out.pre
+                .push((r, j, ge.iter().zip(w).map(|(g, w)| g * w).sum::<f32>()));
+            let acc = by_latent.entry(j).or_insert_with(|| vec![0f32; d]);
+            for (g, e) in acc.iter_mut().zip(&ge) {
+                *g += a * e;
+            }
+        }
+    }
+    out.loss *= cs * c_r;
+    out.w_dec = by_latent.into_iter().collect();
+    out
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use crate::runtime::Runtime;
 use crate::sae::checkpoint::{EpochLog, StateMeta, TrainState, CHECKPOINT_FILE};
 use crate::sae::config::{Arch, InputLevel, Phase, TrainConfig};
 use crate::sae::input::{read_inputs, InputSpec, Inputs};
-use crate::sae::kernel::{loss_and_grads, Sparsifier};
+use crate::sae::kernel::{loss_and_grads, AuxK, Sparsifier};
 use crate::sae::metrics::{evaluate, Metrics};
 use crate::sae::model::Sae;
 use crate::sae::optim::{clip_grad_norm, learning_rate, warmed_lambda, Adam};
@@ -160,6 +160,15 @@ pub fn train_step(
         Arch::Standard => warmed_lambda(cfg.lambda, step, cfg.l1_warmup_steps),
         _ => 0.0,
     };
+    let dead: Vec<bool> = state
+        .since_fired
+        .iter()
+        .map(|&c| c > cfg.dead_window as u64)
+        .collect();
+    let aux = (cfg.arch.uses_k() && cfg.aux_k_coef > 0.0).then_some(AuxK {
+        dead: &dead,
+        coef: cfg.aux_k_coef,
+    });
     let (stats, mut g) = loss_and_grads(
         dev,
         &state.params.view(),
@@ -168,6 +177,7 @@ pub fn train_step(
         train_sparsifier(cfg)?,
         lambda,
         cfg.loss,
+        aux,
     )?;
     if !stats.loss.is_finite() {
         return Err(Error::invalid(format!(
@@ -199,8 +209,14 @@ pub fn train_step(
             state.meta.set_threshold(t);
         }
     }
-    for (w, f) in state.window_fired.iter_mut().zip(&stats.fired) {
+    for ((w, c), f) in state
+        .window_fired
+        .iter_mut()
+        .zip(state.since_fired.iter_mut())
+        .zip(&stats.fired)
+    {
         *w += *f as u64;
+        *c = if *f > 0 { 0 } else { *c + 1 };
     }
     Ok(stats)
 }
@@ -223,6 +239,7 @@ pub fn initial_state(cfg: &TrainConfig, d_in: usize, fingerprint: String) -> Tra
         params,
         window_fired: vec![0; m],
         window_inputs: 0,
+        since_fired: vec![0; m],
         meta: StateMeta {
             epoch: 0,
             step: 0,

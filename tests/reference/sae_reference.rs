@@ -6,7 +6,7 @@ use candle_core::Device;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use scsae::sae::config::{Arch, LossConvention, TrainConfig};
-use scsae::sae::kernel::{loss_and_grads, Sparsifier};
+use scsae::sae::kernel::{loss_and_grads, AuxK, Sparsifier};
 use scsae::sae::params::Params;
 use scsae::sae::train::{initial_state, train_step};
 use serde_json::Value;
@@ -46,6 +46,8 @@ fn training_steps_match_pytorch() {
                 LossConvention::Mean
             },
             lr: case["lr"].as_f64().unwrap(),
+            aux_k_coef: case["aux_k_coef"].as_f64().unwrap(),
+            dead_window: case["dead_window"].as_u64().unwrap() as usize,
             ..TrainConfig::default()
         };
         let total = case["total_steps"].as_u64().unwrap() as usize;
@@ -59,6 +61,9 @@ fn training_steps_match_pytorch() {
             b_enc: init[2].clone(),
             b_dec: init[3].clone(),
         };
+        if let Some(since) = case["since_fired"].as_array() {
+            state.since_fired = since.iter().map(|v| v.as_u64().unwrap()).collect();
+        }
         let batches = case["batches"].as_array().unwrap();
         let rows = case["batch_rows"].as_array().unwrap();
         for (s, step) in case["steps"].as_array().unwrap().iter().enumerate() {
@@ -73,6 +78,18 @@ fn training_steps_match_pytorch() {
             } else {
                 0.0
             };
+            // the dead mask PyTorch used; train_step below must derive the same from its counts
+            let dead: Option<Vec<bool>> = step["dead"]
+                .as_array()
+                .map(|a| a.iter().map(|v| v.as_bool().unwrap()).collect());
+            if let Some(dead) = &dead {
+                let ours: Vec<bool> = state
+                    .since_fired
+                    .iter()
+                    .map(|&c| c > cfg.dead_window as u64)
+                    .collect();
+                assert_eq!(&ours, dead, "{name} step {s}: dead mask");
+            }
             let (stats, g) = loss_and_grads(
                 &Device::Cpu,
                 &state.params.view(),
@@ -81,6 +98,10 @@ fn training_steps_match_pytorch() {
                 sp,
                 lambda,
                 cfg.loss,
+                dead.as_deref().map(|dead| AuxK {
+                    dead,
+                    coef: cfg.aux_k_coef,
+                }),
             )
             .unwrap();
             let want_loss = step["loss"].as_f64().unwrap();
@@ -186,7 +207,8 @@ fn gradients_match_finite_differences() {
             Some(k) => Sparsifier::TopK(k),
             None => Sparsifier::Relu,
         };
-        let (_, g) = loss_and_grads(&Device::Cpu, &p.view(), &x, n, sp, lambda, conv).unwrap();
+        let (_, g) =
+            loss_and_grads(&Device::Cpu, &p.view(), &x, n, sp, lambda, conv, None).unwrap();
         let grads = [&g.w_enc, &g.w_dec, &g.b_enc, &g.b_dec];
         let base: Vec<Vec<f64>> = [&p.w_enc, &p.w_dec, &p.b_enc, &p.b_dec]
             .iter()
