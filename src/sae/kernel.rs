@@ -222,7 +222,9 @@ pub fn loss_scales(conv: LossConvention, n: usize, d_in: usize, d_sae: usize) ->
     }
 }
 
-/// Forward and backward pass on one batch `x` (`[n, d_in]`).
+/// Forward and backward pass on one batch `x` (`[n, d_in]`), with the TopK auxiliary loss when
+/// `aux` is given.
+#[allow(clippy::too_many_arguments)]
 pub fn loss_and_grads(
     dev: &Device,
     p: &ParamsView<'_>,
@@ -338,14 +340,17 @@ pub fn loss_and_grads(
     ))
 }
 
-/// The auxiliary loss's selected entries `(row, latent, pre-activation)` and its scale, or `None`
+/// Selected `(row, latent, pre-activation)` entries, in row order.
+type AuxEntries = Vec<(usize, usize, f32)>;
+
+/// The auxiliary loss's selected entries and its scale (`coef x min(D / (d_in / 2), 1)`), or `None`
 /// when it is off or no latent is dead.
 fn aux_selection(
     pre: &[f32],
     m: usize,
     d: usize,
     aux: Option<AuxK<'_>>,
-) -> Option<(Vec<(usize, usize, f32)>, f64)> {
+) -> Option<(AuxEntries, f64)> {
     let aux = aux.filter(|a| a.coef > 0.0)?;
     let dead: Vec<usize> = (0..m).filter(|&j| aux.dead[j]).collect();
     if dead.is_empty() {
