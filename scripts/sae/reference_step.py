@@ -6,7 +6,8 @@ Run from the repository root:
 Writes tests/fixtures/sae/reference_steps.json.
 
 For each case (standard L1 with the mean loss, standard L1 with the sum loss, TopK, TopK with the
-auxiliary dead-latent loss under the sum (SAELens) and mean conventions) it starts from
+auxiliary dead-latent loss under the sum (SAELens) and mean conventions, Matryoshka BatchTopK under
+both conventions) it starts from
 fixed parameters, runs two optimiser steps on two fixed (already z-scored) batches exactly as the
 paper's code does: loss -> backward -> clip_grad_norm_(1.0) -> Adam (torch defaults) with a cosine
 schedule (CosineAnnealingLR stepped per batch) -> decoder rows renormalised to unit norm; and records
@@ -40,8 +41,17 @@ def make_params():
     return w_enc, w_dec, b_enc, b_dec
 
 
-def run_case(name, arch, loss_kind, lam, k, lr, total_steps, batches, init, aux=None):
-    """aux: None or (coef, dead_window, initial steps-since-fired per latent)."""
+def batch_topk(pre, k):
+    """BatchTopK: the n * k largest ReLU'd pre-activations of the whole batch (sae-lens BatchTopK)."""
+    acts = torch.relu(pre)
+    flat = acts.flatten()
+    vals, idx = flat.topk(k * pre.shape[0], sorted=False)
+    return torch.zeros_like(flat).scatter(-1, idx, vals).reshape(pre.shape)
+
+
+def run_case(name, arch, loss_kind, lam, k, lr, total_steps, batches, init, aux=None, widths=None):
+    """aux: None or (coef, dead_window, initial steps-since-fired per latent); widths: Matryoshka
+    levels (the last = d_sae)."""
     since = None if aux is None else torch.tensor(aux[2], dtype=torch.int64)
     params = [torch.tensor(p.copy(), requires_grad=True) for p in init]
     w_enc, w_dec, b_enc, b_dec = params
@@ -54,6 +64,8 @@ def run_case(name, arch, loss_kind, lam, k, lr, total_steps, batches, init, aux=
         if arch == "topk":
             vals, idx = torch.topk(pre, k, dim=-1)
             z = torch.zeros_like(pre).scatter(-1, idx, torch.relu(vals))
+        elif arch == "matryoshka_batchtopk":
+            z = batch_topk(pre, k)
         else:
             z = torch.relu(pre)
         xhat = z @ w_dec + b_dec
@@ -81,6 +93,13 @@ def run_case(name, arch, loss_kind, lam, k, lr, total_steps, batches, init, aux=
                 since[fired] = 0
         elif arch == "topk":
             loss = ((xhat - x) ** 2).mean()
+        elif arch == "matryoshka_batchtopk":
+            # sae-lens MatryoshkaBatchTopKTrainingSAE: the full reconstruction plus, for every inner
+            # level, the reconstruction from the first `width` latents (b_dec included)
+            err = lambda r: ((r - x) ** 2).sum(-1).mean() if loss_kind == "sum" else ((r - x) ** 2).mean()
+            loss = err(xhat)
+            for w in widths[:-1]:
+                loss = loss + err(z[:, :w] @ w_dec[:w] + b_dec)
         elif loss_kind == "mean":
             loss = ((xhat - x) ** 2).mean() + lam * z.abs().mean()
         else:
@@ -113,6 +132,7 @@ def run_case(name, arch, loss_kind, lam, k, lr, total_steps, batches, init, aux=
         "aux_k_coef": 0.0 if aux is None else aux[0],
         "dead_window": 0 if aux is None else aux[1],
         "since_fired": None if aux is None else list(aux[2]),
+        "matryoshka_widths": widths,
         "lr": lr,
         "total_steps": total_steps,
         "d_in": D,
@@ -138,6 +158,11 @@ def main():
                           aux=(0.5, 2, [5] * 6 + [0] * 10)))
     cases.append(run_case("topk_auxk_mean", "topk", "mean", 0.0, 3, 1e-2, 4, batches, init,
                           aux=(1.0, 2, [0] * 13 + [3] * 3)))
+    # Matryoshka BatchTopK, levels 4, 10, 16 (no auxiliary loss: nothing is dead yet)
+    cases.append(run_case("matryoshka_sum", "matryoshka_batchtopk", "sum", 0.0, 3, 1e-2, 4, batches,
+                          init, widths=[4, 10, 16]))
+    cases.append(run_case("matryoshka_mean", "matryoshka_batchtopk", "mean", 0.0, 2, 1e-2, 4, batches,
+                          init, widths=[6, 16]))
     out = os.path.join("tests", "fixtures", "sae", "reference_steps.json")
     with open(out, "w") as f:
         json.dump({"source": "scripts/sae/reference_step.py (torch %s)" % torch.__version__, "cases": cases}, f)

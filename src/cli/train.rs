@@ -19,9 +19,14 @@ pub struct SaeOptions {
     /// Dictionary size M.
     #[arg(long, default_value_t = 2048)]
     pub features: usize,
-    /// Architecture: standard (ReLU + L1, the paper), topk or batchtopk.
+    /// Architecture: standard (ReLU + L1, the paper), topk, batchtopk or matryoshka (BatchTopK with
+    /// nested reconstruction losses).
     #[arg(long, default_value = "standard")]
     pub arch: Arch,
+    /// Matryoshka level widths (--arch matryoshka), strictly increasing; --features is appended as
+    /// the last level when missing (e.g. 128,512 with --features 2048).
+    #[arg(long, value_delimiter = ',')]
+    pub matryoshka_widths: Vec<usize>,
     /// Active latents per input for topk / batchtopk.
     #[arg(long, default_value_t = 32)]
     pub k: usize,
@@ -110,6 +115,7 @@ impl SaeOptions {
             sample_seed: self.sample_seed,
             shuffle_buffer: self.shuffle_buffer,
             aux_k_coef: self.aux_k_coef,
+            matryoshka_widths: self.matryoshka_widths.clone(),
             dead_window: self.dead_window,
             seed,
             ..TrainConfig::default()

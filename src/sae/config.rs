@@ -26,6 +26,11 @@ pub enum Arch {
     Batchtopk,
     /// A JumpReLU SAE imported from SAELens: loaded and applied with its `threshold`, never trained.
     Jumprelu,
+    /// Matryoshka BatchTopK (Bussmann et al. 2025; SAELens `matryoshka_batchtopk`): BatchTopK plus a
+    /// reconstruction loss for every nested prefix of latents (`matryoshka_widths`); at inference a
+    /// JumpReLU with the learned threshold, like BatchTopK.
+    #[serde(rename = "matryoshka_batchtopk")]
+    Matryoshka,
 }
 
 /// When a sparsifier is applied.
@@ -45,6 +50,7 @@ impl Arch {
             "topk" => Some(Arch::Topk),
             "batchtopk" => Some(Arch::Batchtopk),
             "jumprelu" => Some(Arch::Jumprelu),
+            "matryoshka_batchtopk" => Some(Arch::Matryoshka),
             _ => None,
         }
     }
@@ -61,9 +67,9 @@ impl Arch {
         match (self, phase) {
             (Arch::Standard, _) => Some(Sparsifier::Relu),
             (Arch::Topk, _) => Some(Sparsifier::TopK(k)),
-            (Arch::Batchtopk, Phase::Training) => Some(Sparsifier::BatchTopK(k)),
+            (Arch::Batchtopk | Arch::Matryoshka, Phase::Training) => Some(Sparsifier::BatchTopK(k)),
             (Arch::Jumprelu, Phase::Training) => None,
-            (Arch::Batchtopk | Arch::Jumprelu, Phase::Inference) => {
+            (Arch::Batchtopk | Arch::Matryoshka | Arch::Jumprelu, Phase::Inference) => {
                 threshold.map(Sparsifier::Threshold)
             }
         }
@@ -80,7 +86,12 @@ impl Arch {
 
     /// Whether the architecture has a `k` (SAELens's `activation_fn_kwargs.k`).
     pub fn uses_k(self) -> bool {
-        matches!(self, Arch::Topk | Arch::Batchtopk)
+        matches!(self, Arch::Topk | Arch::Batchtopk | Arch::Matryoshka)
+    }
+
+    /// Whether training learns a BatchTopK inference threshold (saved like a JumpReLU's).
+    pub fn learns_threshold(self) -> bool {
+        matches!(self, Arch::Batchtopk | Arch::Matryoshka)
     }
 }
 
@@ -91,11 +102,12 @@ impl FromStr for Arch {
             "standard" | "l1" | "relu" => Ok(Arch::Standard),
             "topk" => Ok(Arch::Topk),
             "batchtopk" | "batch-topk" => Ok(Arch::Batchtopk),
+            "matryoshka_batchtopk" | "matryoshka" => Ok(Arch::Matryoshka),
             "jumprelu" => Err(Error::invalid(
                 "--arch jumprelu: JumpReLU SAEs can be imported and applied, not trained here",
             )),
             other => Err(Error::invalid(format!(
-                "--arch {other}: expected standard, topk or batchtopk"
+                "--arch {other}: expected standard, topk, batchtopk or matryoshka"
             ))),
         }
     }
@@ -108,6 +120,7 @@ impl fmt::Display for Arch {
             Arch::Topk => "topk",
             Arch::Batchtopk => "batchtopk",
             Arch::Jumprelu => "jumprelu",
+            Arch::Matryoshka => "matryoshka_batchtopk",
         })
     }
 }
@@ -227,6 +240,10 @@ pub struct TrainConfig {
     pub max_inputs: usize,
     /// Seed of the input subsample (paper: 42).
     pub sample_seed: u64,
+    /// Matryoshka level widths, strictly increasing, the last equal to `d_sae` (appended when
+    /// missing, as SAELens does); the reconstruction of every prefix of latents up to a width is
+    /// added to the loss. Only for `matryoshka_batchtopk`.
+    pub matryoshka_widths: Vec<usize>,
     /// TopK / BatchTopK auxiliary dead-latent loss coefficient (SAELens `aux_loss_coefficient`,
     /// default 1; 0 = off): the top `d_in / 2` dead latents' pre-activations reconstruct the
     /// main reconstruction's residual (Gao et al. 2024, "Scaling and evaluating sparse autoencoders").
@@ -265,6 +282,7 @@ impl Default for TrainConfig {
             resample_inputs: 8192,
             max_inputs: 50_000,
             sample_seed: 42,
+            matryoshka_widths: Vec::new(),
             aux_k_coef: 1.0,
             dead_window: 1000,
             shuffle_buffer: 65_536,
@@ -274,6 +292,15 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The Matryoshka levels: `matryoshka_widths` with `d_sae` appended when it is not the last.
+    pub fn matryoshka_levels(&self) -> Vec<usize> {
+        let mut w = self.matryoshka_widths.clone();
+        if w.last() != Some(&self.d_sae) {
+            w.push(self.d_sae);
+        }
+        w
+    }
+
     /// Check the options against each other and the input width.
     pub fn validate(&self, d_in: usize, n_inputs: usize) -> Result<()> {
         if self.d_sae == 0 {
@@ -304,6 +331,23 @@ impl TrainConfig {
                 "--k (--ks) {} must be between 1 and --features {}",
                 self.k, self.d_sae
             )));
+        }
+        if self.arch == Arch::Matryoshka {
+            let w = self.matryoshka_levels();
+            if self.matryoshka_widths.is_empty()
+                || w.windows(2).any(|p| p[0] >= p[1])
+                || w[0] == 0
+                || *w.last().unwrap_or(&0) != self.d_sae
+            {
+                return Err(Error::invalid(format!(
+                    "--matryoshka-widths {:?} must be positive, strictly increasing and at most --features {}",
+                    self.matryoshka_widths, self.d_sae
+                )));
+            }
+        } else if !self.matryoshka_widths.is_empty() {
+            return Err(Error::invalid(
+                "--matryoshka-widths is only for --arch matryoshka",
+            ));
         }
         if !(self.aux_k_coef >= 0.0 && self.aux_k_coef.is_finite()) {
             return Err(Error::invalid("--aux-k-coef must be a non-negative number"));

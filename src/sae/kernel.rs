@@ -184,6 +184,8 @@ pub struct BatchStats {
     pub l1_loss: f64,
     /// TopK auxiliary dead-latent part of the loss (0 when off).
     pub aux_loss: f64,
+    /// Matryoshka inner-level reconstruction part of the loss (0 without levels).
+    pub inner_loss: f64,
     /// Sum of squared reconstruction errors.
     pub sse: f64,
     /// Sum over dims of squared deviations from the batch's column means.
@@ -222,19 +224,42 @@ pub fn loss_scales(conv: LossConvention, n: usize, d_in: usize, d_sae: usize) ->
     }
 }
 
-/// Forward and backward pass on one batch `x` (`[n, d_in]`), with the TopK auxiliary loss when
-/// `aux` is given.
-#[allow(clippy::too_many_arguments)]
+/// What the training loss is made of besides the reconstruction.
+#[derive(Debug, Clone, Copy)]
+pub struct LossTerms<'a> {
+    /// L1 coefficient (0 for TopK-family SAEs).
+    pub lambda: f64,
+    /// Loss normalisation.
+    pub conv: LossConvention,
+    /// The TopK auxiliary dead-latent loss, when on.
+    pub aux: Option<AuxK<'a>>,
+    /// Matryoshka inner widths (every level but the full dictionary): the reconstruction from the
+    /// first `w` latents is added to the loss for each `w`, with the same normalisation.
+    pub prefixes: &'a [usize],
+}
+
+impl LossTerms<'_> {
+    /// Reconstruction plus `lambda` x L1 (the paper's loss; `lambda` 0 for TopK).
+    pub fn plain(lambda: f64, conv: LossConvention) -> LossTerms<'static> {
+        LossTerms {
+            lambda,
+            conv,
+            aux: None,
+            prefixes: &[],
+        }
+    }
+}
+
+/// Forward and backward pass on one batch `x` (`[n, d_in]`).
 pub fn loss_and_grads(
     dev: &Device,
     p: &ParamsView<'_>,
     x: &[f32],
     n: usize,
     s: Sparsifier<'_>,
-    lambda: f64,
-    conv: LossConvention,
-    aux: Option<AuxK<'_>>,
+    terms: &LossTerms<'_>,
 ) -> Result<(BatchStats, Grads)> {
+    let (lambda, conv, aux) = (terms.lambda, terms.conv, terms.aux);
     let (d, m) = (p.d_in, p.d_sae);
     let (xc, pre) = pre_activations(dev, p, x, n)?;
     let z = activate(&pre, m, s);
@@ -293,9 +318,14 @@ pub fn loss_and_grads(
     stats.recon_loss = c_r * stats.sse;
     stats.l1_loss = lambda * c_s * l1;
     stats.aux_loss = aux_part.loss;
-    stats.loss = stats.recon_loss + stats.l1_loss + stats.aux_loss;
+    let inner = inner_levels(dev, p, x, &z, n, terms.prefixes, c_r)?;
+    stats.inner_loss = inner.loss;
+    stats.loss = stats.recon_loss + stats.l1_loss + stats.aux_loss + stats.inner_loss;
 
     let mut gw_dec = matmul(dev, Operand::t(&z, n, m), Operand::n(&g_out, n, d))?;
+    for (g, v) in gw_dec.iter_mut().zip(&inner.w_dec) {
+        *g += v;
+    }
     for (j, row) in &aux_part.w_dec {
         for (g, v) in gw_dec[j * d..(j + 1) * d].iter_mut().zip(row) {
             *g += v;
@@ -307,8 +337,14 @@ pub fn loss_and_grads(
             *g += v;
         }
     }
+    for (g, v) in b_dec_grad.iter_mut().zip(&inner.b_dec) {
+        *g += v;
+    }
     let mut g_pre = matmul(dev, Operand::n(&g_out, n, d), Operand::t(p.w_dec, m, d))?;
     drop(g_out);
+    for (g, v) in g_pre.iter_mut().zip(&inner.z) {
+        *g += v;
+    }
     let l1_grad = (lambda * c_s) as f32;
     for (g, &zv) in g_pre.iter_mut().zip(&z) {
         *g = if zv > 0.0 { *g + l1_grad } else { 0.0 };
@@ -338,6 +374,76 @@ pub fn loss_and_grads(
             b_dec: b_dec_grad,
         },
     ))
+}
+
+/// The Matryoshka inner levels' loss and gradients (dense; zero-sized when there are no levels).
+#[derive(Debug, Default)]
+struct InnerLevels {
+    loss: f64,
+    /// Added to `dW_dec` (`[d_sae, d_in]`).
+    w_dec: Vec<f32>,
+    /// Added to `db_dec`.
+    b_dec: Vec<f32>,
+    /// Added to `dz` (`[n, d_sae]`) before the active-latent mask.
+    z: Vec<f32>,
+}
+
+/// For each inner width `w`: `x_hat_w = z[:, :w] W_dec[:w] + b_dec`, loss `c_r sum (x_hat_w - x)^2`,
+/// `g = 2 c_r (x_hat_w - x)`: `dW_dec[:w] += z[:, :w]^T g`, `db_dec += colsum g`,
+/// `dz[:, :w] += g W_dec[:w]^T`.
+fn inner_levels(
+    dev: &Device,
+    p: &ParamsView<'_>,
+    x: &[f32],
+    z: &[f32],
+    n: usize,
+    widths: &[usize],
+    c_r: f64,
+) -> Result<InnerLevels> {
+    let (d, m) = (p.d_in, p.d_sae);
+    if widths.is_empty() {
+        return Ok(InnerLevels::default());
+    }
+    let mut out = InnerLevels {
+        loss: 0.0,
+        w_dec: vec![0f32; m * d],
+        b_dec: vec![0f32; d],
+        z: vec![0f32; n * m],
+    };
+    for &w in widths {
+        let zw: Vec<f32> = z
+            .chunks_exact(m)
+            .flat_map(|r| r[..w].iter().copied())
+            .collect();
+        let wd = &p.w_dec[..w * d];
+        let mut g = matmul(dev, Operand::n(&zw, n, w), Operand::n(wd, w, d))?;
+        let scale = (2.0 * c_r) as f32;
+        let mut sq = 0f64;
+        for (row, xr) in g.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
+            for ((v, b), xv) in row.iter_mut().zip(p.b_dec).zip(xr) {
+                let e = *v + b - xv;
+                sq += (e as f64) * (e as f64);
+                *v = scale * e;
+            }
+        }
+        out.loss += c_r * sq;
+        let gw = matmul(dev, Operand::t(&zw, n, w), Operand::n(&g, n, d))?;
+        for (a, v) in out.w_dec[..w * d].iter_mut().zip(&gw) {
+            *a += v;
+        }
+        for row in g.chunks_exact(d) {
+            for (a, v) in out.b_dec.iter_mut().zip(row) {
+                *a += v;
+            }
+        }
+        let gz = matmul(dev, Operand::n(&g, n, d), Operand::t(wd, w, d))?;
+        for (orow, grow) in out.z.chunks_exact_mut(m).zip(gz.chunks_exact(w)) {
+            for (a, v) in orow[..w].iter_mut().zip(grow) {
+                *a += v;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Selected `(row, latent, pre-activation)` entries, in row order.

@@ -11,7 +11,7 @@ use crate::io::atomic::write_json_atomic;
 use crate::io::lock::{remove_stale_temporaries, OutputLock};
 use crate::runtime::Runtime;
 use crate::sae::checkpoint::{self, EpochLog, TrainState, CHECKPOINT_FILE};
-use crate::sae::config::{Arch, InputLevel, Phase, TrainConfig};
+use crate::sae::config::{InputLevel, Phase, TrainConfig};
 use crate::sae::kernel::{BatchStats, ParamsView, Sparsifier};
 use crate::sae::metrics::Metrics;
 use crate::sae::model::Sae;
@@ -207,7 +207,9 @@ impl<'a> RunCore<'a> {
 
     /// The BatchTopK inference threshold (one value per feature), for other architectures none.
     fn threshold(&self) -> Option<Vec<f32>> {
-        (self.cfg.arch == Arch::Batchtopk)
+        self.cfg
+            .arch
+            .learns_threshold()
             .then(|| vec![self.state.meta.threshold().unwrap_or(0.0).max(0.0); self.cfg.d_sae])
     }
 

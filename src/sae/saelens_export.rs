@@ -117,7 +117,9 @@ fn saelens_arch(sae: &Sae) -> Result<(&'static str, Option<usize>)> {
     Ok(match (arch, sae.sparsifier()?) {
         (Arch::Standard, _) => ("standard", None),
         (Arch::Topk, Sparsifier::TopK(k)) => ("topk", Some(k)),
-        (Arch::Batchtopk | Arch::Jumprelu, Sparsifier::Threshold(_)) => ("jumprelu", None),
+        (Arch::Batchtopk | Arch::Matryoshka | Arch::Jumprelu, Sparsifier::Threshold(_)) => {
+            ("jumprelu", None)
+        }
         (a, _) => {
             return Err(Error::input(
                 sae_origin(sae),

@@ -16,7 +16,7 @@ use crate::runtime::Runtime;
 use crate::sae::checkpoint::{EpochLog, StateMeta, TrainState, CHECKPOINT_FILE};
 use crate::sae::config::{Arch, InputLevel, Phase, TrainConfig};
 use crate::sae::input::{read_inputs, InputSpec, Inputs};
-use crate::sae::kernel::{loss_and_grads, AuxK, Sparsifier};
+use crate::sae::kernel::{loss_and_grads, AuxK, LossTerms, Sparsifier};
 use crate::sae::metrics::{evaluate, Metrics};
 use crate::sae::model::Sae;
 use crate::sae::optim::{clip_grad_norm, learning_rate, warmed_lambda, Adam};
@@ -169,15 +169,24 @@ pub fn train_step(
         dead: &dead,
         coef: cfg.aux_k_coef,
     });
+    let levels = if cfg.arch == Arch::Matryoshka {
+        cfg.matryoshka_levels()
+    } else {
+        Vec::new()
+    };
+    let terms = LossTerms {
+        lambda,
+        conv: cfg.loss,
+        aux,
+        prefixes: &levels[..levels.len().saturating_sub(1)],
+    };
     let (stats, mut g) = loss_and_grads(
         dev,
         &state.params.view(),
         batch,
         n,
         train_sparsifier(cfg)?,
-        lambda,
-        cfg.loss,
-        aux,
+        &terms,
     )?;
     if !stats.loss.is_finite() {
         return Err(Error::invalid(format!(
@@ -200,7 +209,7 @@ pub fn train_step(
         lr,
     );
     p.normalize_decoder();
-    if cfg.arch == Arch::Batchtopk {
+    if cfg.arch.learns_threshold() {
         if let Some(v) = stats.min_active {
             let t = match state.meta.threshold() {
                 None => v,

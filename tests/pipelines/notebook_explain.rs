@@ -20,9 +20,11 @@ fn notebook_cells_run() -> Result<(), Box<dyn std::error::Error>> {
         None,
     )?;
     let ds = load(&root.join("data/immune1000.h5ad"), &LoadOptions::default())?;
-    let by_id: std::collections::HashMap<_, _> = ds
+    // owned keys: evcxr keeps variables between cells only when they borrow nothing
+    let by_id: std::collections::HashMap<String, String> = ds
         .cell_ids
         .iter()
+        .cloned()
         .zip(ds.labels("cell_type_annotations")?)
         .collect();
     let ids = emb.row_ids.clone().unwrap_or_default();

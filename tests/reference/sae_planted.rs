@@ -201,3 +201,63 @@ fn topk_auxiliary_loss_revives_dead_latents() {
     let frac = fraction_recovered(&atoms, &on.sae.w_dec, &on.sae.input_std, 0.9);
     assert!(frac >= 0.8, "recovered {frac}");
 }
+
+/// R^2 (z-scored space) of the reconstruction from the first `w` latents only: `z[:, :w] W_dec[:w] +
+/// b_dec`, computed here from the saved weights.
+fn prefix_r2(sae: &scsae::sae::Sae, x: &DenseMatrix, w: usize) -> f64 {
+    let z = sae.encode(x).unwrap();
+    let (d, m) = (x.n_cols, z.n_cols);
+    let (mut sse, mut sst) = (0f64, 0f64);
+    let xz: Vec<f64> = x
+        .data
+        .iter()
+        .enumerate()
+        .map(|(i, v)| ((v - sae.input_mean[i % d]) / sae.input_std[i % d]) as f64)
+        .collect();
+    for r in 0..x.n_rows {
+        for i in 0..d {
+            let mut h = sae.b_dec[i] as f64;
+            for j in 0..w {
+                h += z.data[r * m + j] as f64 * sae.w_dec[j * d + i] as f64;
+            }
+            let t = xz[r * d + i];
+            sse += (h - t) * (h - t);
+            sst += t * t;
+        }
+    }
+    1.0 - sse / sst
+}
+
+/// Matryoshka BatchTopK (SAELens `matryoshka_batchtopk`): the nested losses make the first level's
+/// latents a usable dictionary on their own. With levels 8 / 48 on the 24 planted atoms, the first 8
+/// latents alone reconstruct the data much better than the first 8 of a plain BatchTopK SAE trained
+/// the same way, and the full dictionary still reconstructs well and recovers half the atoms.
+#[test]
+fn matryoshka_first_level_reconstructs_on_its_own() {
+    let (atoms, x) = data();
+    let base = small(Arch::Batchtopk, 30, 1e-2);
+    let plain = run(&x, &base);
+    let nested = run(
+        &x,
+        &TrainConfig {
+            arch: Arch::Matryoshka,
+            matryoshka_widths: vec![8, 48],
+            ..base
+        },
+    );
+    let (rp, rn) = (prefix_r2(&plain.sae, &x, 8), prefix_r2(&nested.sae, &x, 8));
+    assert!(
+        rn > rp + 0.3,
+        "first 8 latents: R2 {rn} (matryoshka) vs {rp} (batchtopk)"
+    );
+    let frac = fraction_recovered(&atoms, &nested.sae.w_dec, &nested.sae.input_std, 0.9);
+    // measured: first-8 R2 0.57 vs 0.08; full R2 0.85 vs 0.94; atoms recovered 50% vs 96% (the 8
+    // first-level latents absorb mixtures of the 24 equally frequent atoms: the price of nesting)
+    assert!(
+        nested.metrics.metrics.r2 > 0.75,
+        "{}",
+        nested.metrics.metrics.r2
+    );
+    assert!(frac >= 0.4, "recovered {frac}");
+    assert_eq!(nested.sae.cfg.architecture, "matryoshka_batchtopk");
+}

@@ -6,7 +6,7 @@ use candle_core::Device;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use scsae::sae::config::{Arch, LossConvention, TrainConfig};
-use scsae::sae::kernel::{loss_and_grads, AuxK, Sparsifier};
+use scsae::sae::kernel::{loss_and_grads, AuxK, LossTerms, Sparsifier};
 use scsae::sae::params::Params;
 use scsae::sae::train::{initial_state, train_step};
 use serde_json::Value;
@@ -33,6 +33,7 @@ fn training_steps_match_pytorch() {
         let m = case["d_sae"].as_u64().unwrap() as usize;
         let arch = match case["arch"].as_str().unwrap() {
             "topk" => Arch::Topk,
+            "matryoshka_batchtopk" => Arch::Matryoshka,
             _ => Arch::Standard,
         };
         let cfg = TrainConfig {
@@ -48,7 +49,17 @@ fn training_steps_match_pytorch() {
             lr: case["lr"].as_f64().unwrap(),
             aux_k_coef: case["aux_k_coef"].as_f64().unwrap(),
             dead_window: case["dead_window"].as_u64().unwrap() as usize,
+            matryoshka_widths: case["matryoshka_widths"]
+                .as_array()
+                .map(|a| a.iter().map(|v| v.as_u64().unwrap() as usize).collect())
+                .unwrap_or_default(),
             ..TrainConfig::default()
+        };
+        let levels = cfg.matryoshka_levels();
+        let prefixes: Vec<usize> = if arch == Arch::Matryoshka {
+            levels[..levels.len() - 1].to_vec()
+        } else {
+            Vec::new()
         };
         let total = case["total_steps"].as_u64().unwrap() as usize;
         let mut state = initial_state(&cfg, d, String::new());
@@ -71,6 +82,7 @@ fn training_steps_match_pytorch() {
             let n = rows[s].as_u64().unwrap() as usize;
             let sp = match arch {
                 Arch::Topk => Sparsifier::TopK(cfg.k),
+                Arch::Matryoshka => Sparsifier::BatchTopK(cfg.k),
                 _ => Sparsifier::Relu,
             };
             let lambda = if arch == Arch::Standard {
@@ -96,12 +108,15 @@ fn training_steps_match_pytorch() {
                 &x,
                 n,
                 sp,
-                lambda,
-                cfg.loss,
-                dead.as_deref().map(|dead| AuxK {
-                    dead,
-                    coef: cfg.aux_k_coef,
-                }),
+                &LossTerms {
+                    lambda,
+                    conv: cfg.loss,
+                    aux: dead.as_deref().map(|dead| AuxK {
+                        dead,
+                        coef: cfg.aux_k_coef,
+                    }),
+                    prefixes: &prefixes,
+                },
             )
             .unwrap();
             let want_loss = step["loss"].as_f64().unwrap();
@@ -207,8 +222,15 @@ fn gradients_match_finite_differences() {
             Some(k) => Sparsifier::TopK(k),
             None => Sparsifier::Relu,
         };
-        let (_, g) =
-            loss_and_grads(&Device::Cpu, &p.view(), &x, n, sp, lambda, conv, None).unwrap();
+        let (_, g) = loss_and_grads(
+            &Device::Cpu,
+            &p.view(),
+            &x,
+            n,
+            sp,
+            &LossTerms::plain(lambda, conv),
+        )
+        .unwrap();
         let grads = [&g.w_enc, &g.w_dec, &g.b_enc, &g.b_dec];
         let base: Vec<Vec<f64>> = [&p.w_enc, &p.w_dec, &p.b_enc, &p.b_dec]
             .iter()
