@@ -58,10 +58,14 @@ def check_arch(args, arch, acts, work):
     sae_dir, lens_dir = work / f"sae_{arch}", work / f"saelens_{arch}"
     codes_path = work / f"codes_{arch}.safetensors"
     train = [args.scsae, "train", "--activations", acts, "--level", "cells",
-             "--features", args.features, "--epochs", args.epochs, "--arch", arch,
+             "--features", str(args.features), "--epochs", str(args.epochs), "--arch", arch,
              "--out", sae_dir]
-    if arch != "standard":
+    if arch in ("topk", "batchtopk", "matryoshka"):
         train += ["--k", args.k]
+    if arch == "matryoshka":
+        train += ["--matryoshka-widths", str(args.features // 4)]
+    if arch == "jumprelu":
+        train += ["--lambda", "0.3"]
     run(train)
     run([args.scsae, "encode", "--sae", sae_dir, "--activations", acts, "--out", codes_path])
     run([args.scsae, "export-saelens", "--sae", sae_dir, "--out", lens_dir])
@@ -82,7 +86,7 @@ def check_arch(args, arch, acts, work):
     support = ((codes != 0) != (ref_codes != 0)).sum().item()
     l0 = (ref_codes != 0).float().sum(1).mean().item()
     print(
-        f"{arch:9s} -> {type(sae).__name__:11s} ({sae.cfg.architecture()}): "
+        f"{arch:10s} -> {type(sae).__name__:11s} ({sae.cfg.architecture()}): "
         f"codes max|diff| {dz:.3e} (rel {rz:.2e}), recon max|diff| {dx:.3e} (rel {rx:.2e}), "
         f"support mismatches {support}, L0 {l0:.1f}",
         flush=True,
@@ -92,7 +96,7 @@ def check_arch(args, arch, acts, work):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--arch", choices=["standard", "topk", "batchtopk", "all"], default="all")
+    ap.add_argument("--arch", choices=["standard", "topk", "batchtopk", "matryoshka", "jumprelu", "all"], default="all")
     ap.add_argument("--scsae", default="target/debug/scsae", help="scsae binary")
     ap.add_argument("--activations", default=FIXTURE, help="safetensors file, one 2-D tensor")
     ap.add_argument("--affine", action="store_true",
@@ -117,7 +121,8 @@ def main():
             acts = work / "affine.safetensors"
             save_file({"embeddings": np.ascontiguousarray(x * s + o)}, str(acts))
         print(f"sae-lens {sae_lens.__version__}, torch {torch.__version__}, inputs {acts}")
-        archs = ["standard", "topk", "batchtopk"] if args.arch == "all" else [args.arch]
+        archs = (["standard", "topk", "batchtopk", "matryoshka", "jumprelu"] if args.arch == "all"
+                 else [args.arch])
         worst = max(check_arch(args, a, acts, work) for a in archs)
         meta = json.loads((work / f"saelens_{archs[0]}" / "cfg.json").read_text())["metadata"]
         print(f"exported metadata: {meta}")

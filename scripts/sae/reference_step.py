@@ -7,7 +7,7 @@ Writes tests/fixtures/sae/reference_steps.json.
 
 For each case (standard L1 with the mean loss, standard L1 with the sum loss, TopK, TopK with the
 auxiliary dead-latent loss under the sum (SAELens) and mean conventions, Matryoshka BatchTopK under
-both conventions) it starts from
+both conventions, JumpReLU with the step L0 penalty under both conventions) it starts from
 fixed parameters, runs two optimiser steps on two fixed (already z-scored) batches exactly as the
 paper's code does: loss -> backward -> clip_grad_norm_(1.0) -> Adam (torch defaults) with a cosine
 schedule (CosineAnnealingLR stepped per batch) -> decoder rows renormalised to unit norm; and records
@@ -49,23 +49,67 @@ def batch_topk(pre, k):
     return torch.zeros_like(flat).scatter(-1, idx, vals).reshape(pre.shape)
 
 
-def run_case(name, arch, loss_kind, lam, k, lr, total_steps, batches, init, aux=None, widths=None):
+def rect(u):
+    return ((u > -0.5) & (u < 0.5)).to(u)
+
+
+class JumpReLUFn(torch.autograd.Function):
+    """z = x * (x > t); straight-through gradient to the threshold only (sae-lens `JumpReLU`)."""
+
+    @staticmethod
+    def forward(ctx, x, t, bw):
+        ctx.save_for_backward(x, t)
+        ctx.bw = bw
+        return x * (x > t).to(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, t = ctx.saved_tensors
+        ste = (t / ctx.bw) * rect((x - t) / ctx.bw) * g
+        return (x > t).to(x) * g, (-ste).sum(0), None
+
+
+class StepFn(torch.autograd.Function):
+    """H(x - t); straight-through gradient to the threshold only (sae-lens `Step`)."""
+
+    @staticmethod
+    def forward(ctx, x, t, bw):
+        ctx.save_for_backward(x, t)
+        ctx.bw = bw
+        return (x > t).to(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, t = ctx.saved_tensors
+        ste = (1.0 / ctx.bw) * rect((x - t) / ctx.bw) * g
+        return None, (-ste).sum(0), None
+
+
+def run_case(name, arch, loss_kind, lam, k, lr, total_steps, batches, init, aux=None, widths=None,
+             jump=None):
     """aux: None or (coef, dead_window, initial steps-since-fired per latent); widths: Matryoshka
-    levels (the last = d_sae)."""
+    levels (the last = d_sae); jump: JumpReLU (initial threshold, bandwidth), lam its L0 coefficient."""
     since = None if aux is None else torch.tensor(aux[2], dtype=torch.int64)
     params = [torch.tensor(p.copy(), requires_grad=True) for p in init]
-    w_enc, w_dec, b_enc, b_dec = params
+    if jump is not None:
+        params.append(torch.full((M,), jump[0], requires_grad=True))
+    w_enc, w_dec, b_enc, b_dec = params[:4]
     opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps, eta_min=0.0)
     steps = []
     for xb in batches:
         x = torch.tensor(xb)
+        if jump is not None:
+            with torch.no_grad():
+                params[4].clamp_(min=0.0)
         pre = (x - b_dec) @ w_enc + b_enc
         if arch == "topk":
             vals, idx = torch.topk(pre, k, dim=-1)
             z = torch.zeros_like(pre).scatter(-1, idx, torch.relu(vals))
         elif arch == "matryoshka_batchtopk":
             z = batch_topk(pre, k)
+        elif arch == "jumprelu":
+            z = JumpReLUFn.apply(pre, params[4], jump[1])
         else:
             z = torch.relu(pre)
         xhat = z @ w_dec + b_dec
@@ -93,6 +137,13 @@ def run_case(name, arch, loss_kind, lam, k, lr, total_steps, batches, init, aux=
                 since[fired] = 0
         elif arch == "topk":
             loss = ((xhat - x) ** 2).mean()
+        elif arch == "jumprelu":
+            # sae-lens JumpReLUTrainingSAE, sparsity mode "step": lam * mean over rows of the L0
+            l0 = StepFn.apply(pre, params[4], jump[1])
+            if loss_kind == "sum":
+                loss = ((xhat - x) ** 2).sum(-1).mean() + lam * l0.sum(-1).mean()
+            else:
+                loss = ((xhat - x) ** 2).mean() + lam * l0.mean()
         elif arch == "matryoshka_batchtopk":
             # sae-lens MatryoshkaBatchTopKTrainingSAE: the full reconstruction plus, for every inner
             # level, the reconstruction from the first `width` latents (b_dec included)
@@ -133,6 +184,7 @@ def run_case(name, arch, loss_kind, lam, k, lr, total_steps, batches, init, aux=
         "dead_window": 0 if aux is None else aux[1],
         "since_fired": None if aux is None else list(aux[2]),
         "matryoshka_widths": widths,
+        "jumprelu": None if jump is None else {"init_threshold": jump[0], "bandwidth": jump[1]},
         "lr": lr,
         "total_steps": total_steps,
         "d_in": D,
@@ -163,6 +215,12 @@ def main():
                           init, widths=[4, 10, 16]))
     cases.append(run_case("matryoshka_mean", "matryoshka_batchtopk", "mean", 0.0, 2, 1e-2, 4, batches,
                           init, widths=[6, 16]))
+    # JumpReLU (threshold 0.3, bandwidth 0.5: wide enough that many pre-activations fall in the
+    # straight-through window and the threshold gradient is exercised)
+    cases.append(run_case("jumprelu_sum", "jumprelu", "sum", 0.1, 0, 1e-2, 4, batches, init,
+                          jump=(0.3, 0.5)))
+    cases.append(run_case("jumprelu_mean", "jumprelu", "mean", 2.0, 0, 1e-2, 4, batches, init,
+                          jump=(0.3, 0.5)))
     out = os.path.join("tests", "fixtures", "sae", "reference_steps.json")
     with open(out, "w") as f:
         json.dump({"source": "scripts/sae/reference_step.py (torch %s)" % torch.__version__, "cases": cases}, f)

@@ -19,14 +19,20 @@ pub struct SaeOptions {
     /// Dictionary size M.
     #[arg(long, default_value_t = 2048)]
     pub features: usize,
-    /// Architecture: standard (ReLU + L1, the paper), topk, batchtopk or matryoshka (BatchTopK with
-    /// nested reconstruction losses).
+    /// Architecture: standard (ReLU + L1, the paper), topk, batchtopk, matryoshka (BatchTopK with
+    /// nested reconstruction losses) or jumprelu (learned thresholds, L0 penalty = --lambda).
     #[arg(long, default_value = "standard")]
     pub arch: Arch,
     /// Matryoshka level widths (--arch matryoshka), strictly increasing; --features is appended as
     /// the last level when missing (e.g. 128,512 with --features 2048).
     #[arg(long, value_delimiter = ',')]
     pub matryoshka_widths: Vec<usize>,
+    /// JumpReLU straight-through-estimator bandwidth (SAELens default 0.05).
+    #[arg(long, default_value_t = 0.05)]
+    pub jumprelu_bandwidth: f64,
+    /// Initial JumpReLU threshold of every latent (SAELens default 0.01).
+    #[arg(long, default_value_t = 0.01)]
+    pub jumprelu_init_threshold: f64,
     /// Active latents per input for topk / batchtopk.
     #[arg(long, default_value_t = 32)]
     pub k: usize,
@@ -116,6 +122,8 @@ impl SaeOptions {
             shuffle_buffer: self.shuffle_buffer,
             aux_k_coef: self.aux_k_coef,
             matryoshka_widths: self.matryoshka_widths.clone(),
+            jumprelu_bandwidth: self.jumprelu_bandwidth,
+            jumprelu_init_threshold: self.jumprelu_init_threshold,
             dead_window: self.dead_window,
             seed,
             ..TrainConfig::default()
@@ -144,7 +152,8 @@ pub struct TrainArgs {
     /// Tensor name inside a safetensors matrix file.
     #[arg(long)]
     pub key: Option<String>,
-    /// L1 coefficient (paper: 1, 3, 10).
+    /// L1 coefficient (paper: 1, 3, 10); for --arch jumprelu the L0 coefficient (SAELens
+    /// `l0_coefficient`).
     #[arg(long, default_value_t = 3.0)]
     pub lambda: f64,
     /// Output folder for the SAE.

@@ -150,7 +150,17 @@ pub fn save(dir: &Path, s: &TrainState) -> Result<()> {
         ("b_enc".into(), vec![m], f32_bytes(&p.b_enc)),
         ("b_dec".into(), vec![d], f32_bytes(&p.b_dec)),
     ];
-    for k in 0..4 {
+    if !p.threshold.is_empty() {
+        named.push((
+            "threshold".into(),
+            vec![p.threshold.len()],
+            f32_bytes(&p.threshold),
+        ));
+    }
+    for k in 0..s.adam.m.len() {
+        if s.adam.m[k].is_empty() {
+            continue;
+        }
         named.push((
             format!("adam_m_{k}"),
             vec![s.adam.m[k].len()],
@@ -227,8 +237,13 @@ pub fn load(dir: &Path, d_in: usize, d_sae: usize) -> Result<Option<TrainState>>
         w_dec: f32s("W_dec", m * d)?,
         b_enc: f32s("b_enc", m)?,
         b_dec: f32s("b_dec", d)?,
+        threshold: if st.tensor("threshold").is_ok() {
+            f32s("threshold", m)?
+        } else {
+            Vec::new()
+        },
     };
-    let sizes = [d * m, m * d, m, d];
+    let sizes = [d * m, m * d, m, d, params.threshold.len()];
     let mut adam = Adam::new(
         &sizes,
         meta.adam_hyper[0],
@@ -236,6 +251,9 @@ pub fn load(dir: &Path, d_in: usize, d_sae: usize) -> Result<Option<TrainState>>
         meta.adam_hyper[2],
     );
     for (k, &len) in sizes.iter().enumerate() {
+        if len == 0 {
+            continue;
+        }
         adam.m[k] = f32s(&format!("adam_m_{k}"), len)?;
         adam.v[k] = f32s(&format!("adam_v_{k}"), len)?;
     }

@@ -24,7 +24,10 @@ pub enum Arch {
     /// Keep the `batch * k` largest activations over the whole batch while training (Bussmann et al.
     /// 2024); at inference a JumpReLU with the learned threshold.
     Batchtopk,
-    /// A JumpReLU SAE imported from SAELens: loaded and applied with its `threshold`, never trained.
+    /// JumpReLU (Rajamanoharan et al. 2024; SAELens `jumprelu`): `z = pre` where `pre > threshold`,
+    /// a learned per-latent threshold trained through a straight-through estimator with a rectangle
+    /// kernel, and an L0 penalty (`lambda` is its coefficient). Imported SAELens JumpReLU SAEs load
+    /// as this architecture too.
     Jumprelu,
     /// Matryoshka BatchTopK (Bussmann et al. 2025; SAELens `matryoshka_batchtopk`): BatchTopK plus a
     /// reconstruction loss for every nested prefix of latents (`matryoshka_widths`); at inference a
@@ -68,7 +71,7 @@ impl Arch {
             (Arch::Standard, _) => Some(Sparsifier::Relu),
             (Arch::Topk, _) => Some(Sparsifier::TopK(k)),
             (Arch::Batchtopk | Arch::Matryoshka, Phase::Training) => Some(Sparsifier::BatchTopK(k)),
-            (Arch::Jumprelu, Phase::Training) => None,
+            (Arch::Jumprelu, Phase::Training) => threshold.map(Sparsifier::Threshold),
             (Arch::Batchtopk | Arch::Matryoshka | Arch::Jumprelu, Phase::Inference) => {
                 threshold.map(Sparsifier::Threshold)
             }
@@ -103,11 +106,9 @@ impl FromStr for Arch {
             "topk" => Ok(Arch::Topk),
             "batchtopk" | "batch-topk" => Ok(Arch::Batchtopk),
             "matryoshka_batchtopk" | "matryoshka" => Ok(Arch::Matryoshka),
-            "jumprelu" => Err(Error::invalid(
-                "--arch jumprelu: JumpReLU SAEs can be imported and applied, not trained here",
-            )),
+            "jumprelu" => Ok(Arch::Jumprelu),
             other => Err(Error::invalid(format!(
-                "--arch {other}: expected standard, topk, batchtopk or matryoshka"
+                "--arch {other}: expected standard, topk, batchtopk, matryoshka or jumprelu"
             ))),
         }
     }
@@ -244,6 +245,10 @@ pub struct TrainConfig {
     /// missing, as SAELens does); the reconstruction of every prefix of latents up to a width is
     /// added to the loss. Only for `matryoshka_batchtopk`.
     pub matryoshka_widths: Vec<usize>,
+    /// JumpReLU straight-through-estimator bandwidth (SAELens `jumprelu_bandwidth`, 0.05).
+    pub jumprelu_bandwidth: f64,
+    /// Initial JumpReLU threshold of every latent (SAELens `jumprelu_init_threshold`, 0.01).
+    pub jumprelu_init_threshold: f64,
     /// TopK / BatchTopK auxiliary dead-latent loss coefficient (SAELens `aux_loss_coefficient`,
     /// default 1; 0 = off): the top `d_in / 2` dead latents' pre-activations reconstruct the
     /// main reconstruction's residual (Gao et al. 2024, "Scaling and evaluating sparse autoencoders").
@@ -283,6 +288,8 @@ impl Default for TrainConfig {
             max_inputs: 50_000,
             sample_seed: 42,
             matryoshka_widths: Vec::new(),
+            jumprelu_bandwidth: 0.05,
+            jumprelu_init_threshold: 0.01,
             aux_k_coef: 1.0,
             dead_window: 1000,
             shuffle_buffer: 65_536,
@@ -321,9 +328,14 @@ impl TrainConfig {
         if self.grad_clip < 0.0 || !self.grad_clip.is_finite() {
             return Err(Error::invalid("--grad-clip must be non-negative"));
         }
-        if self.arch == Arch::Jumprelu {
+        if self.arch == Arch::Jumprelu
+            && !(self.jumprelu_bandwidth > 0.0
+                && self.jumprelu_bandwidth.is_finite()
+                && self.jumprelu_init_threshold >= 0.0
+                && self.jumprelu_init_threshold.is_finite())
+        {
             return Err(Error::invalid(
-                "arch jumprelu: JumpReLU SAEs can be imported and applied, not trained here",
+                "--jumprelu-bandwidth must be positive and --jumprelu-init-threshold non-negative",
             ));
         }
         if self.arch.uses_k() && (self.k == 0 || self.k > self.d_sae) {

@@ -169,6 +169,8 @@ pub struct Grads {
     pub b_enc: Vec<f32>,
     /// d loss / d b_dec.
     pub b_dec: Vec<f32>,
+    /// d loss / d threshold (JumpReLU; empty otherwise).
+    pub threshold: Vec<f32>,
 }
 
 /// What one training batch measured.
@@ -236,6 +238,20 @@ pub struct LossTerms<'a> {
     /// Matryoshka inner widths (every level but the full dictionary): the reconstruction from the
     /// first `w` latents is added to the loss for each `w`, with the same normalisation.
     pub prefixes: &'a [usize],
+    /// JumpReLU training: the sparsity term is `lambda x` the L0 (a step function of `pre -
+    /// threshold`) instead of the L1, and the thresholds get straight-through gradients.
+    pub jump: Option<JumpTerms<'a>>,
+}
+
+/// JumpReLU training terms (SAELens `JumpReLUTrainingSAE`, sparsity mode "step", STE to the
+/// threshold only): with `r(u) = 1[-1/2 < u < 1/2]` and bandwidth `e`, the threshold gradient is
+/// `sum_rows -(t_j / e) r((pre - t_j) / e) dL/dz + -(1 / e) r((pre - t_j) / e) dL/dL0`.
+#[derive(Debug, Clone, Copy)]
+pub struct JumpTerms<'a> {
+    /// `[d_sae]` thresholds (non-negative).
+    pub threshold: &'a [f32],
+    /// Kernel bandwidth.
+    pub bandwidth: f64,
 }
 
 impl LossTerms<'_> {
@@ -246,6 +262,7 @@ impl LossTerms<'_> {
             conv,
             aux: None,
             prefixes: &[],
+            jump: None,
         }
     }
 }
@@ -265,7 +282,7 @@ pub fn loss_and_grads(
     let z = activate(&pre, m, s);
     let xhat = decode(dev, p, &z, n)?;
     let aux_sel = aux_selection(&pre, m, d, aux);
-    drop(pre);
+    let pre = terms.jump.map(|_| pre);
     let (c_r, c_s) = loss_scales(conv, n, d, m);
 
     let mut stats = BatchStats {
@@ -316,7 +333,13 @@ pub fn loss_and_grads(
     }
     stats.min_active = min_active;
     stats.recon_loss = c_r * stats.sse;
-    stats.l1_loss = lambda * c_s * l1;
+    // JumpReLU penalises the number of active latents (L0), the others their sum (L1)
+    let sparsity = if terms.jump.is_some() {
+        stats.active as f64
+    } else {
+        l1
+    };
+    stats.l1_loss = lambda * c_s * sparsity;
     stats.aux_loss = aux_part.loss;
     let inner = inner_levels(dev, p, x, &z, n, terms.prefixes, c_r)?;
     stats.inner_loss = inner.loss;
@@ -345,7 +368,16 @@ pub fn loss_and_grads(
     for (g, v) in g_pre.iter_mut().zip(&inner.z) {
         *g += v;
     }
-    let l1_grad = (lambda * c_s) as f32;
+    let threshold_grad = match (terms.jump, &pre) {
+        (Some(j), Some(pre)) => jump_threshold_grad(&j, pre, &g_pre, m, lambda * c_s),
+        _ => Vec::new(),
+    };
+    drop(pre);
+    let l1_grad = if terms.jump.is_some() {
+        0.0
+    } else {
+        (lambda * c_s) as f32
+    };
     for (g, &zv) in g_pre.iter_mut().zip(&z) {
         *g = if zv > 0.0 { *g + l1_grad } else { 0.0 };
     }
@@ -372,8 +404,26 @@ pub fn loss_and_grads(
             w_dec: gw_dec,
             b_enc: b_enc_grad,
             b_dec: b_dec_grad,
+            threshold: threshold_grad,
         },
     ))
+}
+
+/// The JumpReLU thresholds' straight-through gradient ([`JumpTerms`]) from `g_z` (the loss gradient
+/// with respect to the codes, before the active mask) and the L0 term's coefficient `c0`
+/// (`lambda x c_s`).
+fn jump_threshold_grad(j: &JumpTerms<'_>, pre: &[f32], g_z: &[f32], m: usize, c0: f64) -> Vec<f32> {
+    let e = j.bandwidth;
+    let mut g = vec![0f64; m];
+    for (prow, grow) in pre.chunks_exact(m).zip(g_z.chunks_exact(m)) {
+        for (k, ((p, gz), t)) in prow.iter().zip(grow).zip(j.threshold).enumerate() {
+            let u = (*p as f64 - *t as f64) / e;
+            if u > -0.5 && u < 0.5 {
+                g[k] -= (*t as f64 / e) * *gz as f64 + c0 / e;
+            }
+        }
+    }
+    g.into_iter().map(|v| v as f32).collect()
 }
 
 /// The Matryoshka inner levels' loss and gradients (dense; zero-sized when there are no levels).

@@ -111,7 +111,7 @@ impl Sae {
             Error::input(
                 self.origin(),
                 format!(
-                    "cfg.json: unsupported architecture '{}' (expected standard, topk, batchtopk or jumprelu)",
+                    "cfg.json: unsupported architecture '{}' (expected standard, topk, batchtopk, matryoshka_batchtopk or jumprelu)",
                     self.cfg.architecture
                 ),
             )

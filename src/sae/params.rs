@@ -20,6 +20,8 @@ pub struct Params {
     pub b_enc: Vec<f32>,
     /// `[d_in]`.
     pub b_dec: Vec<f32>,
+    /// `[d_sae]` JumpReLU thresholds, trained for `jumprelu` SAEs; empty for other architectures.
+    pub threshold: Vec<f32>,
 }
 
 impl Params {
@@ -38,6 +40,7 @@ impl Params {
             w_dec,
             b_enc: vec![0.0; d_sae],
             b_dec: vec![0.0; d_in],
+            threshold: Vec::new(),
         };
         p.normalize_decoder();
         p

@@ -126,6 +126,7 @@ mod tests {
             w_dec: vec![1.0, 0.0, 0.0, 1.0],
             b_enc: vec![0.0, -5.0],
             b_dec: vec![0.0, 0.0],
+            threshold: Vec::new(),
         };
         let mut adam = Adam::new(&[4, 4, 2, 2], 0.9, 0.999, 1e-8);
         for b in adam.m.iter_mut() {

@@ -165,6 +165,12 @@ impl<'a> RunCore<'a> {
             .filter(|&j| self.state.window_fired[j] == 0)
             .collect();
         let mut rng = epoch_rng(cfg.seed, (1u64 << 32) + step as u64);
+        let threshold = self.state.params.threshold.clone();
+        let sparsifier = if threshold.is_empty() {
+            train_sparsifier(cfg)?
+        } else {
+            Sparsifier::Threshold(&threshold)
+        };
         let resampled = resample_dead(
             &self.rt.device,
             &mut self.state.params,
@@ -172,7 +178,7 @@ impl<'a> RunCore<'a> {
             &dead,
             pool,
             pool.len() / self.d.max(1),
-            train_sparsifier(cfg)?,
+            sparsifier,
             cfg.resample_inputs,
             &mut rng,
         )?;
@@ -205,8 +211,12 @@ impl<'a> RunCore<'a> {
         checkpoint::save(self.out, &self.state)
     }
 
-    /// The BatchTopK inference threshold (one value per feature), for other architectures none.
+    /// The inference threshold (one value per feature): JumpReLU's learned thresholds, BatchTopK's
+    /// running scalar; for other architectures none.
     fn threshold(&self) -> Option<Vec<f32>> {
+        if !self.state.params.threshold.is_empty() {
+            return Some(self.state.params.threshold.clone());
+        }
         self.cfg
             .arch
             .learns_threshold()

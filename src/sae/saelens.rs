@@ -53,7 +53,8 @@ pub struct SaeConfig {
     pub d_in: usize,
     /// Dictionary size.
     pub d_sae: usize,
-    /// `"standard"`, `"topk"`, `"batchtopk"` (or an imported `"jumprelu"`).
+    /// `"standard"`, `"topk"`, `"batchtopk"`, `"matryoshka_batchtopk"`, `"jumprelu"` (trained here or
+    /// imported from SAELens).
     pub architecture: String,
     /// `"relu"` or `"topk"`.
     pub activation_fn_str: String,
@@ -146,6 +147,10 @@ impl SaeConfig {
             "standard" => format!("L1 λ={}", t.lambda),
             "topk" => format!("TopK k={k}"),
             "batchtopk" => format!("BatchTopK k={k}"),
+            "matryoshka_batchtopk" => format!("Matryoshka BatchTopK k={k}"),
+            "jumprelu" if self.scsae.train.arch == crate::sae::Arch::Jumprelu => {
+                format!("JumpReLU L0 λ={}", t.lambda)
+            }
             "jumprelu" => "JumpReLU".to_string(),
             other => other.to_string(),
         };

@@ -16,7 +16,7 @@ use crate::runtime::Runtime;
 use crate::sae::checkpoint::{EpochLog, StateMeta, TrainState, CHECKPOINT_FILE};
 use crate::sae::config::{Arch, InputLevel, Phase, TrainConfig};
 use crate::sae::input::{read_inputs, InputSpec, Inputs};
-use crate::sae::kernel::{loss_and_grads, AuxK, LossTerms, Sparsifier};
+use crate::sae::kernel::{loss_and_grads, AuxK, JumpTerms, LossTerms, Sparsifier};
 use crate::sae::metrics::{evaluate, Metrics};
 use crate::sae::model::Sae;
 use crate::sae::optim::{clip_grad_norm, learning_rate, warmed_lambda, Adam};
@@ -157,9 +157,13 @@ pub fn train_step(
 ) -> Result<crate::sae::kernel::BatchStats> {
     let step = state.meta.step;
     let lambda = match cfg.arch {
-        Arch::Standard => warmed_lambda(cfg.lambda, step, cfg.l1_warmup_steps),
+        Arch::Standard | Arch::Jumprelu => warmed_lambda(cfg.lambda, step, cfg.l1_warmup_steps),
         _ => 0.0,
     };
+    // SAELens keeps JumpReLU thresholds non-negative by projection before each step
+    for t in state.params.threshold.iter_mut() {
+        *t = t.max(0.0);
+    }
     let dead: Vec<bool> = state
         .since_fired
         .iter()
@@ -179,15 +183,16 @@ pub fn train_step(
         conv: cfg.loss,
         aux,
         prefixes: &levels[..levels.len().saturating_sub(1)],
+        jump: (cfg.arch == Arch::Jumprelu).then_some(JumpTerms {
+            threshold: &state.params.threshold,
+            bandwidth: cfg.jumprelu_bandwidth,
+        }),
     };
-    let (stats, mut g) = loss_and_grads(
-        dev,
-        &state.params.view(),
-        batch,
-        n,
-        train_sparsifier(cfg)?,
-        &terms,
-    )?;
+    let sparsifier = match cfg.arch {
+        Arch::Jumprelu => Sparsifier::Threshold(&state.params.threshold),
+        _ => train_sparsifier(cfg)?,
+    };
+    let (stats, mut g) = loss_and_grads(dev, &state.params.view(), batch, n, sparsifier, &terms)?;
     if !stats.loss.is_finite() {
         return Err(Error::invalid(format!(
             "training diverged at step {step} (loss {}); lower --lr",
@@ -198,14 +203,26 @@ pub fn train_step(
         state.params.project_decoder_grad(&mut g.w_dec);
     }
     clip_grad_norm(
-        &mut [&mut g.w_enc, &mut g.w_dec, &mut g.b_enc, &mut g.b_dec],
+        &mut [
+            &mut g.w_enc,
+            &mut g.w_dec,
+            &mut g.b_enc,
+            &mut g.b_dec,
+            &mut g.threshold,
+        ],
         cfg.grad_clip,
     );
     let lr = learning_rate(cfg.lr, step, total_steps, cfg.cosine);
     let p = &mut state.params;
     state.adam.step(
-        &mut [&mut p.w_enc, &mut p.w_dec, &mut p.b_enc, &mut p.b_dec],
-        &[&g.w_enc, &g.w_dec, &g.b_enc, &g.b_dec],
+        &mut [
+            &mut p.w_enc,
+            &mut p.w_dec,
+            &mut p.b_enc,
+            &mut p.b_dec,
+            &mut p.threshold,
+        ],
+        &[&g.w_enc, &g.w_dec, &g.b_enc, &g.b_dec, &g.threshold],
         lr,
     );
     p.normalize_decoder();
@@ -238,9 +255,13 @@ pub fn initial_state(cfg: &TrainConfig, d_in: usize, fingerprint: String) -> Tra
     if cfg.tied_init {
         params.tie_encoder_to_decoder();
     }
+    if cfg.arch == Arch::Jumprelu {
+        params.threshold = vec![cfg.jumprelu_init_threshold as f32; m];
+    }
+    let t = params.threshold.len();
     TrainState {
         adam: Adam::new(
-            &[d_in * m, m * d_in, m, d_in],
+            &[d_in * m, m * d_in, m, d_in, t],
             cfg.beta1,
             cfg.beta2,
             cfg.eps,

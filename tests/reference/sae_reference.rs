@@ -6,7 +6,7 @@ use candle_core::Device;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use scsae::sae::config::{Arch, LossConvention, TrainConfig};
-use scsae::sae::kernel::{loss_and_grads, AuxK, LossTerms, Sparsifier};
+use scsae::sae::kernel::{loss_and_grads, AuxK, JumpTerms, LossTerms, Sparsifier};
 use scsae::sae::params::Params;
 use scsae::sae::train::{initial_state, train_step};
 use serde_json::Value;
@@ -34,6 +34,7 @@ fn training_steps_match_pytorch() {
         let arch = match case["arch"].as_str().unwrap() {
             "topk" => Arch::Topk,
             "matryoshka_batchtopk" => Arch::Matryoshka,
+            "jumprelu" => Arch::Jumprelu,
             _ => Arch::Standard,
         };
         let cfg = TrainConfig {
@@ -53,6 +54,8 @@ fn training_steps_match_pytorch() {
                 .as_array()
                 .map(|a| a.iter().map(|v| v.as_u64().unwrap() as usize).collect())
                 .unwrap_or_default(),
+            jumprelu_init_threshold: case["jumprelu"]["init_threshold"].as_f64().unwrap_or(0.01),
+            jumprelu_bandwidth: case["jumprelu"]["bandwidth"].as_f64().unwrap_or(0.05),
             ..TrainConfig::default()
         };
         let levels = cfg.matryoshka_levels();
@@ -71,6 +74,11 @@ fn training_steps_match_pytorch() {
             w_dec: init[1].clone(),
             b_enc: init[2].clone(),
             b_dec: init[3].clone(),
+            threshold: if arch == Arch::Jumprelu {
+                vec![cfg.jumprelu_init_threshold as f32; m]
+            } else {
+                Vec::new()
+            },
         };
         if let Some(since) = case["since_fired"].as_array() {
             state.since_fired = since.iter().map(|v| v.as_u64().unwrap()).collect();
@@ -83,9 +91,10 @@ fn training_steps_match_pytorch() {
             let sp = match arch {
                 Arch::Topk => Sparsifier::TopK(cfg.k),
                 Arch::Matryoshka => Sparsifier::BatchTopK(cfg.k),
+                Arch::Jumprelu => Sparsifier::Threshold(&state.params.threshold),
                 _ => Sparsifier::Relu,
             };
-            let lambda = if arch == Arch::Standard {
+            let lambda = if matches!(arch, Arch::Standard | Arch::Jumprelu) {
                 cfg.lambda
             } else {
                 0.0
@@ -116,6 +125,10 @@ fn training_steps_match_pytorch() {
                         coef: cfg.aux_k_coef,
                     }),
                     prefixes: &prefixes,
+                    jump: (arch == Arch::Jumprelu).then_some(JumpTerms {
+                        threshold: &state.params.threshold,
+                        bandwidth: cfg.jumprelu_bandwidth,
+                    }),
                 },
             )
             .unwrap();
@@ -127,7 +140,8 @@ fn training_steps_match_pytorch() {
             );
             let want_g: Vec<Vec<f32>> =
                 step["grads"].as_array().unwrap().iter().map(f32s).collect();
-            for (k, (got, want)) in [&g.w_enc, &g.w_dec, &g.b_enc, &g.b_dec]
+            assert_eq!(want_g.len(), 4 + usize::from(arch == Arch::Jumprelu));
+            for (k, (got, want)) in [&g.w_enc, &g.w_dec, &g.b_enc, &g.b_dec, &g.threshold]
                 .iter()
                 .zip(&want_g)
                 .enumerate()
@@ -143,7 +157,7 @@ fn training_steps_match_pytorch() {
                 .map(f32s)
                 .collect();
             let p = &state.params;
-            for (k, (got, want)) in [&p.w_enc, &p.w_dec, &p.b_enc, &p.b_dec]
+            for (k, (got, want)) in [&p.w_enc, &p.w_dec, &p.b_enc, &p.b_dec, &p.threshold]
                 .iter()
                 .zip(&after)
                 .enumerate()

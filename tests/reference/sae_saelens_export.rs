@@ -47,6 +47,11 @@ fn train_sae(x: &DenseMatrix, arch: Arch, dir: &Path) -> Sae {
         batch_size: 64,
         lr: 3e-3,
         tied_init: arch != Arch::Standard,
+        matryoshka_widths: if arch == Arch::Matryoshka {
+            vec![8]
+        } else {
+            Vec::new()
+        },
         ..TrainConfig::default()
     };
     let inputs = Inputs {
@@ -268,4 +273,10 @@ fn topk_export_matches_encode_on_raw_inputs() {
 #[test]
 fn batchtopk_export_is_a_jumprelu_matching_encode_on_raw_inputs() {
     check(Arch::Batchtopk, "jumprelu");
+}
+
+#[test]
+fn matryoshka_and_jumprelu_exports_are_jumprelus_matching_encode_on_raw_inputs() {
+    check(Arch::Matryoshka, "jumprelu");
+    check(Arch::Jumprelu, "jumprelu");
 }
