@@ -18,10 +18,10 @@ pub struct SweepArgs {
     /// Comma-separated layers.
     #[arg(long, default_value = "0,6,11", value_delimiter = ',')]
     pub layers: Vec<String>,
-    /// Comma-separated L1 coefficients (standard SAE).
+    /// Comma-separated L1 coefficients (standard SAE) or L0 coefficients (jumprelu).
     #[arg(long, default_value = "1,3,10", value_delimiter = ',')]
     pub lambdas: Vec<f64>,
-    /// Comma-separated k values (topk / batchtopk sweeps).
+    /// Comma-separated k values (topk / batchtopk / matryoshka sweeps).
     #[arg(long, default_value = "16,32,64", value_delimiter = ',')]
     pub ks: Vec<usize>,
     /// Output folder: one subfolder per run, sweep.csv / sweep.parquet, l0_vs_r2.png / .svg.

@@ -18,7 +18,7 @@ use crate::activations::part_reader::PartReader;
 use crate::activations::ActivationStore;
 use crate::error::{Error, Result};
 use crate::sae::config::InputLevel;
-use crate::sae::zscore::MIN_STD;
+use crate::sae::zscore::std_from_m2;
 
 /// Rows read from a part file at a time.
 pub const READ_BLOCK: usize = 4096;
@@ -176,19 +176,7 @@ impl Moments {
     }
 
     fn finish(&self) -> (Vec<f32>, Vec<f32>) {
-        let n = self.n.max(1.0);
-        let std = self
-            .m2
-            .iter()
-            .map(|s| {
-                let sd = (s / n).sqrt();
-                if sd < MIN_STD {
-                    1.0
-                } else {
-                    sd as f32
-                }
-            })
-            .collect();
+        let std = std_from_m2(&self.m2, self.n.max(1.0));
         (self.mean.iter().map(|v| *v as f32).collect(), std)
     }
 }

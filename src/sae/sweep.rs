@@ -23,7 +23,8 @@ use crate::sae::train::{check_out_dir, train, RunMetrics, TrainOptions};
 pub struct SweepSpec {
     /// Layers (paper: 0, 6, 11).
     pub layers: Vec<String>,
-    /// L1 coefficients (paper: 1, 3, 10); for TopK / BatchTopK, the k values come from `ks`.
+    /// L1 coefficients (paper: 1, 3, 10), or L0 coefficients for JumpReLU; for the TopK family
+    /// (TopK, BatchTopK, Matryoshka) the k values come from `ks`.
     pub lambdas: Vec<f64>,
     /// k values for TopK / BatchTopK sweeps (ignored for the standard SAE).
     pub ks: Vec<usize>,
@@ -44,17 +45,18 @@ pub struct SweepRow {
     pub metrics: RunMetrics,
 }
 
-/// Folder name of a run: `layer11_lambda3`, `layer11_topk32`.
+/// Folder name of a run: `layer11_lambda3`, `layer11_topk32`, `layer11_jumprelu_lambda1`.
 pub fn run_name(layer: &str, cfg: &TrainConfig) -> String {
     match cfg.arch {
         Arch::Standard => format!("layer{layer}_lambda{}", cfg.lambda),
+        a if !a.uses_k() => format!("layer{layer}_{a}_lambda{}", cfg.lambda),
         a => format!("layer{layer}_{a}{}", cfg.k),
     }
 }
 
 fn configs(spec: &SweepSpec) -> Vec<TrainConfig> {
     match spec.base.arch {
-        Arch::Standard => spec
+        a if !a.uses_k() => spec
             .lambdas
             .iter()
             .map(|&lambda| TrainConfig {
@@ -342,5 +344,47 @@ impl Figure for L0VsR2<'_> {
             .draw()
             .map_err(|e| e.to_string())?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lambda_architectures_sweep_lambdas_and_the_topk_family_sweeps_k() {
+        let spec = |arch| SweepSpec {
+            layers: vec!["11".into()],
+            lambdas: vec![1.0, 3.0],
+            ks: vec![16, 32, 64],
+            base: TrainConfig {
+                arch,
+                ..TrainConfig::default()
+            },
+            level: InputLevel::Tokens,
+        };
+        let names = |arch| -> Vec<String> {
+            configs(&spec(arch))
+                .iter()
+                .map(|c| run_name("11", c))
+                .collect()
+        };
+        assert_eq!(
+            names(Arch::Standard),
+            ["layer11_lambda1", "layer11_lambda3"]
+        );
+        assert_eq!(
+            names(Arch::Jumprelu),
+            ["layer11_jumprelu_lambda1", "layer11_jumprelu_lambda3"]
+        );
+        assert_eq!(
+            names(Arch::Matryoshka),
+            [
+                "layer11_matryoshka_batchtopk16",
+                "layer11_matryoshka_batchtopk32",
+                "layer11_matryoshka_batchtopk64"
+            ]
+        );
+        assert_eq!(names(Arch::Topk).len(), 3);
     }
 }

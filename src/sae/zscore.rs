@@ -23,8 +23,16 @@ pub fn fit(x: &[f32], d: usize) -> (Vec<f32>, Vec<f32>) {
             *s += e * e;
         }
     }
-    let std = var
-        .iter()
+    (
+        mean.iter().map(|v| *v as f32).collect(),
+        std_from_m2(&var, n),
+    )
+}
+
+/// Population standard deviations from sums of squared deviations `m2` over `n` rows; below
+/// [`MIN_STD`] stored as 1.
+pub(crate) fn std_from_m2(m2: &[f64], n: f64) -> Vec<f32> {
+    m2.iter()
         .map(|s| {
             let sd = (s / n).sqrt();
             if sd < MIN_STD {
@@ -33,8 +41,7 @@ pub fn fit(x: &[f32], d: usize) -> (Vec<f32>, Vec<f32>) {
                 sd as f32
             }
         })
-        .collect();
-    (mean.iter().map(|v| *v as f32).collect(), std)
+        .collect()
 }
 
 /// `(x - mean) / std`, row by row.
