@@ -5,17 +5,21 @@
 //! - [`correlation`]: gene attribution by Pearson correlation with expression.
 //! - [`gmt`]: gene sets from GMT files, with warnings naming lines.
 //! - [`enrichment`]: Fisher/BH enrichment of each feature's correlated genes.
+//! - [`concepts`]: `scsae concepts` (held-out scoring of features and the PCA baseline) as one call.
+//! - [`heldout`]: concepts chosen on a validation split of cells and scored on a test split.
 //! - [`pca`]: the PCA baseline (exact or randomised SVD with faer).
 //! - [`pipeline`]: everything for one feature matrix, and the SAE-vs-PCA comparison.
 //! - [`report`], [`figures`]: tables, `report.md`, headline JSON and plots.
 
 pub mod auroc;
+pub mod concepts;
 pub mod correlation;
 pub mod dotplot;
 pub mod enrichment;
 pub mod features_table;
 pub mod figures;
 pub mod gmt;
+pub mod heldout;
 pub mod pca;
 pub mod pipeline;
 pub mod report;

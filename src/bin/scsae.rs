@@ -36,6 +36,8 @@ enum Command {
     ExportSaelens(cli::export_saelens::ExportSaelensArgs),
     /// Analyse features: AUROC per cell type, gene attribution, gene-set enrichment, PCA baseline.
     Analyze(Box<cli::analyze::AnalyzeArgs>),
+    /// Held-out concept scores: each feature's cell type chosen on validation cells, scored on test.
+    Concepts(Box<cli::concepts::ConceptsArgs>),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -69,6 +71,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Analyze(a) => {
             let rt = cli.runtime.runtime()?;
             cli::common::print_out(cli::analyze::run(&a, &rt)?);
+        }
+        Command::Concepts(a) => {
+            cli.runtime.runtime()?;
+            cli::common::print_out(cli::concepts::run(&a)?);
         }
     }
     Ok(())

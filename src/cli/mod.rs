@@ -5,6 +5,7 @@
 
 pub mod analyze;
 pub mod common;
+pub mod concepts;
 pub mod encode;
 pub mod export_saelens;
 pub mod extract;

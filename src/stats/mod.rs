@@ -3,8 +3,10 @@
 //! test with Benjamini-Hochberg used by the enrichment.
 
 pub mod fisher;
+pub mod mann_whitney;
 
 pub use fisher::{benjamini_hochberg, fisher_greater, hypergeom_ln_sf_ge, FisherResult};
+pub use mann_whitney::mann_whitney_greater;
 
 /// Values that can be ranked: a total order for sorting, and equality for ties (so that `-0.0` and
 /// `0.0` tie, as in scipy's `rankdata`).

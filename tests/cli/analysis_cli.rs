@@ -301,3 +301,100 @@ fn gene_sets_with_unknown_genes_and_empty_sets_warn_naming_lines() {
         .failure()
         .stderr(predicate::str::contains("none of the 1 gene sets"));
 }
+
+/// `scsae concepts` end to end on the bundled PCA-50 embeddings: the tables and `concepts.json`
+/// agree with each other, the PCA baseline is scored two-sided, the same seed gives the same bytes
+/// and another seed another split, a finished folder is refused without --force, and a missing label
+/// column writes nothing.
+#[test]
+fn concepts_scores_held_out_cells_and_refuses_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = |out: &std::path::Path, seed: &str| -> Vec<String> {
+        [
+            "concepts",
+            "--features",
+            "tests/fixtures/spikgpt/immune1000_pca50.safetensors",
+            "--two-sided",
+            "--pca",
+            "10",
+            "--data",
+            "data/immune1000.h5ad",
+            "--label-key",
+            "cell_type_annotations",
+            "--split-seed",
+            seed,
+            "--out",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([out.display().to_string()])
+        .collect()
+    };
+    let a = tmp.path().join("a");
+    crate::common::scsae()
+        .args(args(&a, "42"))
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("scored features annotated"));
+    let summary = crate::common::json(&a.join("concepts.json"));
+    let table = std::fs::read_to_string(a.join("concepts.csv")).unwrap();
+    let rows: Vec<&str> = table.lines().skip(1).collect();
+    assert_eq!(
+        rows.len() as u64,
+        summary["summary"]["n_scored"].as_u64().unwrap()
+    );
+    let annotated = rows.iter().filter(|r| r.ends_with(",true")).count();
+    assert_eq!(
+        annotated as u64,
+        summary["summary"]["n_annotated"].as_u64().unwrap()
+    );
+    assert!(
+        annotated > 5,
+        "the PCA-50 embeddings carry cell types: {annotated}"
+    );
+    assert_eq!(summary["pca"]["n_features"], 10);
+    assert_eq!(
+        summary["summary"]["n_validation"].as_u64().unwrap()
+            + summary["summary"]["n_test"].as_u64().unwrap(),
+        1000
+    );
+    // same seed, same bytes; another seed, another split
+    let b = tmp.path().join("b");
+    crate::common::scsae()
+        .args(args(&b, "42"))
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read(a.join("concepts.csv")).unwrap(),
+        std::fs::read(b.join("concepts.csv")).unwrap()
+    );
+    let c = tmp.path().join("c");
+    crate::common::scsae()
+        .args(args(&c, "7"))
+        .assert()
+        .success();
+    assert_ne!(
+        std::fs::read(a.join("concepts.csv")).unwrap(),
+        std::fs::read(c.join("concepts.csv")).unwrap()
+    );
+    // finished: refused without --force
+    crate::common::scsae()
+        .args(args(&a, "42"))
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("--force"));
+    // a missing label column: one line, nothing written
+    let d = tmp.path().join("d");
+    let mut bad = args(&d, "42");
+    let k = bad
+        .iter()
+        .position(|s| s == "cell_type_annotations")
+        .unwrap();
+    bad[k] = "nope".into();
+    crate::common::scsae()
+        .args(bad)
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("no obs column 'nope'"));
+    assert!(!d.exists());
+}

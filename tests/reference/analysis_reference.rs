@@ -245,3 +245,62 @@ fn enrichment_equals_scipy_and_statsmodels_end_to_end() {
         .iter()
         .any(|t| t.feature == 2 && t.set == 1 && t.q < 0.05));
 }
+
+/// Held-out concept scoring against scikit-learn, scipy and statsmodels
+/// (scripts/analysis/heldout_reference.py): concept, orientation and threshold chosen on
+/// validation, test AUROC / precision / recall / F1, Mann-Whitney p and BH q, one-sided and
+/// two-sided.
+#[test]
+fn heldout_concepts_match_sklearn_scipy_statsmodels() {
+    use scsae::analysis::heldout::{score_concepts, HeldOutOptions};
+    let text = std::fs::read_to_string("tests/fixtures/analysis/heldout_reference.json").unwrap();
+    let fx: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let (n, d) = (
+        fx["n"].as_u64().unwrap() as usize,
+        fx["d"].as_u64().unwrap() as usize,
+    );
+    let x: Vec<f32> = crate::common::f32s(&fx["x"]);
+    let x = scsae::data::DenseMatrix::new(n, d, x).unwrap();
+    let labels = crate::common::strings(&fx["labels"]);
+    let is_test: Vec<bool> = fx["is_test"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_bool().unwrap())
+        .collect();
+    for (key, two_sided) in [("greater", false), ("two_sided", true)] {
+        let opts = HeldOutOptions {
+            two_sided,
+            ..HeldOutOptions::default()
+        };
+        let (got, summary) = score_concepts(&x, &labels, &is_test, &opts).unwrap();
+        let want = fx[key].as_array().unwrap();
+        assert_eq!(got.len(), want.len(), "{key}: scored features");
+        assert_eq!(summary.n_scored, want.len());
+        for (g, w) in got.iter().zip(want) {
+            let f = g.feature;
+            assert_eq!(f as u64, w["feature"].as_u64().unwrap());
+            assert_eq!(g.cell_type, w["cell_type"].as_str().unwrap(), "{key} f{f}");
+            assert_eq!(g.flipped, w["flipped"].as_bool().unwrap(), "{key} f{f}");
+            for (name, v) in [
+                ("val_auroc", g.val_auroc),
+                ("threshold", g.threshold),
+                ("val_f1", g.val_f1),
+                ("test_auroc", g.test_auroc),
+                ("test_precision", g.test_precision),
+                ("test_recall", g.test_recall),
+                ("test_f1", g.test_f1),
+                ("p_value", g.p_value),
+                ("q_value", g.q_value),
+            ] {
+                let r = w[name].as_f64().unwrap();
+                // thresholds are f32 feature values widened to f64
+                let tol = if name == "threshold" { 1e-6 } else { 1e-9 };
+                assert!(
+                    (v - r).abs() <= tol * r.abs().max(1e-300) || (v - r).abs() < 1e-15,
+                    "{key} f{f} {name}: {v} vs {r}"
+                );
+            }
+        }
+    }
+}
