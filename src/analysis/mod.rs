@@ -2,6 +2,8 @@
 //! biology.
 //!
 //! - [`auroc`]: per (feature, cell type) AUROC, Mann-Whitney with midranks, parallel.
+//! - [`sparse_codes`], [`sparse_auroc`]: column-sparse codes filled chunk by chunk, and the exact
+//!   AUROC from them in memory `O(nnz)` (atlas size).
 //! - [`correlation`]: gene attribution by Pearson correlation with expression.
 //! - [`gmt`]: gene sets from GMT files, with warnings naming lines.
 //! - [`enrichment`]: Fisher/BH enrichment of each feature's correlated genes.
@@ -19,6 +21,8 @@ pub mod gmt;
 pub mod pca;
 pub mod pipeline;
 pub mod report;
+pub mod sparse_auroc;
+pub mod sparse_codes;
 pub mod workflow;
 
 use serde::{Deserialize, Serialize};
