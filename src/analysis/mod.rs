@@ -33,7 +33,9 @@ pub use correlation::{attribute_genes, AttributionOptions, ExpressionTransform, 
 pub use enrichment::{enrich, Background, Enrichment, EnrichmentTest};
 pub use gmt::{read_gene_sets, GeneSet, GeneSetCollection, ResolvedSet};
 pub use pca::{fit_pca, Pca, PcaSolver};
-pub use pipeline::{analyze_features, Comparison, FeatureAnalysis, Headline};
+pub use pipeline::{
+    analyze_features, analyze_sparse_features, Comparison, FeatureAnalysis, Headline,
+};
 
 /// Analysis settings; defaults are the paper's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -155,7 +155,7 @@ impl SparseCodes {
     pub fn column_sums(&self) -> (Vec<usize>, Vec<f64>) {
         self.columns
             .iter()
-            .map(|c| (c.nnz(), c.values.iter().map(|&v| v as f64).sum::<f64>()))
+            .map(|c| (c.nnz(), c.values.iter().fold(0f64, |s, &v| s + v as f64)))
             .unzip()
     }
 }
