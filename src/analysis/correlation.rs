@@ -191,7 +191,8 @@ pub fn pearson_matrix(features: &DenseMatrix, expr: &CsrMatrix) -> Result<Vec<f6
     Ok(out)
 }
 
-fn check_rows(n_rows: usize, expr: &CsrMatrix) -> Result<()> {
+/// Refuse features and expression of different cell counts, or fewer than 3 cells.
+pub(crate) fn check_rows(n_rows: usize, expr: &CsrMatrix) -> Result<()> {
     if n_rows != expr.n_rows {
         return Err(Error::invalid(format!(
             "features have {} cells but the expression matrix has {}",
@@ -232,6 +233,38 @@ fn standardised_columns(
         .collect();
     let m = Mat::from_fn(nf, n, |f, i| cols[f].0[i]);
     (m, cols.iter().map(|c| c.1).collect())
+}
+
+/// One feature's correlations `r` (one per gene) summarised as in [`GeneAttribution`]: top positive,
+/// top negative, hits and negative hits, over the genes that vary.
+pub(crate) fn summarise_feature(
+    r: &[f64],
+    gene_varies: &[bool],
+    opts: &AttributionOptions,
+) -> [Vec<(usize, f64)>; 4] {
+    let (mut tp, mut tn, mut h, mut nh) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (g, (&r, _)) in r
+        .iter()
+        .zip(gene_varies)
+        .enumerate()
+        .filter(|(_, (_, &v))| v)
+    {
+        if r > opts.cutoff {
+            h.push((g, r));
+        } else if r < -opts.cutoff {
+            nh.push((g, r));
+        }
+        if r > 0.0 {
+            tp.push((g, r));
+        } else if r < 0.0 {
+            tn.push((g, r));
+        }
+    }
+    keep_top(&mut tp, opts.top_k, true);
+    keep_top(&mut tn, opts.top_k, false);
+    keep_top(&mut h, usize::MAX, true);
+    keep_top(&mut nh, usize::MAX, false);
+    [tp, tn, h, nh]
 }
 
 /// Keep the `k` best of `v` by `better` (a strict "is better" order), sorted best first.

@@ -4,13 +4,15 @@
 //! - [`auroc`]: per (feature, cell type) AUROC, Mann-Whitney with midranks, parallel.
 //! - [`sparse_codes`], [`sparse_auroc`]: column-sparse codes filled chunk by chunk, and the exact
 //!   AUROC from them in memory `O(nnz)` (atlas size).
-//! - [`correlation`]: gene attribution by Pearson correlation with expression.
+//! - [`correlation`]: gene attribution by Pearson correlation with expression; [`attribution_sums`]:
+//!   the same from sums over sparse codes, for atlas-size data.
 //! - [`gmt`]: gene sets from GMT files, with warnings naming lines.
 //! - [`enrichment`]: Fisher/BH enrichment of each feature's correlated genes.
 //! - [`pca`]: the PCA baseline (exact or randomised SVD with faer).
 //! - [`pipeline`]: everything for one feature matrix, and the SAE-vs-PCA comparison.
 //! - [`report`], [`figures`]: tables, `report.md`, headline JSON and plots.
 
+pub mod attribution_sums;
 pub mod auroc;
 pub mod correlation;
 pub mod dotplot;

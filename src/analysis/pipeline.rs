@@ -3,8 +3,9 @@
 
 use serde::Serialize;
 
+use crate::analysis::attribution_sums::attribute_genes_auto;
 use crate::analysis::auroc::{AurocTable, Direction, LabelCodes};
-use crate::analysis::correlation::{attribute_genes_sparse, AttributionOptions, GeneAttribution};
+use crate::analysis::correlation::{AttributionOptions, GeneAttribution};
 use crate::analysis::enrichment::{enrich, Enrichment};
 use crate::analysis::gmt::{resolve, GeneSetCollection, ResolvedSet};
 use crate::analysis::sparse_auroc::auroc_table_sparse;
@@ -201,7 +202,8 @@ pub fn analyze_features(
 
 /// Run the analysis of the column-sparse `x` (cells x features, rows in the context's cell order)
 /// without densifying it: the activity statistics and the AUROC come from the stored values, and
-/// the gene attribution densifies one alive feature at a time.
+/// the gene attribution is [`attribute_genes_auto`] (dense product on small data, sums at atlas
+/// size).
 pub fn analyze_sparse_features(
     ctx: &AnalysisContext,
     label: &str,
@@ -230,7 +232,7 @@ pub fn analyze_sparse_features(
 
     let (attribution, enrichment) = match &ctx.expression {
         Some((expr, _)) => {
-            let attr = attribute_genes_sparse(
+            let attr = attribute_genes_auto(
                 x,
                 &alive_idx,
                 expr,

@@ -267,16 +267,14 @@ pub fn analyze(
         &ds.cell_ids,
         &inputs.data,
     )?;
+    // the analysed cells' expression, without keeping the whole data set beside it
     let sub = ds.select_cells(&rows);
+    drop(ds);
     let labels: Vec<String> = rows.iter().map(|&r| all_labels[r].clone()).collect();
-    let mut expr = sub.matrix.clone();
+    drop(all_labels);
+    let mut expr = sub.matrix;
     let expression_note = prepare_expression(&mut expr, inputs.expression);
-    let ctx = AnalysisContext::new(
-        &labels,
-        Some((expr, sub.gene_symbols.clone())),
-        Some(&sets),
-        cfg,
-    )?;
+    let ctx = AnalysisContext::new(&labels, Some((expr, sub.gene_symbols)), Some(&sets), cfg)?;
 
     // PCA input, in the features' cell order
     let pca_input = match (inputs.pca_source, &acts) {
