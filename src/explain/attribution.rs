@@ -193,12 +193,12 @@ fn cell_attribution(
     baseline_logit: f64,
     normalise: bool,
 ) -> CellAttribution {
-    let z = dec.z(i);
-    let mut shares: Vec<FeatureShare> = z
+    let (idx, val) = dec.active(i);
+    let mut shares: Vec<FeatureShare> = idx
         .iter()
-        .enumerate()
-        .filter(|(_, &zf)| zf != 0.0)
-        .map(|(f, &zf)| FeatureShare {
+        .zip(val)
+        .map(|(&f, &zf)| (f as usize, zf))
+        .map(|(f, zf)| FeatureShare {
             feature: f,
             activation: zf,
             attribution: zf as f64 * dot(dec.dict.direction(f), gi),

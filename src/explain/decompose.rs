@@ -13,7 +13,7 @@
 use std::path::Path;
 
 use crate::activations::Provenance;
-use crate::data::DenseMatrix;
+use crate::data::{CsrMatrix, DenseMatrix};
 use crate::error::{Error, Result};
 use crate::sae::Sae;
 use crate::spikgpt::annotate::LoadedModel;
@@ -80,8 +80,8 @@ impl Dictionary {
 pub struct Decomposition {
     /// The dictionary.
     pub dict: Dictionary,
-    /// Codes `[n, F]`.
-    pub codes: DenseMatrix,
+    /// Codes `[n, F]`, row-sparse: each cell's active features (increasing) and their codes.
+    pub codes: CsrMatrix,
     /// `e - e0 - z V` (`[n, k]` row-major).
     pub error: Vec<f32>,
     /// The embeddings themselves (`[n, k]` row-major).
@@ -89,23 +89,44 @@ pub struct Decomposition {
 }
 
 impl Decomposition {
-    /// Encode `emb` with `sae` and keep the residual.
+    /// Encode `emb` with `sae` and keep the residual. The cells are encoded a chunk at a time
+    /// ([`Sae::encode_chunks`]) and only their non-zero codes are kept, so the dense `[n, F]` codes
+    /// never exist.
     pub fn new(sae: &Sae, emb: &DenseMatrix) -> Result<Decomposition> {
-        let codes = sae.encode(emb)?;
         let dict = Dictionary::of(sae);
-        let k = dict.d_in;
+        let (k, m) = (dict.d_in, dict.d_sae);
         let mut error = vec![0f32; emb.n_rows * k];
         let mut rec = vec![0f32; k];
-        for i in 0..emb.n_rows {
-            dict.decode_into(codes.row(i), &mut rec);
-            for ((e, x), r) in error[i * k..(i + 1) * k]
-                .iter_mut()
-                .zip(emb.row(i))
-                .zip(&rec)
-            {
-                *e = x - r;
+        let mut indptr = Vec::with_capacity(emb.n_rows + 1);
+        indptr.push(0);
+        let (mut indices, mut data) = (Vec::new(), Vec::new());
+        let mut i = 0;
+        sae.encode_chunks(emb, |chunk, rows| {
+            for z in chunk.chunks_exact(m).take(rows) {
+                dict.decode_into(z, &mut rec);
+                for ((e, x), r) in error[i * k..(i + 1) * k]
+                    .iter_mut()
+                    .zip(emb.row(i))
+                    .zip(&rec)
+                {
+                    *e = x - r;
+                }
+                for (f, &v) in z.iter().enumerate().filter(|(_, &v)| v != 0.0) {
+                    indices.push(f as u32);
+                    data.push(v);
+                }
+                indptr.push(data.len());
+                i += 1;
             }
-        }
+            Ok(())
+        })?;
+        let codes = CsrMatrix {
+            n_rows: emb.n_rows,
+            n_cols: m,
+            indptr,
+            indices,
+            data,
+        };
         Ok(Decomposition {
             dict,
             codes,
@@ -119,9 +140,24 @@ impl Decomposition {
         self.codes.n_rows
     }
 
-    /// Codes of cell `i`.
-    pub fn z(&self, i: usize) -> &[f32] {
+    /// Active features of cell `i` (increasing) and their codes.
+    pub fn active(&self, i: usize) -> (&[u32], &[f32]) {
         self.codes.row(i)
+    }
+
+    /// Code of feature `f` in cell `i` (0 when inactive).
+    pub fn code(&self, i: usize, f: usize) -> f32 {
+        self.codes.get(i, f)
+    }
+
+    /// Codes of cell `i` with its zeros (`[F]`, a copy).
+    pub fn z(&self, i: usize) -> Vec<f32> {
+        let mut z = vec![0f32; self.dict.d_sae];
+        let (idx, val) = self.active(i);
+        for (&f, &v) in idx.iter().zip(val) {
+            z[f as usize] = v;
+        }
+        z
     }
 
     /// Reconstruction error of cell `i`.
@@ -139,9 +175,8 @@ impl Decomposition {
     /// Cell `i` with the features in `drop` set to zero (error kept): `e - sum_{f in drop} z_f v_f`.
     pub fn ablated(&self, i: usize, drop: &[usize], out: &mut [f32]) {
         out.copy_from_slice(self.embedding(i));
-        let z = self.z(i);
         for &f in drop {
-            let zf = z[f];
+            let zf = self.code(i, f);
             if zf != 0.0 {
                 for (o, v) in out.iter_mut().zip(self.dict.direction(f)) {
                     *o -= zf * v;
@@ -255,7 +290,7 @@ mod tests {
         let dec = Decomposition::new(&sae, &emb).unwrap();
         for i in 0..2 {
             let mut r = vec![0f32; 2];
-            d.decode_into(dec.z(i), &mut r);
+            d.decode_into(&dec.z(i), &mut r);
             for ((r, e), x) in r.iter().zip(dec.err(i)).zip(emb.row(i)) {
                 assert!((r + e - x).abs() < 1e-6);
             }
