@@ -11,7 +11,8 @@
 #
 # Environment: SIZES (default "1e5 1e6"), WORK (inputs and outputs, default target/atlas-bench; inputs
 # are reused), PYTHON (with numpy, scipy, pandas, anndata; default python3), BIN (folder of a built
-# scsae; default: `cargo build --bins` then target/debug), BENCH=1 also runs the `atlas` group of
+# scsae; default: `cargo build --bins` then target/debug), PCA=none leaves out the PCA baseline
+# (fitted on the 64-dim embeddings; its memory grows with cells x 64), BENCH=1 also runs the `atlas` group of
 # benches/auroc.rs (AUROC alone) at each size under /usr/bin/time. Needs GNU time (/usr/bin/time).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -42,11 +43,13 @@ for size in $SIZES; do
       --features 2048 --epochs 1 --max-inputs 20000 --quiet --out "$dir/sae"
   fi
   rm -rf "$dir/analysis"
+  pca_opt=()
+  if [ "${PCA:-auto}" = none ]; then pca_opt=(--pca-source none); fi
   /usr/bin/time -f "%e %M" -o "$dir/analyze.time" "$BIN/scsae" analyze --sae "$dir/sae" \
     --activations "$dir/emb.safetensors" --layer cls --data "$dir/data.h5ad" --label-key cell_type \
-    --genesets "$dir/sets.gmt" --out "$dir/analysis"
+    --genesets "$dir/sets.gmt" "${pca_opt[@]}" --out "$dir/analysis"
   read -r wall kb < "$dir/analyze.time"
-  line="analyze  $n cells: ${wall} s, peak RSS $((kb / 1024)) MB"
+  line="analyze (PCA baseline: ${PCA:-auto}) $n cells: ${wall} s, peak RSS $((kb / 1024)) MB"
   if [ -n "$bench_bin" ]; then
     SCSAE_ATLAS_CELLS=$n /usr/bin/time -f "%e %M" -o "$dir/bench.time" "$bench_bin" --bench atlas \
       > "$dir/bench.txt"

@@ -304,4 +304,27 @@ mod tests {
         dec.ablated(0, &[0], &mut a);
         assert!((a[0] - (3.0 - 1.8)).abs() < 1e-6 && (a[1] - 2.5).abs() < 1e-6);
     }
+
+    #[test]
+    fn sparse_codes_equal_the_dense_encoding_across_chunks() {
+        // more cells than one encoding chunk (4096), codes with zeros
+        let sae = tiny_sae();
+        let n = 5000;
+        let data: Vec<f32> = (0..n * 2)
+            .map(|k| ((k * 37 % 101) as f32 - 50.0) / 10.0)
+            .collect();
+        let emb = DenseMatrix::new(n, 2, data).unwrap();
+        let dense = sae.encode(&emb).unwrap();
+        let dec = Decomposition::new(&sae, &emb).unwrap();
+        assert_eq!(dec.n_cells(), n);
+        let mut zeros = 0;
+        for i in 0..n {
+            assert_eq!(dec.z(i), dense.row(i), "cell {i}");
+            zeros += dense.row(i).iter().filter(|&&z| z == 0.0).count();
+            let (idx, _) = dec.active(i);
+            assert!(idx.windows(2).all(|w| w[0] < w[1]));
+            assert_eq!(dec.code(i, 2), dense.row(i)[2]);
+        }
+        assert!(zeros > 0 && zeros < n * 3);
+    }
 }
