@@ -325,16 +325,13 @@ pub fn top_vs_random(
 /// The decomposition restricted to some cells.
 fn subset(dec: &Decomposition, cells: &[usize]) -> Decomposition {
     let k = dec.dict.d_in;
-    let mut error = Vec::with_capacity(cells.len() * k);
     let mut embeddings = Vec::with_capacity(cells.len() * k);
     for &i in cells {
-        error.extend_from_slice(dec.err(i));
         embeddings.extend_from_slice(dec.embedding(i));
     }
     Decomposition {
         dict: dec.dict.clone(),
         codes: dec.codes.select_rows(cells),
-        error,
         embeddings,
     }
 }

@@ -206,7 +206,7 @@ fn cell_attribution(
         .collect();
     let n_active = shares.len();
     let mut features_total: f64 = shares.iter().map(|s| s.attribution).sum();
-    let mut error_term = dot(dec.err(i), gi);
+    let mut error_term = dot(&dec.err(i), gi);
     let delta = logit - baseline_logit;
     let factor = delta / (features_total + error_term);
     let scale = if normalise && factor.is_finite() && factor > 0.0 {

@@ -75,48 +75,34 @@ impl Dictionary {
     }
 }
 
-/// Cells decomposed into codes and reconstruction error.
+/// Cells decomposed into codes and reconstruction error (computed per cell when asked,
+/// [`Decomposition::err`]).
 #[derive(Debug, Clone)]
 pub struct Decomposition {
     /// The dictionary.
     pub dict: Dictionary,
     /// Codes `[n, F]`, row-sparse: each cell's active features (increasing) and their codes.
     pub codes: CsrMatrix,
-    /// `e - e0 - z V` (`[n, k]` row-major).
-    pub error: Vec<f32>,
     /// The embeddings themselves (`[n, k]` row-major).
     pub embeddings: Vec<f32>,
 }
 
 impl Decomposition {
-    /// Encode `emb` with `sae` and keep the residual. The cells are encoded a chunk at a time
-    /// ([`Sae::encode_chunks`]) and only their non-zero codes are kept, so the dense `[n, F]` codes
-    /// never exist.
+    /// Encode `emb` with `sae`. The cells are encoded a chunk at a time ([`Sae::encode_chunks`])
+    /// and only their non-zero codes are kept, so the dense `[n, F]` codes never exist.
     pub fn new(sae: &Sae, emb: &DenseMatrix) -> Result<Decomposition> {
         let dict = Dictionary::of(sae);
-        let (k, m) = (dict.d_in, dict.d_sae);
-        let mut error = vec![0f32; emb.n_rows * k];
-        let mut rec = vec![0f32; k];
+        let m = dict.d_sae;
         let mut indptr = Vec::with_capacity(emb.n_rows + 1);
         indptr.push(0);
         let (mut indices, mut data) = (Vec::new(), Vec::new());
-        let mut i = 0;
         sae.encode_chunks(emb, |chunk, rows| {
             for z in chunk.chunks_exact(m).take(rows) {
-                dict.decode_into(z, &mut rec);
-                for ((e, x), r) in error[i * k..(i + 1) * k]
-                    .iter_mut()
-                    .zip(emb.row(i))
-                    .zip(&rec)
-                {
-                    *e = x - r;
-                }
                 for (f, &v) in z.iter().enumerate().filter(|(_, &v)| v != 0.0) {
                     indices.push(f as u32);
                     data.push(v);
                 }
                 indptr.push(data.len());
-                i += 1;
             }
             Ok(())
         })?;
@@ -130,7 +116,6 @@ impl Decomposition {
         Ok(Decomposition {
             dict,
             codes,
-            error,
             embeddings: emb.data.clone(),
         })
     }
@@ -160,10 +145,22 @@ impl Decomposition {
         z
     }
 
-    /// Reconstruction error of cell `i`.
-    pub fn err(&self, i: usize) -> &[f32] {
-        let k = self.dict.d_in;
-        &self.error[i * k..(i + 1) * k]
+    /// Reconstruction error of cell `i`, `e - e0 - z V` (`[k]`): the reconstruction adds the
+    /// active features' directions to `e0` in increasing feature order, as
+    /// [`Dictionary::decode_into`] does.
+    pub fn err(&self, i: usize) -> Vec<f32> {
+        let mut rec = self.dict.baseline.clone();
+        let (idx, val) = self.active(i);
+        for (&f, &zf) in idx.iter().zip(val) {
+            for (o, v) in rec.iter_mut().zip(self.dict.direction(f as usize)) {
+                *o += zf * v;
+            }
+        }
+        self.embedding(i)
+            .iter()
+            .zip(&rec)
+            .map(|(x, r)| x - r)
+            .collect()
     }
 
     /// Embedding of cell `i`.
@@ -201,7 +198,7 @@ impl Decomposition {
         for i in 0..n {
             for ((x, m), e) in self.embedding(i).iter().zip(&mean).zip(self.err(i)) {
                 sst += (*x as f64 - m).powi(2);
-                sse += (*e as f64).powi(2);
+                sse += (e as f64).powi(2);
             }
         }
         1.0 - sse / sst
@@ -316,10 +313,16 @@ mod tests {
         let emb = DenseMatrix::new(n, 2, data).unwrap();
         let dense = sae.encode(&emb).unwrap();
         let dec = Decomposition::new(&sae, &emb).unwrap();
+        let dict = Dictionary::of(&sae);
         assert_eq!(dec.n_cells(), n);
         let mut zeros = 0;
+        let mut rec = vec![0f32; 2];
         for i in 0..n {
             assert_eq!(dec.z(i), dense.row(i), "cell {i}");
+            // the error computed on demand is bit for bit e - decode(z)
+            dict.decode_into(dense.row(i), &mut rec);
+            let e: Vec<f32> = emb.row(i).iter().zip(&rec).map(|(x, r)| x - r).collect();
+            assert_eq!(dec.err(i), e, "cell {i}");
             zeros += dense.row(i).iter().filter(|&&z| z == 0.0).count();
             let (idx, _) = dec.active(i);
             assert!(idx.windows(2).all(|w| w[0] < w[1]));
