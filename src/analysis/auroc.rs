@@ -172,57 +172,86 @@ pub fn auroc_table(
     types: &[usize],
     direction: Direction,
 ) -> Result<AurocTable> {
-    if labels.codes.len() != x.n_rows {
-        return Err(Error::invalid(format!(
-            "{} labels for {} cells",
-            labels.codes.len(),
-            x.n_rows
-        )));
-    }
-    if let Some(&j) = features.iter().find(|&&j| j >= x.n_cols) {
-        return Err(Error::invalid(format!(
-            "feature {j} out of range ({} features)",
-            x.n_cols
-        )));
-    }
+    check_shape(x.n_rows, x.n_cols, labels, features)?;
     let cols = columns(x, features);
-    let nt = types.len();
     let rows: Vec<(Vec<f64>, Vec<bool>)> = cols
         .par_iter()
         .map(|col| {
-            let all = auroc_all_types(col, &labels.codes, &labels.counts);
-            let mut vals = Vec::with_capacity(nt);
-            let mut flips = Vec::with_capacity(nt);
-            for &t in types {
-                let a = all[t];
-                match direction {
-                    Direction::Greater => {
-                        vals.push(a);
-                        flips.push(false);
-                    }
-                    Direction::Both => {
-                        let flip = a < 0.5;
-                        vals.push(if flip { 1.0 - a } else { a });
-                        flips.push(flip);
-                    }
-                }
-            }
-            (vals, flips)
+            directed(
+                &auroc_all_types(col, &labels.codes, &labels.counts),
+                types,
+                direction,
+            )
         })
         .collect();
+    Ok(assemble(rows, features, types, direction))
+}
+
+/// Refuse labels for another number of cells and features out of range.
+pub(crate) fn check_shape(
+    n_rows: usize,
+    n_cols: usize,
+    labels: &LabelCodes,
+    features: &[usize],
+) -> Result<()> {
+    if labels.codes.len() != n_rows {
+        return Err(Error::invalid(format!(
+            "{} labels for {} cells",
+            labels.codes.len(),
+            n_rows
+        )));
+    }
+    if let Some(&j) = features.iter().find(|&&j| j >= n_cols) {
+        return Err(Error::invalid(format!(
+            "feature {j} out of range ({n_cols} features)"
+        )));
+    }
+    Ok(())
+}
+
+/// The AUROCs `all` (one per label code) of the codes `types`, after the direction rule, with the
+/// flags of the flipped ones.
+pub(crate) fn directed(
+    all: &[f64],
+    types: &[usize],
+    direction: Direction,
+) -> (Vec<f64>, Vec<bool>) {
+    types
+        .iter()
+        .map(|&t| {
+            let a = all[t];
+            match direction {
+                Direction::Greater => (a, false),
+                Direction::Both => {
+                    let flip = a < 0.5;
+                    (if flip { 1.0 - a } else { a }, flip)
+                }
+            }
+        })
+        .unzip()
+}
+
+/// The table from its rows (one `(values, flipped)` per feature, in order).
+pub(crate) fn assemble(
+    rows: Vec<(Vec<f64>, Vec<bool>)>,
+    features: &[usize],
+    types: &[usize],
+    direction: Direction,
+) -> AurocTable {
+    let nt = types.len();
     let mut values = Vec::with_capacity(features.len() * nt);
     let mut flipped = Vec::with_capacity(features.len() * nt);
     for (v, f) in rows {
         values.extend(v);
         flipped.extend(f);
     }
-    Ok(AurocTable {
+    AurocTable {
         features: features.to_vec(),
         types: types.to_vec(),
         values,
         flipped,
         direction,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use faer::Mat;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::analysis::sparse_codes::SparseCodes;
 use crate::data::CsrMatrix;
 use crate::data::DenseMatrix;
 use crate::error::{Error, Result};
@@ -164,7 +165,7 @@ fn csr_to_csc(m: &CsrMatrix) -> (Vec<usize>, Vec<u32>, Vec<f32>) {
 /// Pearson correlation matrix `features x genes` (row-major), for tests and small inputs.
 /// Constant features or genes give `NaN`, as numpy does.
 pub fn pearson_matrix(features: &DenseMatrix, expr: &CsrMatrix) -> Result<Vec<f64>> {
-    check_rows(features, expr)?;
+    check_rows(features.n_rows, expr)?;
     let (zf, fvar) = standardised_features(features);
     let n = features.n_rows;
     let dense = expr.to_dense();
@@ -190,14 +191,15 @@ pub fn pearson_matrix(features: &DenseMatrix, expr: &CsrMatrix) -> Result<Vec<f6
     Ok(out)
 }
 
-fn check_rows(features: &DenseMatrix, expr: &CsrMatrix) -> Result<()> {
-    if features.n_rows != expr.n_rows {
+/// Refuse features and expression of different cell counts, or fewer than 3 cells.
+pub(crate) fn check_rows(n_rows: usize, expr: &CsrMatrix) -> Result<()> {
+    if n_rows != expr.n_rows {
         return Err(Error::invalid(format!(
             "features have {} cells but the expression matrix has {}",
-            features.n_rows, expr.n_rows
+            n_rows, expr.n_rows
         )));
     }
-    if features.n_rows < 3 {
+    if n_rows < 3 {
         return Err(Error::invalid(
             "gene attribution needs at least 3 cells".to_string(),
         ));
@@ -207,17 +209,62 @@ fn check_rows(features: &DenseMatrix, expr: &CsrMatrix) -> Result<()> {
 
 /// `features x cells` matrix of standardised feature columns, and which features vary.
 fn standardised_features(x: &DenseMatrix) -> (Mat<f64>, Vec<bool>) {
-    let n = x.n_rows;
-    let cols: Vec<(Vec<f64>, bool)> = (0..x.n_cols)
+    standardised_columns(x.n_cols, x.n_rows, |j| {
+        (0..x.n_rows)
+            .map(|i| x.data[i * x.n_cols + j] as f64)
+            .collect()
+    })
+}
+
+/// `nf x n` matrix of the standardised columns `column(0..nf)` (each `n` long), and which of them
+/// vary.
+fn standardised_columns(
+    nf: usize,
+    n: usize,
+    column: impl Fn(usize) -> Vec<f64> + Sync,
+) -> (Mat<f64>, Vec<bool>) {
+    let cols: Vec<(Vec<f64>, bool)> = (0..nf)
         .into_par_iter()
         .map(|j| {
-            let mut v: Vec<f64> = (0..n).map(|i| x.data[i * x.n_cols + j] as f64).collect();
+            let mut v = column(j);
             let ok = standardise(&mut v);
             (v, ok)
         })
         .collect();
-    let m = Mat::from_fn(x.n_cols, n, |f, i| cols[f].0[i]);
+    let m = Mat::from_fn(nf, n, |f, i| cols[f].0[i]);
     (m, cols.iter().map(|c| c.1).collect())
+}
+
+/// One feature's correlations `r` (one per gene) summarised as in [`GeneAttribution`]: top positive,
+/// top negative, hits and negative hits, over the genes that vary.
+pub(crate) fn summarise_feature(
+    r: &[f64],
+    gene_varies: &[bool],
+    opts: &AttributionOptions,
+) -> [Vec<(usize, f64)>; 4] {
+    let (mut tp, mut tn, mut h, mut nh) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (g, (&r, _)) in r
+        .iter()
+        .zip(gene_varies)
+        .enumerate()
+        .filter(|(_, (_, &v))| v)
+    {
+        if r > opts.cutoff {
+            h.push((g, r));
+        } else if r < -opts.cutoff {
+            nh.push((g, r));
+        }
+        if r > 0.0 {
+            tp.push((g, r));
+        } else if r < 0.0 {
+            tn.push((g, r));
+        }
+    }
+    keep_top(&mut tp, opts.top_k, true);
+    keep_top(&mut tn, opts.top_k, false);
+    keep_top(&mut h, usize::MAX, true);
+    keep_top(&mut nh, usize::MAX, false);
+    [tp, tn, h, nh]
 }
 
 /// Keep the `k` best of `v` by `better` (a strict "is better" order), sorted best first.
@@ -237,10 +284,41 @@ pub fn attribute_genes(
     expr: &CsrMatrix,
     opts: &AttributionOptions,
 ) -> Result<GeneAttribution> {
-    check_rows(features, expr)?;
-    let n = features.n_rows;
-    let nf = features.n_cols;
+    check_rows(features.n_rows, expr)?;
     let (zf, feature_varies) = standardised_features(features);
+    attribute_standardised(&zf, feature_varies, expr, opts)
+}
+
+/// [`attribute_genes`] of the columns `cols` of sparse codes (the same numbers as on their dense
+/// copy), without the dense `cells x features` matrix: each column is densified only to be
+/// standardised.
+pub fn attribute_genes_sparse(
+    features: &SparseCodes,
+    cols: &[usize],
+    expr: &CsrMatrix,
+    opts: &AttributionOptions,
+) -> Result<GeneAttribution> {
+    check_rows(features.n_rows, expr)?;
+    let (zf, feature_varies) = standardised_columns(cols.len(), features.n_rows, |k| {
+        let c = &features.columns[cols[k]];
+        let mut v = vec![0f64; features.n_rows];
+        for (&r, &x) in c.rows.iter().zip(&c.values) {
+            v[r as usize] = x as f64;
+        }
+        v
+    });
+    attribute_standardised(&zf, feature_varies, expr, opts)
+}
+
+/// The attribution from standardised features (`features x cells`).
+fn attribute_standardised(
+    zf: &Mat<f64>,
+    feature_varies: Vec<bool>,
+    expr: &CsrMatrix,
+    opts: &AttributionOptions,
+) -> Result<GeneAttribution> {
+    let n = expr.n_rows;
+    let nf = zf.nrows();
     let (colptr, rows, vals) = csr_to_csc(expr);
     let mut gene_varies = vec![false; expr.n_cols];
     let mut top_pos: Vec<Vec<(usize, f64)>> = vec![Vec::new(); nf];
@@ -266,7 +344,7 @@ pub fn attribute_genes(
             gene_varies[start + k] = c.1;
         }
         let zg = Mat::from_fn(n, end - start, |i, j| cols[j].0[i]);
-        let c = &zf * &zg;
+        let c = zf * &zg;
         let varies = &gene_varies[start..end];
         top_pos
             .par_iter_mut()

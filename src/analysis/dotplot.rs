@@ -10,7 +10,7 @@ use plotters::style::text_anchor::{HPos, VPos};
 use crate::analysis::auroc::LabelCodes;
 use crate::analysis::figures::{top_feature_rows, HeatLayout, FEATURE_AXIS};
 use crate::analysis::pipeline::FeatureAnalysis;
-use crate::data::DenseMatrix;
+use crate::analysis::sparse_codes::SparseCodes;
 use crate::plot::{colour_bar, text, DrawResult, Figure};
 
 /// Fraction active and mean activation per (type, feature).
@@ -37,10 +37,11 @@ const LEGEND: [f64; 4] = [0.25, 0.5, 0.75, 1.0];
 
 impl DotPlot {
     /// The statistics of the columns `cols` of `x` (cells in `labels`' order) for the label codes
-    /// `types`; `names` are the columns' names.
+    /// `types`; `names` are the columns' names. Zeros count as inactive and add nothing to the mean,
+    /// so only the stored values are visited.
     pub fn of(
         title: String,
-        x: &DenseMatrix,
+        x: &SparseCodes,
         labels: &LabelCodes,
         types: &[usize],
         cols: &[usize],
@@ -49,13 +50,21 @@ impl DotPlot {
         let (nt, nf) = (types.len(), cols.len());
         let mut fraction = vec![0f64; nt * nf];
         let mut mean = vec![0f64; nt * nf];
-        for (i, &code) in labels.codes.iter().enumerate().take(x.n_rows) {
-            let Some(t) = types.iter().position(|&c| c == code) else {
-                continue;
-            };
-            let row = &x.data[i * x.n_cols..(i + 1) * x.n_cols];
-            for (k, &c) in cols.iter().enumerate() {
-                let v = row[c] as f64;
+        let mut row_of_code = vec![None; labels.names.len()];
+        for (t, &code) in types.iter().enumerate() {
+            row_of_code[code] = Some(t);
+        }
+        for (k, &c) in cols.iter().enumerate() {
+            let col = &x.columns[c];
+            for (&r, &v) in col.rows.iter().zip(&col.values) {
+                let Some(t) = labels
+                    .codes
+                    .get(r as usize)
+                    .and_then(|&code| row_of_code[code])
+                else {
+                    continue;
+                };
+                let v = v as f64;
                 fraction[t * nf + k] += (v > 0.0) as u8 as f64;
                 mean[t * nf + k] += v;
             }
@@ -80,7 +89,7 @@ impl DotPlot {
     pub fn top_features(
         run: &str,
         fa: &FeatureAnalysis,
-        x: &DenseMatrix,
+        x: &SparseCodes,
         labels: &LabelCodes,
         per_type: usize,
         max_features: usize,
@@ -216,6 +225,7 @@ impl Figure for DotPlot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::DenseMatrix;
 
     #[test]
     fn fraction_and_mean_by_hand() {
@@ -233,6 +243,7 @@ mod tests {
             ],
         )
         .unwrap();
+        let x = SparseCodes::from_dense(&x).unwrap();
         let d = DotPlot::of(
             "t".into(),
             &x,

@@ -11,8 +11,8 @@ use plotters::style::text_anchor::{HPos, VPos};
 
 use crate::analysis::dotplot::DotPlot;
 use crate::analysis::pipeline::{AnalysisContext, FeatureAnalysis};
+use crate::analysis::sparse_codes::SparseCodes;
 use crate::analysis::AnalysisConfig;
-use crate::data::DenseMatrix;
 use crate::error::Result;
 use crate::plot::{
     colour_bar, fitted_size, max_text_width, rect, save_figure, text, text_size, vtext, DrawResult,
@@ -472,7 +472,7 @@ pub fn write_figures(
     out: &Path,
     run: &str,
     main: &FeatureAnalysis,
-    features: &DenseMatrix,
+    features: &SparseCodes,
     baseline: Option<&FeatureAnalysis>,
     ctx: &AnalysisContext,
     cfg: &AnalysisConfig,

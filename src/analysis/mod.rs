@@ -2,7 +2,10 @@
 //! biology.
 //!
 //! - [`auroc`]: per (feature, cell type) AUROC, Mann-Whitney with midranks, parallel.
-//! - [`correlation`]: gene attribution by Pearson correlation with expression.
+//! - [`sparse_codes`], [`sparse_auroc`]: column-sparse codes filled chunk by chunk, and the exact
+//!   AUROC from them in memory `O(nnz)` (atlas size).
+//! - [`correlation`]: gene attribution by Pearson correlation with expression; [`attribution_sums`]:
+//!   the same from sums over sparse codes, for atlas-size data.
 //! - [`gmt`]: gene sets from GMT files, with warnings naming lines.
 //! - [`enrichment`]: Fisher/BH enrichment of each feature's correlated genes.
 //! - [`concepts`]: `scsae concepts` (held-out scoring of features and the PCA baseline) as one call.
@@ -11,6 +14,7 @@
 //! - [`pipeline`]: everything for one feature matrix, and the SAE-vs-PCA comparison.
 //! - [`report`], [`figures`]: tables, `report.md`, headline JSON and plots.
 
+pub mod attribution_sums;
 pub mod auroc;
 pub mod concepts;
 pub mod correlation;
@@ -23,6 +27,8 @@ pub mod heldout;
 pub mod pca;
 pub mod pipeline;
 pub mod report;
+pub mod sparse_auroc;
+pub mod sparse_codes;
 pub mod workflow;
 
 use serde::{Deserialize, Serialize};
@@ -33,7 +39,9 @@ pub use correlation::{attribute_genes, AttributionOptions, ExpressionTransform, 
 pub use enrichment::{enrich, Background, Enrichment, EnrichmentTest};
 pub use gmt::{read_gene_sets, GeneSet, GeneSetCollection, ResolvedSet};
 pub use pca::{fit_pca, Pca, PcaSolver};
-pub use pipeline::{analyze_features, Comparison, FeatureAnalysis, Headline};
+pub use pipeline::{
+    analyze_features, analyze_sparse_features, Comparison, FeatureAnalysis, Headline,
+};
 
 /// Analysis settings; defaults are the paper's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -3,10 +3,13 @@
 
 use serde::Serialize;
 
-use crate::analysis::auroc::{auroc_table, AurocTable, Direction, LabelCodes};
-use crate::analysis::correlation::{attribute_genes, AttributionOptions, GeneAttribution};
+use crate::analysis::attribution_sums::attribute_genes_auto;
+use crate::analysis::auroc::{AurocTable, Direction, LabelCodes};
+use crate::analysis::correlation::{AttributionOptions, GeneAttribution};
 use crate::analysis::enrichment::{enrich, Enrichment};
 use crate::analysis::gmt::{resolve, GeneSetCollection, ResolvedSet};
+use crate::analysis::sparse_auroc::auroc_table_sparse;
+use crate::analysis::sparse_codes::SparseCodes;
 use crate::analysis::AnalysisConfig;
 use crate::data::CsrMatrix;
 use crate::data::DenseMatrix;
@@ -185,11 +188,26 @@ pub struct FeatureAnalysis {
     pub headline: Headline,
 }
 
-/// Run the analysis of `x` (cells x features, rows in the context's cell order).
+/// Run the analysis of `x` (cells x features, rows in the context's cell order): its sparse copy
+/// through [`analyze_sparse_features`].
 pub fn analyze_features(
     ctx: &AnalysisContext,
     label: &str,
     x: &DenseMatrix,
+    direction: Direction,
+    cfg: &AnalysisConfig,
+) -> Result<FeatureAnalysis> {
+    analyze_sparse_features(ctx, label, &SparseCodes::from_dense(x)?, direction, cfg)
+}
+
+/// Run the analysis of the column-sparse `x` (cells x features, rows in the context's cell order)
+/// without densifying it: the activity statistics and the AUROC come from the stored values, and
+/// the gene attribution is [`attribute_genes_auto`] (dense product on small data, sums at atlas
+/// size).
+pub fn analyze_sparse_features(
+    ctx: &AnalysisContext,
+    label: &str,
+    x: &SparseCodes,
     direction: Direction,
     cfg: &AnalysisConfig,
 ) -> Result<FeatureAnalysis> {
@@ -200,17 +218,8 @@ pub fn analyze_features(
             ctx.labels.codes.len()
         )));
     }
-    let nf = x.n_cols;
-    let mut nnz = vec![0usize; nf];
-    let mut sums = vec![0f64; nf];
-    for i in 0..n {
-        for (j, &v) in x.row(i).iter().enumerate() {
-            if v != 0.0 {
-                nnz[j] += 1;
-            }
-            sums[j] += v as f64;
-        }
-    }
+    let nf = x.n_cols();
+    let (nnz, sums) = x.column_sums();
     let frac_active: Vec<f64> = nnz.iter().map(|&c| c as f64 / n as f64).collect();
     let mean_value: Vec<f64> = sums.iter().map(|s| s / n as f64).collect();
     let alive: Vec<bool> = frac_active
@@ -219,13 +228,13 @@ pub fn analyze_features(
         .collect();
     let alive_idx: Vec<usize> = (0..nf).filter(|&j| alive[j]).collect();
     let mean_l0 = nnz.iter().sum::<usize>() as f64 / n as f64;
-    let auroc = auroc_table(x, &ctx.labels, &alive_idx, &ctx.tested_types, direction)?;
+    let auroc = auroc_table_sparse(x, &ctx.labels, &alive_idx, &ctx.tested_types, direction)?;
 
     let (attribution, enrichment) = match &ctx.expression {
         Some((expr, _)) => {
-            let sub = select_columns(x, &alive_idx);
-            let attr = attribute_genes(
-                &sub,
+            let attr = attribute_genes_auto(
+                x,
+                &alive_idx,
                 expr,
                 &AttributionOptions {
                     top_k: cfg.top_genes,

@@ -6,8 +6,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::pipeline::{analyze_features, match_cells, select_columns, AnalysisContext, Comparison};
+use super::pipeline::{
+    analyze_features, analyze_sparse_features, match_cells, select_columns, AnalysisContext,
+    Comparison,
+};
 use super::report::{self, Summary};
+use super::sparse_codes::SparseCodes;
 use super::{
     correlation::prepare_expression, fit_pca, read_gene_sets, AnalysisConfig, Direction,
     ExpressionTransform,
@@ -162,11 +166,15 @@ impl AnalysisConfig {
 
 /// Encode cell-level activations with the SAE saved in `dir`, refusing an SAE trained on another
 /// layer or model; returns the codes and the SAE's name for figure titles
-/// ([`crate::sae::saelens::SaeConfig::run_name`]).
-pub fn encode_with_sae(dir: &Path, acts: &CellMatrix) -> Result<(DenseMatrix, String)> {
+/// ([`crate::sae::saelens::SaeConfig::run_name`]). The cells are encoded a chunk at a time straight
+/// into the column-sparse codes, so the dense `cells x features` codes never exist.
+pub fn encode_with_sae(dir: &Path, acts: &CellMatrix) -> Result<(SparseCodes, String)> {
     let sae = crate::sae::Sae::load(dir)?;
     sae.check_source(&acts.provenance, &acts.provenance.path)?;
-    Ok((sae.encode(&acts.matrix)?, sae.cfg.run_name()))
+    let mut codes = SparseCodes::new(sae.cfg.d_sae);
+    sae.encode_chunks(&acts.matrix, |chunk, rows| codes.push_rows(chunk, rows))?;
+    codes.row_ids = acts.matrix.row_ids.clone();
+    Ok((codes, sae.cfg.run_name()))
 }
 
 /// The last part of `p` (the whole path when it has none), for figure titles.
@@ -222,7 +230,7 @@ pub fn analyze(
     };
     let (features, features_path, source, run) = match (&inputs.source, &acts) {
         (FeatureSource::Matrix { path, key }, _) => (
-            read_cells(path, None, key.as_deref())?.matrix,
+            SparseCodes::from_dense(&read_cells(path, None, key.as_deref())?.matrix)?,
             path.clone(),
             format!("{}", path.display()),
             format!("features of {}", file_name(path)),
@@ -244,7 +252,7 @@ pub fn analyze(
             )
         }
         (FeatureSource::Activations { layer, .. }, Some((dir, a))) => (
-            a.matrix.clone(),
+            SparseCodes::from_dense(&a.matrix)?,
             dir.clone(),
             format!("activations {} layer {}", dir.display(), layer),
             format!("activations layer {layer}"),
@@ -259,16 +267,14 @@ pub fn analyze(
         &ds.cell_ids,
         &inputs.data,
     )?;
+    // the analysed cells' expression, without keeping the whole data set beside it
     let sub = ds.select_cells(&rows);
+    drop(ds);
     let labels: Vec<String> = rows.iter().map(|&r| all_labels[r].clone()).collect();
-    let mut expr = sub.matrix.clone();
+    drop(all_labels);
+    let mut expr = sub.matrix;
     let expression_note = prepare_expression(&mut expr, inputs.expression);
-    let ctx = AnalysisContext::new(
-        &labels,
-        Some((expr, sub.gene_symbols.clone())),
-        Some(&sets),
-        cfg,
-    )?;
+    let ctx = AnalysisContext::new(&labels, Some((expr, sub.gene_symbols)), Some(&sets), cfg)?;
 
     // PCA input, in the features' cell order
     let pca_input = match (inputs.pca_source, &acts) {
@@ -304,7 +310,7 @@ pub fn analyze(
         }
         FeatureSource::Activations { sae: None, .. } => "activations".into(),
     });
-    let main = analyze_features(&ctx, &name, &features, cfg.direction, cfg)?;
+    let main = analyze_sparse_features(&ctx, &name, &features, cfg.direction, cfg)?;
     let baseline = match &pca_input {
         Some((_, x)) => {
             let pca = fit_pca(x, cfg.pca_components, cfg.pca_solver, rt.seed)?;

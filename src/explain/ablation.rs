@@ -113,7 +113,7 @@ pub fn ablate_features(
             before: cb[i],
             after: ca[i],
             prob_after: after[i * c + cb[i].best] as f64,
-            removed_activation: features.iter().map(|&f| dec.z(i)[f] as f64).sum(),
+            removed_activation: features.iter().map(|&f| dec.code(i, f) as f64).sum(),
         })
         .collect())
 }
@@ -187,7 +187,7 @@ pub struct ControlRow {
 }
 
 fn size_of(dec: &Decomposition, i: usize, f: usize) -> f64 {
-    (dec.z(i)[f].abs() * dec.dict.direction_norms[f]) as f64
+    (dec.code(i, f).abs() * dec.dict.direction_norms[f]) as f64
 }
 
 /// Random features for cell `i` matched in size to `top`, or `None` when there are too few.
@@ -199,11 +199,11 @@ fn matched_controls(
     rng: &mut impl Rng,
 ) -> Option<Vec<usize>> {
     let mut candidates: Vec<usize> = dec
-        .z(i)
+        .active(i)
+        .0
         .iter()
-        .enumerate()
-        .filter(|(f, &z)| z != 0.0 && !top.contains(f))
-        .map(|(f, _)| f)
+        .map(|&f| f as usize)
+        .filter(|f| !top.contains(f))
         .collect();
     if candidates.len() < top.len() {
         return None;
@@ -325,16 +325,13 @@ pub fn top_vs_random(
 /// The decomposition restricted to some cells.
 fn subset(dec: &Decomposition, cells: &[usize]) -> Decomposition {
     let k = dec.dict.d_in;
-    let mut error = Vec::with_capacity(cells.len() * k);
     let mut embeddings = Vec::with_capacity(cells.len() * k);
     for &i in cells {
-        error.extend_from_slice(dec.err(i));
         embeddings.extend_from_slice(dec.embedding(i));
     }
     Decomposition {
         dict: dec.dict.clone(),
         codes: dec.codes.select_rows(cells),
-        error,
         embeddings,
     }
 }

@@ -193,12 +193,12 @@ fn cell_attribution(
     baseline_logit: f64,
     normalise: bool,
 ) -> CellAttribution {
-    let z = dec.z(i);
-    let mut shares: Vec<FeatureShare> = z
+    let (idx, val) = dec.active(i);
+    let mut shares: Vec<FeatureShare> = idx
         .iter()
-        .enumerate()
-        .filter(|(_, &zf)| zf != 0.0)
-        .map(|(f, &zf)| FeatureShare {
+        .zip(val)
+        .map(|(&f, &zf)| (f as usize, zf))
+        .map(|(f, zf)| FeatureShare {
             feature: f,
             activation: zf,
             attribution: zf as f64 * dot(dec.dict.direction(f), gi),
@@ -206,7 +206,7 @@ fn cell_attribution(
         .collect();
     let n_active = shares.len();
     let mut features_total: f64 = shares.iter().map(|s| s.attribution).sum();
-    let mut error_term = dot(dec.err(i), gi);
+    let mut error_term = dot(&dec.err(i), gi);
     let delta = logit - baseline_logit;
     let factor = delta / (features_total + error_term);
     let scale = if normalise && factor.is_finite() && factor > 0.0 {

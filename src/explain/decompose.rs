@@ -13,7 +13,7 @@
 use std::path::Path;
 
 use crate::activations::Provenance;
-use crate::data::DenseMatrix;
+use crate::data::{CsrMatrix, DenseMatrix};
 use crate::error::{Error, Result};
 use crate::sae::Sae;
 use crate::spikgpt::annotate::LoadedModel;
@@ -75,41 +75,47 @@ impl Dictionary {
     }
 }
 
-/// Cells decomposed into codes and reconstruction error.
+/// Cells decomposed into codes and reconstruction error (computed per cell when asked,
+/// [`Decomposition::err`]).
 #[derive(Debug, Clone)]
 pub struct Decomposition {
     /// The dictionary.
     pub dict: Dictionary,
-    /// Codes `[n, F]`.
-    pub codes: DenseMatrix,
-    /// `e - e0 - z V` (`[n, k]` row-major).
-    pub error: Vec<f32>,
+    /// Codes `[n, F]`, row-sparse: each cell's active features (increasing) and their codes.
+    pub codes: CsrMatrix,
     /// The embeddings themselves (`[n, k]` row-major).
     pub embeddings: Vec<f32>,
 }
 
 impl Decomposition {
-    /// Encode `emb` with `sae` and keep the residual.
+    /// Encode `emb` with `sae`. The cells are encoded a chunk at a time ([`Sae::encode_chunks`])
+    /// and only their non-zero codes are kept, so the dense `[n, F]` codes never exist.
     pub fn new(sae: &Sae, emb: &DenseMatrix) -> Result<Decomposition> {
-        let codes = sae.encode(emb)?;
         let dict = Dictionary::of(sae);
-        let k = dict.d_in;
-        let mut error = vec![0f32; emb.n_rows * k];
-        let mut rec = vec![0f32; k];
-        for i in 0..emb.n_rows {
-            dict.decode_into(codes.row(i), &mut rec);
-            for ((e, x), r) in error[i * k..(i + 1) * k]
-                .iter_mut()
-                .zip(emb.row(i))
-                .zip(&rec)
-            {
-                *e = x - r;
+        let m = dict.d_sae;
+        let mut indptr = Vec::with_capacity(emb.n_rows + 1);
+        indptr.push(0);
+        let (mut indices, mut data) = (Vec::new(), Vec::new());
+        sae.encode_chunks(emb, |chunk, rows| {
+            for z in chunk.chunks_exact(m).take(rows) {
+                for (f, &v) in z.iter().enumerate().filter(|(_, &v)| v != 0.0) {
+                    indices.push(f as u32);
+                    data.push(v);
+                }
+                indptr.push(data.len());
             }
-        }
+            Ok(())
+        })?;
+        let codes = CsrMatrix {
+            n_rows: emb.n_rows,
+            n_cols: m,
+            indptr,
+            indices,
+            data,
+        };
         Ok(Decomposition {
             dict,
             codes,
-            error,
             embeddings: emb.data.clone(),
         })
     }
@@ -119,15 +125,42 @@ impl Decomposition {
         self.codes.n_rows
     }
 
-    /// Codes of cell `i`.
-    pub fn z(&self, i: usize) -> &[f32] {
+    /// Active features of cell `i` (increasing) and their codes.
+    pub fn active(&self, i: usize) -> (&[u32], &[f32]) {
         self.codes.row(i)
     }
 
-    /// Reconstruction error of cell `i`.
-    pub fn err(&self, i: usize) -> &[f32] {
-        let k = self.dict.d_in;
-        &self.error[i * k..(i + 1) * k]
+    /// Code of feature `f` in cell `i` (0 when inactive).
+    pub fn code(&self, i: usize, f: usize) -> f32 {
+        self.codes.get(i, f)
+    }
+
+    /// Codes of cell `i` with its zeros (`[F]`, a copy).
+    pub fn z(&self, i: usize) -> Vec<f32> {
+        let mut z = vec![0f32; self.dict.d_sae];
+        let (idx, val) = self.active(i);
+        for (&f, &v) in idx.iter().zip(val) {
+            z[f as usize] = v;
+        }
+        z
+    }
+
+    /// Reconstruction error of cell `i`, `e - e0 - z V` (`[k]`): the reconstruction adds the
+    /// active features' directions to `e0` in increasing feature order, as
+    /// [`Dictionary::decode_into`] does.
+    pub fn err(&self, i: usize) -> Vec<f32> {
+        let mut rec = self.dict.baseline.clone();
+        let (idx, val) = self.active(i);
+        for (&f, &zf) in idx.iter().zip(val) {
+            for (o, v) in rec.iter_mut().zip(self.dict.direction(f as usize)) {
+                *o += zf * v;
+            }
+        }
+        self.embedding(i)
+            .iter()
+            .zip(&rec)
+            .map(|(x, r)| x - r)
+            .collect()
     }
 
     /// Embedding of cell `i`.
@@ -139,9 +172,8 @@ impl Decomposition {
     /// Cell `i` with the features in `drop` set to zero (error kept): `e - sum_{f in drop} z_f v_f`.
     pub fn ablated(&self, i: usize, drop: &[usize], out: &mut [f32]) {
         out.copy_from_slice(self.embedding(i));
-        let z = self.z(i);
         for &f in drop {
-            let zf = z[f];
+            let zf = self.code(i, f);
             if zf != 0.0 {
                 for (o, v) in out.iter_mut().zip(self.dict.direction(f)) {
                     *o -= zf * v;
@@ -166,7 +198,7 @@ impl Decomposition {
         for i in 0..n {
             for ((x, m), e) in self.embedding(i).iter().zip(&mean).zip(self.err(i)) {
                 sst += (*x as f64 - m).powi(2);
-                sse += (*e as f64).powi(2);
+                sse += (e as f64).powi(2);
             }
         }
         1.0 - sse / sst
@@ -255,7 +287,7 @@ mod tests {
         let dec = Decomposition::new(&sae, &emb).unwrap();
         for i in 0..2 {
             let mut r = vec![0f32; 2];
-            d.decode_into(dec.z(i), &mut r);
+            d.decode_into(&dec.z(i), &mut r);
             for ((r, e), x) in r.iter().zip(dec.err(i)).zip(emb.row(i)) {
                 assert!((r + e - x).abs() < 1e-6);
             }
@@ -268,5 +300,34 @@ mod tests {
         let mut a = vec![0f32; 2];
         dec.ablated(0, &[0], &mut a);
         assert!((a[0] - (3.0 - 1.8)).abs() < 1e-6 && (a[1] - 2.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn sparse_codes_equal_the_dense_encoding_across_chunks() {
+        // more cells than one encoding chunk (4096), codes with zeros
+        let sae = tiny_sae();
+        let n = 5000;
+        let data: Vec<f32> = (0..n * 2)
+            .map(|k| ((k * 37 % 101) as f32 - 50.0) / 10.0)
+            .collect();
+        let emb = DenseMatrix::new(n, 2, data).unwrap();
+        let dense = sae.encode(&emb).unwrap();
+        let dec = Decomposition::new(&sae, &emb).unwrap();
+        let dict = Dictionary::of(&sae);
+        assert_eq!(dec.n_cells(), n);
+        let mut zeros = 0;
+        let mut rec = vec![0f32; 2];
+        for i in 0..n {
+            assert_eq!(dec.z(i), dense.row(i), "cell {i}");
+            // the error computed on demand is bit for bit e - decode(z)
+            dict.decode_into(dense.row(i), &mut rec);
+            let e: Vec<f32> = emb.row(i).iter().zip(&rec).map(|(x, r)| x - r).collect();
+            assert_eq!(dec.err(i), e, "cell {i}");
+            zeros += dense.row(i).iter().filter(|&&z| z == 0.0).count();
+            let (idx, _) = dec.active(i);
+            assert!(idx.windows(2).all(|w| w[0] < w[1]));
+            assert_eq!(dec.code(i, 2), dense.row(i)[2]);
+        }
+        assert!(zeros > 0 && zeros < n * 3);
     }
 }

@@ -104,11 +104,10 @@ fn activity(dec: &Decomposition, cells: &[usize]) -> (Vec<f64>, Vec<f64>) {
     let mut active = vec![0f64; f];
     let mut sum = vec![0f64; f];
     for &i in cells {
-        for (j, &z) in dec.z(i).iter().enumerate() {
-            if z != 0.0 {
-                active[j] += 1.0;
-                sum[j] += z as f64;
-            }
+        let (idx, val) = dec.active(i);
+        for (&j, &z) in idx.iter().zip(val) {
+            active[j as usize] += 1.0;
+            sum[j as usize] += z as f64;
         }
     }
     let mean = sum

@@ -188,19 +188,35 @@ impl Sae {
     /// Codes `[n, d_sae]` of raw activations `x` (`[n, d_in]`): z-score with the saved statistics,
     /// then `z = act((x' - b_dec) W_enc + b_enc)`. Row ids are carried over.
     pub fn encode(&self, x: &DenseMatrix) -> Result<DenseMatrix> {
-        let xz = self.zscore(x)?;
-        let s = self.sparsifier()?;
-        let (d, m) = (self.cfg.d_in, self.cfg.d_sae);
-        let mut data = Vec::with_capacity(x.n_rows * m);
-        let p = self.params();
-        for rows in xz.data.chunks(CHUNK * d) {
-            let n = rows.len() / d;
-            let (_, pre) = pre_activations(&Device::Cpu, &p, rows, n)?;
-            data.extend(activate(&pre, m, s));
-        }
-        let mut out = DenseMatrix::new(x.n_rows, m, data)?;
+        let mut data = Vec::with_capacity(x.n_rows * self.cfg.d_sae);
+        self.encode_chunks(x, |codes, _| {
+            data.extend_from_slice(codes);
+            Ok(())
+        })?;
+        let mut out = DenseMatrix::new(x.n_rows, self.cfg.d_sae, data)?;
         out.row_ids = x.row_ids.clone();
         Ok(out)
+    }
+
+    /// The codes of `x` as [`Sae::encode`] computes them, handed to `sink` a chunk of rows at a
+    /// time (row-major `rows x d_sae` values and `rows`, chunks in row order), so that at most one
+    /// chunk of codes (and of z-scored inputs) is in memory.
+    pub fn encode_chunks(
+        &self,
+        x: &DenseMatrix,
+        mut sink: impl FnMut(&[f32], usize) -> Result<()>,
+    ) -> Result<()> {
+        self.check_width(x.n_cols, "activations")?;
+        let s = self.sparsifier()?;
+        let (d, m) = (self.cfg.d_in, self.cfg.d_sae);
+        let p = self.params();
+        for rows in x.data.chunks(CHUNK * d) {
+            let n = rows.len() / d;
+            let xz = zscore::apply(rows, &self.input_mean, &self.input_std);
+            let (_, pre) = pre_activations(&Device::Cpu, &p, &xz, n)?;
+            sink(&activate(&pre, m, s), n)?;
+        }
+        Ok(())
     }
 
     /// Reconstructions in z-scored space, `x' = z W_dec + b_dec`, of codes `z` (`[n, d_sae]`).
