@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::activations::read_cells;
 use crate::analysis::heldout::{
-    score_concepts, stratified_split, Concept, HeldOutOptions, HeldOutSummary,
+    score_columns, score_concepts, stratified_split, Concept, HeldOutOptions, HeldOutSummary,
 };
 use crate::analysis::pca::{fit_pca, PcaSolver};
 use crate::analysis::pipeline::match_cells;
@@ -114,20 +114,22 @@ pub fn run_concepts(req: &ConceptsRequest) -> Result<ConceptsReport> {
         return Err(Error::input(&req.out, "--out must be a folder"));
     }
     check_not_finished(&req.out, SUMMARY_FILE, "held-out concept scores", req.force)?;
-    let (features, features_path, name, baseline_input) = match &req.source {
+    // the features, one column at a time: SAE codes stay column-sparse
+    let (codes, features, features_path, name, baseline_input) = match &req.source {
         FeatureSource::Matrix { path, key } => {
             let m = read_cells(path, None, key.as_deref())?.matrix;
-            (m.clone(), path.clone(), file_name(path), m)
+            (None, Some(m.clone()), path.clone(), file_name(path), m)
         }
         FeatureSource::Activations { dir, layer, sae } => {
             let cells = read_cells(dir, Some(layer), None)?;
             match sae {
                 Some(sae) => {
                     let (codes, run) = encode_with_sae(sae, &cells)?;
-                    (codes, dir.clone(), run, cells.matrix)
+                    (Some(codes), None, dir.clone(), run, cells.matrix)
                 }
                 None => (
-                    cells.matrix.clone(),
+                    None,
+                    Some(cells.matrix.clone()),
                     dir.clone(),
                     format!("layer {layer} activations"),
                     cells.matrix,
@@ -135,18 +137,31 @@ pub fn run_concepts(req: &ConceptsRequest) -> Result<ConceptsReport> {
             }
         }
     };
+    let row_ids = match (&codes, &features) {
+        (Some(c), _) => c.row_ids.clone(),
+        (None, Some(m)) => m.row_ids.clone(),
+        (None, None) => None,
+    };
     let ds = load(&req.data, &req.load)?;
     let all = ds.labels(&req.label_key)?;
-    let rows = match_cells(
-        features.row_ids.as_deref(),
-        &features_path,
-        &ds.cell_ids,
-        &req.data,
-    )?;
+    let rows = match_cells(row_ids.as_deref(), &features_path, &ds.cell_ids, &req.data)?;
     let labels: Vec<String> = rows.iter().map(|&r| all[r].clone()).collect();
     let ids: Vec<String> = rows.iter().map(|&r| ds.cell_ids[r].clone()).collect();
+    drop(ds);
     let is_test = stratified_split(&ids, &labels, req.opts.test_fraction, req.opts.seed)?;
-    let (concepts, summary) = score_concepts(&features, &labels, &is_test, &req.opts)?;
+    let (concepts, summary) = match (&codes, &features) {
+        (Some(c), _) => score_columns(
+            rows.len(),
+            c.n_cols(),
+            |f| c.dense_column(f),
+            &labels,
+            &is_test,
+            &req.opts,
+        )?,
+        (_, Some(m)) => score_concepts(m, &labels, &is_test, &req.opts)?,
+        (None, None) => return Err(Error::invalid("no features were read")),
+    };
+    drop(features);
     let pca = if req.pca_components > 0 {
         let p = fit_pca(
             &baseline_input,

@@ -197,16 +197,29 @@ pub fn score_concepts(
     is_test: &[bool],
     opts: &HeldOutOptions,
 ) -> Result<(Vec<Concept>, HeldOutSummary)> {
-    if labels.len() != x.n_rows || is_test.len() != x.n_rows {
+    score_columns(x.n_rows, x.n_cols, |f| x.column(f), labels, is_test, opts)
+}
+
+/// [`score_concepts`] over `n_cols` features of `n_rows` cells given one column at a time by
+/// `column(f)` (e.g. from column-sparse SAE codes, so the dense matrix never exists).
+pub fn score_columns(
+    n_rows: usize,
+    n_cols: usize,
+    column: impl Fn(usize) -> Vec<f32> + Sync,
+    labels: &[String],
+    is_test: &[bool],
+    opts: &HeldOutOptions,
+) -> Result<(Vec<Concept>, HeldOutSummary)> {
+    if labels.len() != n_rows || is_test.len() != n_rows {
         return Err(Error::invalid(format!(
             "{} labels and {} split flags for {} cells",
             labels.len(),
             is_test.len(),
-            x.n_rows
+            n_rows
         )));
     }
-    let val: Vec<usize> = (0..x.n_rows).filter(|&i| !is_test[i]).collect();
-    let test: Vec<usize> = (0..x.n_rows).filter(|&i| is_test[i]).collect();
+    let val: Vec<usize> = (0..n_rows).filter(|&i| !is_test[i]).collect();
+    let test: Vec<usize> = (0..n_rows).filter(|&i| is_test[i]).collect();
     let mut types: Vec<&str> = labels.iter().map(String::as_str).collect();
     types.sort_unstable();
     types.dedup();
@@ -224,11 +237,12 @@ pub fn score_concepts(
     for c in val_codes.iter().flatten() {
         counts[*c] += 1;
     }
-    let d = x.n_cols;
+    let d = n_cols;
     let mut concepts: Vec<Concept> = (0..d)
         .into_par_iter()
         .filter_map(|f| {
-            let v: Vec<f64> = val.iter().map(|&i| x.data[i * d + f] as f64).collect();
+            let col = column(f);
+            let v: Vec<f64> = val.iter().map(|&i| col[i] as f64).collect();
             if v.iter().all(|a| *a == v[0]) {
                 return None;
             }
@@ -259,10 +273,7 @@ pub fn score_concepts(
             let vs: Vec<f64> = v.iter().map(|a| sign * a).collect();
             let vpos: Vec<bool> = val_codes.iter().map(|c| *c == Some(t)).collect();
             let (threshold, val_f1) = best_threshold(&vs, &vpos);
-            let ts: Vec<f64> = test
-                .iter()
-                .map(|&i| sign * x.data[i * d + f] as f64)
-                .collect();
+            let ts: Vec<f64> = test.iter().map(|&i| sign * col[i] as f64).collect();
             let tpos: Vec<bool> = test.iter().map(|&i| labels[i] == types[t]).collect();
             let (test_precision, test_recall, test_f1) = prf(&ts, &tpos, threshold);
             Some(Concept {
