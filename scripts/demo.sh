@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the bundled data, end to end:
 #   inspect -> extract every layer -> train an SAE on the last layer -> analyse its features against
-#   cell types and gene sets (with the PCA baseline) -> train SpikGPT with plasma cells held out
+#   cell types and gene sets (with the PCA baseline), and score their concepts on held-out cells -> train SpikGPT with plasma cells held out
 #   (calibrated Unknown rule) -> annotate (explained through SAE features) -> evaluate; NK held out
 #   (the hard case); reference -> query across chemistries: PBMC3k (10x v1) -> Kang 2018 (10x v2),
 #   with a label map and per-batch metrics.
@@ -47,6 +47,9 @@ run $bin/scsae train "${THREADS_OPT[@]}" --activations "$OUT/activations" --laye
   --epochs "$EPOCHS" --out "$OUT/sae"
 run $bin/scsae analyze "${THREADS_OPT[@]}" --sae "$OUT/sae" --activations "$OUT/activations" \
   --layer "$LAYER" --data "$DATA" --label-key "$KEY" --genesets genesets/ --out "$OUT/analysis"
+# concepts chosen on half of each type's cells and scored on the other half (and the PCA baseline)
+run $bin/scsae concepts --sae "$OUT/sae" --activations "$OUT/activations" --layer "$LAYER" \
+  --data "$DATA" --label-key "$KEY" --out "$OUT/concepts"
 # SpikGPT. The committed checkpoint's random weights give CLS embeddings without biology, so the
 # annotator is shown on the stand-in embeddings of the same cells (50 principal components of the log
 # expression, tests/fixtures/spikgpt/); with a released checkpoint, pass "$OUT/activations" instead.
@@ -87,7 +90,7 @@ run $bin/spikgpt annotate "${THREADS_OPT[@]}" --model "$OUT/spikgpt_cls" --embed
 # the SAE's codes of every cell, with its feature table, as AnnData
 run $bin/scsae encode --sae "$OUT/sae_cls" --activations "$OUT/activations" --layer cls \
   --analysis "$OUT/analysis_cls" --write-h5ad "$OUT/immune1000_sae_codes.h5ad"
-echo "demo: results in $OUT/ (analysis report: $OUT/analysis/report.md;" \
+echo "demo: results in $OUT/ (analysis report: $OUT/analysis/report.md; held-out concepts: $OUT/concepts/concepts.json;" \
   "annotation: $OUT/annotation/evaluation.txt, evaluation_confusion.png, evaluation_map.png and evaluation_rejection_curve.png;" \
   "reference -> query: $OUT/kang/evaluation.txt;" \
   "explanations: $OUT/explained/predictions_features.csv, predictions_class_drivers.csv;" \
