@@ -164,6 +164,12 @@ pub fn annotate_and_explain(req: &AnnotateRequest<'_>, rt: &Runtime) -> Result<A
                 };
             }
             let dec = load_for_model(x.sae, &loaded, &emb)?;
+            let (sae_cfg, _) = crate::sae::saelens::load(x.sae)?;
+            opts.run = format!(
+                "{} explaining SpikGPT {}",
+                sae_cfg.run_name(),
+                file_name(req.model)
+            );
             if let Some(c) = &opts.control {
                 c.validate(dec.dict.d_sae)?;
             }
@@ -315,4 +321,11 @@ fn h5ad_additions(
     add.uns
         .push(("spikgpt".to_string(), UnsAddition::Dict(uns)));
     add
+}
+
+/// The last part of `p` (the whole path when it has none), for figure titles.
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| p.display().to_string())
 }

@@ -20,6 +20,8 @@ pub struct ClassHeatmap {
     pub features: Vec<String>,
     /// Row-major `classes x features`.
     pub values: Vec<f64>,
+    /// The run named under the title (SAE and annotator); empty = none.
+    pub run: String,
 }
 
 impl ClassHeatmap {
@@ -72,6 +74,7 @@ impl ClassHeatmap {
             classes: rows,
             features,
             values,
+            run: String::new(),
         }
     }
 
@@ -112,11 +115,14 @@ impl Figure for ClassHeatmap {
         text(
             root,
             "Mean attribution to the called class's logit, per class",
-            (10, 25),
+            (10, 20),
             17,
             HPos::Left,
             VPos::Center,
         )?;
+        if !self.run.is_empty() {
+            text(root, &self.run, (10, 42), 13, HPos::Left, VPos::Center)?;
+        }
         let nf = self.features.len();
         let scale = self.values.iter().fold(0f64, |m, v| m.max(v.abs()));
         let grid = Grid {

@@ -57,6 +57,8 @@ pub struct ExplainOptions {
     pub batch_size: usize,
     /// Show progress bars.
     pub progress: bool,
+    /// What the figures name as the run (the SAE and the annotator); empty = no run line.
+    pub run: String,
 }
 
 impl Default for ExplainOptions {
@@ -70,6 +72,7 @@ impl Default for ExplainOptions {
             control: Some(ControlOptions::default()),
             batch_size: 256,
             progress: false,
+            run: String::new(),
         }
     }
 }
@@ -179,7 +182,9 @@ pub fn explain_annotation(
     )?;
     let drivers = class_drivers(&cells, &attrs, opts.top_features, opts.per_class);
     let novel = novel_features(dec, labels, opts.novel_limit);
-    write_class_reports(dir, stem, &cells, &attrs, &drivers, &novel, meaning)?;
+    write_class_reports(
+        dir, stem, &cells, &attrs, &drivers, &novel, meaning, &opts.run,
+    )?;
     let mut files = vec![
         format!("{stem}_attribution"),
         format!("{stem}_features"),

@@ -129,7 +129,8 @@ pub fn write_cell_tables(
 }
 
 /// Write `<stem>_class_drivers.*`, `<stem>_unknown_features.*` and the heatmap
-/// `<stem>_class_heatmap.png/.svg` (mean attribution of the drivers in every class).
+/// `<stem>_class_heatmap.png/.svg` (mean attribution of the drivers in every class; `run` names the
+/// SAE and the annotator in its title).
 #[allow(clippy::too_many_arguments)]
 pub fn write_class_reports(
     dir: &Path,
@@ -139,6 +140,7 @@ pub fn write_class_reports(
     drivers: &[Driver],
     novel: &[NovelFeature],
     meaning: &Interpretations,
+    run: &str,
 ) -> Result<()> {
     let dm: Vec<FeatureMeaning> = drivers.iter().map(|d| meaning.get(d.feature)).collect();
     let t = Table::new(drivers.len())
@@ -187,7 +189,8 @@ pub fn write_class_reports(
         );
     with_meaning(t, &nm).write(dir, &format!("{stem}_unknown_features"))?;
 
-    let heat = ClassHeatmap::of(cells, attrs, drivers, meaning, 5, 40);
+    let mut heat = ClassHeatmap::of(cells, attrs, drivers, meaning, 5, 40);
+    heat.run = run.to_string();
     if !heat.features.is_empty() {
         save_figure(
             &dir.join(format!("{stem}_class_heatmap")),
