@@ -15,9 +15,10 @@ use crate::data::{LoadOptions, MatrixLayer};
 use crate::error::{Error, Result};
 use crate::runtime::Runtime;
 
-/// Arguments of `scsae analyze`.
+/// The features of `scsae analyze` and `scsae concepts`: a matrix file, or cell-level activations of
+/// an extraction folder, encoded by an SAE when given.
 #[derive(Debug, Clone, Args)]
-pub struct AnalyzeArgs {
+pub struct FeatureSourceArgs {
     /// Precomputed cells x features matrix (.safetensors with row_ids, .csv/.parquet with a first
     /// column of cell ids), e.g. SAE codes from `scsae encode`.
     #[arg(long)]
@@ -34,6 +35,54 @@ pub struct AnalyzeArgs {
     /// Activation layer (e.g. 11, embeddings, cls).
     #[arg(long)]
     pub layer: Option<String>,
+}
+
+impl FeatureSourceArgs {
+    /// The source, or a one-line error for a combination that names none or two.
+    pub fn source(&self) -> Result<FeatureSource> {
+        if self.features.is_some() && self.sae.is_some() {
+            return Err(Error::invalid(
+                "give either --features or --sae (with --activations), not both",
+            ));
+        }
+        if self.sae.is_some() && self.activations.is_none() {
+            return Err(Error::invalid(
+                "--sae needs --activations DIR --layer L to encode",
+            ));
+        }
+        if self.features.is_some() && self.activations.is_some() {
+            return Err(Error::invalid(
+                "--features and --activations are alternatives: analyse a matrix file or an extraction, not both",
+            ));
+        }
+        if self.activations.is_some() && self.layer.is_none() {
+            return Err(Error::invalid(
+                "--activations needs --layer (e.g. --layer 11)",
+            ));
+        }
+        match (&self.features, &self.activations, &self.layer) {
+            (Some(path), _, _) => Ok(FeatureSource::Matrix {
+                path: path.clone(),
+                key: self.features_key.clone(),
+            }),
+            (None, Some(dir), Some(layer)) => Ok(FeatureSource::Activations {
+                dir: dir.clone(),
+                layer: layer.clone(),
+                sae: self.sae.clone(),
+            }),
+            _ => Err(Error::invalid(
+                "nothing to analyse: give --features FILE or --activations DIR --layer L [--sae DIR]",
+            )),
+        }
+    }
+}
+
+/// Arguments of `scsae analyze`.
+#[derive(Debug, Clone, Args)]
+pub struct AnalyzeArgs {
+    /// Where the features come from.
+    #[command(flatten)]
+    pub src: FeatureSourceArgs,
     /// Single-cell data (.h5ad or 10x folder) with labels and expression.
     #[arg(long)]
     pub data: PathBuf,
@@ -136,41 +185,8 @@ impl AnalyzeArgs {
 pub fn run(args: &AnalyzeArgs, rt: &Runtime) -> Result<String> {
     let cfg = args.config()?;
     cfg.validate()?;
-    if args.features.is_some() && args.sae.is_some() {
-        return Err(Error::invalid(
-            "give either --features or --sae (with --activations), not both",
-        ));
-    }
-    if args.sae.is_some() && args.activations.is_none() {
-        return Err(Error::invalid(
-            "--sae needs --activations DIR --layer L to encode",
-        ));
-    }
-    if args.features.is_some() && args.activations.is_some() {
-        return Err(Error::invalid(
-            "--features and --activations are alternatives: analyse a matrix file or an extraction, not both",
-        ));
-    }
-    if args.activations.is_some() && args.layer.is_none() {
-        return Err(Error::invalid(
-            "--activations needs --layer (e.g. --layer 11)",
-        ));
-    }
-    let source = match (&args.features, &args.activations, &args.layer) {
-        (Some(path), _, _) => FeatureSource::Matrix {
-            path: path.clone(),
-            key: args.features_key.clone(),
-        },
-        (None, Some(dir), Some(layer)) => FeatureSource::Activations {
-            dir: dir.clone(),
-            layer: layer.clone(),
-            sae: args.sae.clone(),
-        },
-        _ => return Err(Error::invalid(
-            "nothing to analyse: give --features FILE or --activations DIR --layer L [--sae DIR]",
-        )),
-    };
-    if args.pca_source == PcaSource::Activations && args.activations.is_none() {
+    let source = args.src.source()?;
+    if args.pca_source == PcaSource::Activations && args.src.activations.is_none() {
         return Err(Error::invalid(
             "--pca-source activations needs --activations DIR --layer L",
         ));

@@ -7,28 +7,16 @@ use clap::Args;
 
 use crate::analysis::concepts::{run_concepts, ConceptsRequest};
 use crate::analysis::heldout::HeldOutOptions;
-use crate::analysis::workflow::FeatureSource;
+use crate::cli::analyze::FeatureSourceArgs;
 use crate::data::{LoadOptions, MatrixLayer};
 use crate::error::{Error, Result};
 
 /// Arguments of `scsae concepts`.
 #[derive(Debug, Clone, Args)]
 pub struct ConceptsArgs {
-    /// Precomputed cells x features matrix with cell ids (e.g. `scsae encode` codes).
-    #[arg(long, conflicts_with_all = ["activations", "sae"])]
-    pub features: Option<PathBuf>,
-    /// Tensor to read from a multi-tensor --features safetensors file.
-    #[arg(long)]
-    pub features_key: Option<String>,
-    /// Trained SAE folder: encodes the --activations.
-    #[arg(long)]
-    pub sae: Option<PathBuf>,
-    /// Activation folder written by `scsae extract` (cell-level vectors of --layer).
-    #[arg(long)]
-    pub activations: Option<PathBuf>,
-    /// Activation layer (e.g. 11, cls).
-    #[arg(long)]
-    pub layer: Option<String>,
+    /// Where the features come from.
+    #[command(flatten)]
+    pub src: FeatureSourceArgs,
     /// Single-cell data (.h5ad or 10x folder) with the labels.
     #[arg(long)]
     pub data: PathBuf,
@@ -69,20 +57,7 @@ pub struct ConceptsArgs {
 
 /// Score; returns the headline as text.
 pub fn run(a: &ConceptsArgs) -> Result<String> {
-    let source = match (&a.features, &a.activations, &a.layer) {
-        (Some(path), None, _) => FeatureSource::Matrix {
-            path: path.clone(),
-            key: a.features_key.clone(),
-        },
-        (None, Some(dir), Some(layer)) => FeatureSource::Activations {
-            dir: dir.clone(),
-            layer: layer.clone(),
-            sae: a.sae.clone(),
-        },
-        _ => return Err(Error::invalid(
-            "give --features FILE, or --activations DIR --layer L (with --sae DIR for SAE codes)",
-        )),
-    };
+    let source = a.src.source()?;
     if !(a.min_auroc.is_finite() && (0.0..=1.0).contains(&a.min_auroc)) {
         return Err(Error::invalid("--min-auroc must be between 0 and 1"));
     }
