@@ -3,7 +3,7 @@
 //! concept on held-out cells ([`crate::analysis::heldout`]), and the same for the PCA baseline of the
 //! same inputs; write the tables and `concepts.json` (written last: it marks a finished folder).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use polars::prelude::*;
 use serde::Serialize;
@@ -18,6 +18,7 @@ use crate::analysis::workflow::{encode_with_sae, FeatureSource};
 use crate::data::{load, LoadOptions};
 use crate::error::{Error, Result};
 use crate::io::atomic::write_json_atomic;
+use crate::io::file_name;
 use crate::io::lock::{check_not_finished, OutputLock};
 use crate::io::table::write_table;
 
@@ -102,12 +103,6 @@ fn table(concepts: &[Concept], prefix: &str) -> Result<DataFrame> {
     .map_err(|e| Error::invalid(format!("cannot build the concepts table: {e}")))
 }
 
-fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| p.display().to_string())
-}
-
 /// Run the held-out scoring; nothing is written before every input has been read and checked.
 pub fn run_concepts(req: &ConceptsRequest) -> Result<ConceptsReport> {
     if req.out.is_file() {
@@ -115,42 +110,42 @@ pub fn run_concepts(req: &ConceptsRequest) -> Result<ConceptsReport> {
     }
     check_not_finished(&req.out, SUMMARY_FILE, "held-out concept scores", req.force)?;
     // the features, one column at a time: SAE codes stay column-sparse
-    let (codes, features, features_path, name, baseline_input) = match &req.source {
+    // `inputs` are the scored features, or with an SAE its inputs (codes kept column-sparse); the PCA
+    // baseline is fitted on `inputs` either way
+    let (codes, inputs, features_path, name) = match &req.source {
         FeatureSource::Matrix { path, key } => {
             let m = read_cells(path, None, key.as_deref())?.matrix;
-            (None, Some(m.clone()), path.clone(), file_name(path), m)
+            (None, m, path.clone(), file_name(path))
         }
         FeatureSource::Activations { dir, layer, sae } => {
             let cells = read_cells(dir, Some(layer), None)?;
             match sae {
                 Some(sae) => {
                     let (codes, run) = encode_with_sae(sae, &cells)?;
-                    (Some(codes), None, dir.clone(), run, cells.matrix)
+                    (Some(codes), cells.matrix, dir.clone(), run)
                 }
                 None => (
                     None,
-                    Some(cells.matrix.clone()),
+                    cells.matrix,
                     dir.clone(),
                     format!("layer {layer} activations"),
-                    cells.matrix,
                 ),
             }
         }
     };
-    let row_ids = match (&codes, &features) {
-        (Some(c), _) => c.row_ids.clone(),
-        (None, Some(m)) => m.row_ids.clone(),
-        (None, None) => None,
+    let row_ids = match &codes {
+        Some(c) => c.row_ids.as_deref(),
+        None => inputs.row_ids.as_deref(),
     };
     let ds = load(&req.data, &req.load)?;
     let all = ds.labels(&req.label_key)?;
-    let rows = match_cells(row_ids.as_deref(), &features_path, &ds.cell_ids, &req.data)?;
+    let rows = match_cells(row_ids, &features_path, &ds.cell_ids, &req.data)?;
     let labels: Vec<String> = rows.iter().map(|&r| all[r].clone()).collect();
     let ids: Vec<String> = rows.iter().map(|&r| ds.cell_ids[r].clone()).collect();
     drop(ds);
     let is_test = stratified_split(&ids, &labels, req.opts.test_fraction, req.opts.seed)?;
-    let (concepts, summary) = match (&codes, &features) {
-        (Some(c), _) => score_columns(
+    let (concepts, summary) = match &codes {
+        Some(c) => score_columns(
             rows.len(),
             c.n_cols(),
             |f| c.dense_column(f),
@@ -158,17 +153,11 @@ pub fn run_concepts(req: &ConceptsRequest) -> Result<ConceptsReport> {
             &is_test,
             &req.opts,
         )?,
-        (_, Some(m)) => score_concepts(m, &labels, &is_test, &req.opts)?,
-        (None, None) => return Err(Error::invalid("no features were read")),
+        None => score_concepts(&inputs, &labels, &is_test, &req.opts)?,
     };
-    drop(features);
+    drop(codes);
     let pca = if req.pca_components > 0 {
-        let p = fit_pca(
-            &baseline_input,
-            req.pca_components,
-            PcaSolver::Auto,
-            req.opts.seed,
-        )?;
+        let p = fit_pca(&inputs, req.pca_components, PcaSolver::Auto, req.opts.seed)?;
         let opts = HeldOutOptions {
             two_sided: true,
             ..req.opts.clone()

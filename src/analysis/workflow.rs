@@ -20,6 +20,7 @@ use crate::activations::{read_cells, CellMatrix};
 use crate::data::DenseMatrix;
 use crate::data::{load, LoadOptions};
 use crate::error::{Error, Result};
+use crate::io::file_name;
 use crate::io::lock::{check_not_finished, lock_for_writing};
 use crate::runtime::Runtime;
 
@@ -175,13 +176,6 @@ pub fn encode_with_sae(dir: &Path, acts: &CellMatrix) -> Result<(SparseCodes, St
     sae.encode_chunks(&acts.matrix, |chunk, rows| codes.push_rows(chunk, rows))?;
     codes.row_ids = acts.matrix.row_ids.clone();
     Ok((codes, sae.cfg.run_name()))
-}
-
-/// The last part of `p` (the whole path when it has none), for figure titles.
-fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| p.display().to_string())
 }
 
 /// The file written last, that marks a finished analysis folder.

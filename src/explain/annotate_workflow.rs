@@ -16,6 +16,7 @@ use crate::data::h5ad_write::{
     UnsAddition,
 };
 use crate::error::{Error, Result};
+use crate::io::file_name;
 use crate::runtime::Runtime;
 use crate::spikgpt::activity::ForwardStats;
 use crate::spikgpt::annotate::{
@@ -321,11 +322,4 @@ fn h5ad_additions(
     add.uns
         .push(("spikgpt".to_string(), UnsAddition::Dict(uns)));
     add
-}
-
-/// The last part of `p` (the whole path when it has none), for figure titles.
-fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| p.display().to_string())
 }

@@ -14,3 +14,10 @@ pub mod table;
 pub use atomic::{write_atomic, write_bytes_atomic, write_json_atomic};
 pub use json::read_json;
 pub use matrix::read_matrix;
+
+/// The last part of `p` (the whole path when it has none), for titles and messages.
+pub(crate) fn file_name(p: &std::path::Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| p.display().to_string())
+}

@@ -21,6 +21,7 @@ use crate::sae::model::Sae;
 use crate::sae::run::{RunCore, RunSource};
 use crate::sae::stream::{fit_zscores, ShuffleBuffer, StoreRows, READ_BLOCK};
 use crate::sae::train::{batch_message, check_out_dir, epoch_rng, TrainOptions, TrainedRun};
+use crate::sae::zscore;
 
 /// Stream index of the generator that orders the parts of an epoch (distinct from the in-memory
 /// shuffle's, the resampling's and the buffer's).
@@ -39,14 +40,13 @@ pub struct StreamRun {
     pub out: PathBuf,
 }
 
-/// Z-score `rows` rows of `x` in place.
-fn zscore_in_place(x: &mut [f32], mean: &[f32], std: &[f32]) {
-    let d = mean.len();
-    for row in x.chunks_exact_mut(d) {
-        for ((v, mu), sd) in row.iter_mut().zip(mean).zip(std) {
-            *v = (*v - mu) / sd;
-        }
-    }
+/// Each layer's block z-scored with that layer's statistics.
+fn zscored(blocks: &[Vec<f32>], zs: &[(Vec<f32>, Vec<f32>)]) -> Vec<Vec<f32>> {
+    blocks
+        .iter()
+        .zip(zs)
+        .map(|(b, (mean, std))| zscore::apply(b, mean, std))
+        .collect()
 }
 
 /// Error unless the runs can share passes: same epochs, batch size, seed and buffer size.
@@ -165,11 +165,7 @@ pub fn train_streaming(
             Ok(())
         };
         rows.visit(&order, READ_BLOCK, |k, blocks| {
-            let mut z: Vec<Vec<f32>> = blocks.to_vec();
-            for (b, (mean, std)) in z.iter_mut().zip(&zs) {
-                zscore_in_place(b, mean, std);
-            }
-            buffer.push(&z, k, &mut emit)
+            buffer.push(&zscored(blocks, &zs), k, &mut emit)
         })?;
         buffer.drain(&mut emit)?;
         for ((_, c), a) in cores.iter_mut().zip(&active) {
@@ -196,10 +192,7 @@ pub fn train_streaming(
         .map(|(_, c)| MetricsAccumulator::new(d, c.cfg.d_sae))
         .collect();
     rows.visit(&rows.in_order(), READ_BLOCK, |k, blocks| {
-        let mut z: Vec<Vec<f32>> = blocks.to_vec();
-        for (b, (mean, std)) in z.iter_mut().zip(&zs) {
-            zscore_in_place(b, mean, std);
-        }
+        let z = zscored(blocks, &zs);
         for (((li, c), (p, th)), acc) in cores.iter().zip(&parts).zip(accs.iter_mut()) {
             acc.add(c.device(), p, c.eval_sparsifier(th.as_deref())?, &z[*li], k)?;
         }

@@ -311,8 +311,14 @@ pub fn train_inputs(
     opts: &TrainOptions,
 ) -> Result<Option<TrainedRun>> {
     if cfg.max_inputs == 0 && spec.path.is_dir() {
-        let store = crate::activations::ActivationStore::open(spec.path)?;
-        let layer = crate::activations::require_layer(&store, spec.layer)?;
+        // train_streaming opens the store; here only to name its layers when --layer is missing
+        let layer = match spec.layer {
+            Some(l) => l,
+            None => crate::activations::require_layer(
+                &crate::activations::ActivationStore::open(spec.path)?,
+                None,
+            )?,
+        };
         let runs = [StreamRun {
             layer: layer.to_string(),
             cfg: cfg.clone(),
@@ -453,7 +459,6 @@ impl<'a> SaeTrainer<'a> {
     /// Final metrics over all inputs, the SAE folder (`cfg.json`, weights, `metrics.json`), and the
     /// checkpoint removed. `seconds`: training time of this call (for the throughput).
     pub fn finish(self, seconds: f64) -> Result<TrainedRun> {
-        self.bar.finish_and_clear();
         let (p, threshold) = self.core.eval_parts();
         let metrics = evaluate(
             self.core.device(),
