@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the bundled data, end to end:
 #   inspect -> extract every layer -> train an SAE on the last layer -> analyse its features against
-#   cell types and gene sets (with the PCA baseline), and score their concepts on held-out cells -> train SpikGPT with plasma cells held out
+#   cell types and gene sets (with the PCA baseline), and score their concepts on held-out cells ->
+#   splice the SAE into scGPT (fidelity) and steer one feature -> train SpikGPT with plasma cells held out
 #   (calibrated Unknown rule) -> annotate (explained through SAE features) -> evaluate; NK held out
 #   (the hard case); reference -> query across chemistries: PBMC3k (10x v1) -> Kang 2018 (10x v2),
 #   with a label map and per-batch metrics.
@@ -50,6 +51,10 @@ run $bin/scsae analyze "${THREADS_OPT[@]}" --sae "$OUT/sae" --activations "$OUT/
 # concepts chosen on half of each type's cells and scored on the other half (and the PCA baseline)
 run $bin/scsae concepts --sae "$OUT/sae" --activations "$OUT/activations" --layer "$LAYER" \
   --data "$DATA" --label-key "$KEY" --out "$OUT/concepts"
+# the SAE inside the model: its reconstruction spliced back into scGPT at its layer (masked-expression
+# loss recovered, CLS cosine and kNN accuracy against the clean run and zero-ablation), on 200 cells
+run $bin/scsae fidelity "${THREADS_OPT[@]}" --sae "$OUT/sae" --model "$MODEL" --data "$DATA" \
+  --label-key "$KEY" --first-cells 200 --out "$OUT/fidelity"
 # SpikGPT. The committed checkpoint's random weights give CLS embeddings without biology, so the
 # annotator is shown on the stand-in embeddings of the same cells (50 principal components of the log
 # expression, tests/fixtures/spikgpt/); with a released checkpoint, pass "$OUT/activations" instead.
@@ -80,6 +85,12 @@ run $bin/spikgpt evaluate --predictions "$OUT/kang/predictions.csv" --data data/
 # end to end; with random weights the features mean nothing biological)
 run $bin/spikgpt train "${THREADS_OPT[@]}" --embeddings "$OUT/activations" --data "$DATA" \
   --label-key "$KEY" --hold-out plasma "${SPIK[@]}" --out "$OUT/spikgpt_cls"
+# causal steering: the layer SAE's feature with the best cell-type AUROC switched on at every token
+# (--clamp 3), and what changes downstream: CLS embeddings, SpikGPT's calls, the expression head
+FEATURE=$(tail -n +2 "$OUT/analysis/features.csv" | sort -t, -k7,7 -gr | head -n1 | cut -d, -f2)
+run $bin/scsae steer "${THREADS_OPT[@]}" --sae "$OUT/sae" --model "$MODEL" --data "$DATA" \
+  --label-key "$KEY" --first-cells 200 --feature "$FEATURE" --clamp 3 --spikgpt "$OUT/spikgpt_cls" \
+  --out "$OUT/steer"
 run $bin/scsae train "${THREADS_OPT[@]}" --activations "$OUT/activations" --layer cls --level cells \
   --features 256 --lambda 3 --epochs 100 --batch-size 128 --lr 0.001 --out "$OUT/sae_cls"
 run $bin/scsae analyze "${THREADS_OPT[@]}" --sae "$OUT/sae_cls" --activations "$OUT/activations" \
@@ -91,6 +102,7 @@ run $bin/spikgpt annotate "${THREADS_OPT[@]}" --model "$OUT/spikgpt_cls" --embed
 run $bin/scsae encode --sae "$OUT/sae_cls" --activations "$OUT/activations" --layer cls \
   --analysis "$OUT/analysis_cls" --write-h5ad "$OUT/immune1000_sae_codes.h5ad"
 echo "demo: results in $OUT/ (analysis report: $OUT/analysis/report.md; held-out concepts: $OUT/concepts/concepts.json;" \
+  "SAE fidelity inside scGPT: $OUT/fidelity/fidelity.json; steering: $OUT/steer/steer.json;" \
   "annotation: $OUT/annotation/evaluation.txt, evaluation_confusion.png, evaluation_map.png and evaluation_rejection_curve.png;" \
   "reference -> query: $OUT/kang/evaluation.txt;" \
   "explanations: $OUT/explained/predictions_features.csv, predictions_class_drivers.csv;" \

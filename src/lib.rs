@@ -59,6 +59,7 @@ pub mod cli;
 pub mod data;
 pub mod error;
 pub mod explain;
+pub mod intervene;
 pub mod io;
 pub mod notebook;
 pub(crate) mod plot;

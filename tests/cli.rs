@@ -10,6 +10,7 @@ mod cli {
     mod analysis_cli;
     mod bad_inputs;
     mod cli_inspect;
+    mod intervene_cli;
     mod sae_cli;
     mod scgpt_errors;
     mod spikgpt_cli;

@@ -16,6 +16,7 @@ mod reference {
     mod sae_reference;
     mod sae_saelens_export;
     mod scgpt_extract;
+    mod scgpt_interventions;
     mod scgpt_parity;
     mod spikgpt_explain;
     mod spikgpt_lif;

@@ -38,6 +38,10 @@ enum Command {
     Analyze(Box<cli::analyze::AnalyzeArgs>),
     /// Held-out concept scores: each feature's cell type chosen on validation cells, scored on test.
     Concepts(Box<cli::concepts::ConceptsArgs>),
+    /// Splice the SAE's reconstruction into scGPT: expression loss recovered, CLS cosine, kNN.
+    Fidelity(Box<cli::fidelity::FidelityArgs>),
+    /// Scale or clamp one SAE feature inside scGPT and report what changes downstream.
+    Steer(Box<cli::steer::SteerArgs>),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -75,6 +79,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Concepts(a) => {
             cli.runtime.runtime()?;
             cli::common::print_out(cli::concepts::run(&a)?);
+        }
+        Command::Fidelity(a) => {
+            let rt = cli.runtime.runtime()?;
+            cli::common::print_out(cli::fidelity::run(&a, &rt)?);
+        }
+        Command::Steer(a) => {
+            let rt = cli.runtime.runtime()?;
+            cli::common::print_out(cli::steer::run(&a, &rt)?);
         }
     }
     Ok(())

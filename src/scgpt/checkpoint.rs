@@ -10,7 +10,8 @@
 //! | `...self_attn._impl.Wqkv.*`, `..._impl.out_proj.*` (wrapper) | `...self_attn.in_proj_*`, `...self_attn.out_proj.*` |
 //! | `...self_attn.in_proj_{weight,bias}` (PyTorch) | unchanged (rows are `[q; k; v]` in every variant) |
 //!
-//! Heads (`decoder.*`, `mvc_decoder.*`, `cls_decoder.*`, `flag_encoder.*`, ...) are ignored. A missing
+//! The masked-expression head (`decoder.fc.*`) is kept when present ([`Scgpt::expr_head`]); the other
+//! heads (`mvc_decoder.*`, `cls_decoder.*`, `flag_encoder.*`, ...) are ignored. A missing
 //! tensor, a wrong shape, a block beyond `nlayers`, a non-finite value, or an embedding whose row count
 //! disagrees with the vocabulary is an error naming the tensor and the file.
 
@@ -23,6 +24,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::runtime::Runtime;
 use crate::scgpt::config::ScgptConfig;
+use crate::scgpt::expr_head::ExprHead;
 use crate::scgpt::model::{Block, Linear, Norm, ScgptModel};
 use crate::scgpt::vocab::Vocab;
 
@@ -345,6 +347,8 @@ pub struct Scgpt {
     pub model: ScgptModel,
     /// Attention key naming found in the file.
     pub key_naming: String,
+    /// The masked-expression head (`decoder.fc.*`), or why the checkpoint has none usable.
+    pub expr_head: std::result::Result<ExprHead, String>,
 }
 
 impl Scgpt {
@@ -385,6 +389,7 @@ impl Scgpt {
             other => other,
         })?;
         let key_naming = key_naming(&raw_names).to_string();
+        let expr_head = ExprHead::take(&tensors, config.embsize, &rt.device, rt.dtype);
         Ok(Scgpt {
             dir: dir.to_path_buf(),
             weights,
@@ -392,7 +397,15 @@ impl Scgpt {
             vocab,
             model,
             key_naming,
+            expr_head,
         })
+    }
+
+    /// The masked-expression head, or an error naming the weights file when it has none.
+    pub fn require_expr_head(&self) -> Result<&ExprHead> {
+        self.expr_head
+            .as_ref()
+            .map_err(|why| Error::input(&self.weights.path, why.clone()))
     }
 
     /// Id of the padding token.

@@ -622,7 +622,7 @@ impl<'a> Extraction<'a> {
 }
 
 /// Gene indices and values of cell `i` (a CSR row).
-fn cell_row(data: &Dataset, i: usize) -> (&[u32], &[f32]) {
+pub(crate) fn cell_row(data: &Dataset, i: usize) -> (&[u32], &[f32]) {
     let m = &data.matrix;
     (
         &m.indices[m.indptr[i]..m.indptr[i + 1]],

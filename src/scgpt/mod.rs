@@ -9,6 +9,7 @@
 //! - [`checkpoint`]: weights from `best_model.pt` or `.safetensors`, every key-naming variant.
 //! - [`tokenize`]: gene matching, per-cell quantile binning with the official tie rule, seeded sampling.
 //! - [`model`]: the forward pass (gene + value encoders, post-norm blocks with key padding masks).
+//! - [`expr_head`]: the masked-expression (GEP) head and the pretraining masking.
 //! - [`extract`](mod@extract): length-bucketed batching, pooling and streaming into the activation store.
 //!
 //! ```no_run
@@ -22,6 +23,7 @@
 
 pub mod checkpoint;
 pub(crate) mod config;
+pub mod expr_head;
 pub mod extract;
 pub(crate) mod layers;
 pub mod model;

@@ -198,6 +198,46 @@ impl ScgptModel {
         Ok(x)
     }
 
+    /// The activation at `site` (`[b, l, d]`): the embeddings, or the output of block `i` after
+    /// running blocks `0..=i`.
+    pub fn forward_to(&self, batch: &Batch, site: Site) -> Result<Tensor> {
+        let x = self.embed(batch)?;
+        match site {
+            Site::Embeddings => Ok(x),
+            Site::Block(i) => self.run_blocks(x, 0..i + 1, &batch.lengths),
+        }
+    }
+
+    /// Continue from the activation `x` at `site` (`[b, l, d]`, possibly edited) through the
+    /// remaining blocks; returns the last block's output. Together with [`ScgptModel::forward_to`]
+    /// this is [`ScgptModel::forward_with`] with an intervention at `site`.
+    pub fn forward_from(&self, x: Tensor, site: Site, lengths: &[usize]) -> Result<Tensor> {
+        let first = match site {
+            Site::Embeddings => 0,
+            Site::Block(i) => i + 1,
+        };
+        self.run_blocks(x, first..self.blocks.len(), lengths)
+    }
+
+    fn run_blocks(
+        &self,
+        mut x: Tensor,
+        range: std::ops::Range<usize>,
+        lengths: &[usize],
+    ) -> Result<Tensor> {
+        if range.end > self.blocks.len() {
+            return Err(Error::invalid(format!(
+                "block {} does not exist: the model has {} blocks",
+                range.end - 1,
+                self.blocks.len()
+            )));
+        }
+        for block in &self.blocks[range] {
+            x = self.block_forward(block, &x, lengths)?;
+        }
+        Ok(x)
+    }
+
     /// The embeddings followed by every block's output, each `[b, l, d]` (convenient for small
     /// batches; [`ScgptModel::forward_with`] keeps memory bounded).
     pub fn forward_all(&self, batch: &Batch) -> Result<Vec<Tensor>> {
