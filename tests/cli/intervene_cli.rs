@@ -243,6 +243,16 @@ fn bad_interventions_fail_with_one_line() {
         &[],
         "not a residual-stream site",
     );
+    // an SAE whose recorded model has other sizes (same width)
+    write_sae(&p.join("other"), "0", D, true, InputLevel::Tokens);
+    let cfg_path = p.join("other/cfg.json");
+    let mut cfg = json(&cfg_path);
+    cfg["scsae"]["source"]["model"] = serde_json::json!({
+        "kind": "scGPT",
+        "sizes": {"d_hid": 64, "d_model": 64, "nheads": 4, "nlayers": 12, "vocab_size": 60697}
+    });
+    std::fs::write(&cfg_path, serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
+    fails("fidelity", &p.join("other"), &[], "another scGPT model");
     // a feature index out of range
     write_sae(&p.join("ok"), "1", D, true, InputLevel::Tokens);
     fails(
