@@ -51,7 +51,9 @@ impl Text {
         self.text(name)?
             .into_iter()
             .enumerate()
-            .map(|(i, v)| v.ok_or_else(|| self.bad(format!("column '{name}', row {i}: missing value"))))
+            .map(|(i, v)| {
+                v.ok_or_else(|| self.bad(format!("column '{name}', row {i}: missing value")))
+            })
             .collect()
     }
 
@@ -77,9 +79,9 @@ impl Text {
             .map(|(i, v)| match v.as_deref() {
                 Some("true") | Some("True") => Ok(true),
                 Some("false") | Some("False") | None => Ok(false),
-                Some(s) => Err(self.bad(format!(
-                    "column '{name}', row {i}: '{s}' is not true/false"
-                ))),
+                Some(s) => {
+                    Err(self.bad(format!("column '{name}', row {i}: '{s}' is not true/false")))
+                }
             })
             .collect()
     }
@@ -189,7 +191,8 @@ impl Analysis {
         }
         for (j, (f, &k)) in self.features.iter().zip(nnz).enumerate() {
             let here = k as f64 / n_cells.max(1) as f64;
-            if !(f.frac_active - here).abs().le(&1.001e-3) {
+            let diff = (f.frac_active - here).abs();
+            if diff.is_nan() || diff > 1.001e-3 {
                 return Err(Error::input(
                     &file,
                     format!(
@@ -226,7 +229,10 @@ pub fn read_analysis(dir: &Path, d_sae: usize, sae: &Path) -> Result<Analysis> {
     };
     let n_cells = num(&summary["n_cells"], "n_cells")? as usize;
     let fdr = num(&summary["config"]["fdr"], "config.fdr")?;
-    let auroc_threshold = num(&summary["config"]["auroc_threshold"], "config.auroc_threshold")?;
+    let auroc_threshold = num(
+        &summary["config"]["auroc_threshold"],
+        "config.auroc_threshold",
+    )?;
     let source = summary["feature_source"].as_str().unwrap_or("").to_string();
 
     let features = features_table::read(dir)?;
@@ -414,7 +420,10 @@ pub fn read_drivers(path: &Path, d_sae: usize) -> Result<Vec<Vec<Drive>>> {
         .unwrap_or_default();
     let (file, json) = if let Some(stem) = name.strip_suffix("_explain.json") {
         let dir = path.parent().unwrap_or(Path::new(""));
-        (table_file(dir, &format!("{stem}_class_drivers")), Some(path.to_path_buf()))
+        (
+            table_file(dir, &format!("{stem}_class_drivers")),
+            Some(path.to_path_buf()),
+        )
     } else {
         let stem = name
             .strip_suffix("_class_drivers.csv")
@@ -425,7 +434,10 @@ pub fn read_drivers(path: &Path, d_sae: usize) -> Result<Vec<Vec<Drive>>> {
     if let Some(j) = json {
         let v: serde_json::Value = crate::io::read_json(&j, "explanation summary")?;
         let n = v["d_sae"].as_u64().ok_or_else(|| {
-            Error::input(&j, "no 'd_sae' (expected the <stem>_explain.json of `spikgpt annotate --sae`)")
+            Error::input(
+                &j,
+                "no 'd_sae' (expected the <stem>_explain.json of `spikgpt annotate --sae`)",
+            )
         })?;
         if n as usize != d_sae {
             return Err(Error::input(
@@ -443,10 +455,11 @@ pub fn read_drivers(path: &Path, d_sae: usize) -> Result<Vec<Vec<Drive>>> {
     let mean = t.numbers("mean_attribution")?;
     let mut out = vec![Vec::new(); d_sae];
     for (i, f) in feature.iter().enumerate() {
-        let j = f
-            .trim()
-            .parse::<usize>()
-            .map_err(|_| t.bad(format!("column 'feature', row {i}: '{f}' is not a feature index")))?;
+        let j = f.trim().parse::<usize>().map_err(|_| {
+            t.bad(format!(
+                "column 'feature', row {i}: '{f}' is not a feature index"
+            ))
+        })?;
         if j >= d_sae {
             return Err(t.bad(format!(
                 "row {i}: feature index {j} is out of range (the SAE has {d_sae} features)"
@@ -482,20 +495,33 @@ mod tests {
         let d = read_drivers(&csv, 3).unwrap();
         assert_eq!(d[0].len(), 1);
         assert_eq!(
-            d[1].iter().map(|x| (x.class.as_str(), x.rank)).collect::<Vec<_>>(),
+            d[1].iter()
+                .map(|x| (x.class.as_str(), x.rank))
+                .collect::<Vec<_>>(),
             vec![("T", 1), ("B", 2)]
         );
         assert!(d[2].is_empty());
         let e = read_drivers(&csv, 1).unwrap_err().to_string();
-        assert!(e.contains("p_class_drivers.csv") && e.contains("feature index 1 is out of range"), "{e}");
+        assert!(
+            e.contains("p_class_drivers.csv") && e.contains("feature index 1 is out of range"),
+            "{e}"
+        );
         // the JSON beside it names another width
         std::fs::write(dir.path().join("p_explain.json"), r#"{"d_sae": 8}"#).unwrap();
         let e = read_drivers(&csv, 3).unwrap_err().to_string();
-        assert!(e.contains("p_explain.json") && e.contains("8 features"), "{e}");
+        assert!(
+            e.contains("p_explain.json") && e.contains("8 features"),
+            "{e}"
+        );
         let e = read_drivers(&dir.path().join("p_explain.json"), 3)
             .unwrap_err()
             .to_string();
         assert!(e.contains("8 features"), "{e}");
-        assert_eq!(read_drivers(&dir.path().join("p_explain.json"), 8).unwrap().len(), 8);
+        assert_eq!(
+            read_drivers(&dir.path().join("p_explain.json"), 8)
+                .unwrap()
+                .len(),
+            8
+        );
     }
 }

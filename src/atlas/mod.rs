@@ -35,6 +35,9 @@ use crate::sae::Sae;
 
 use pages::{FeaturePage, Neighbours, Site};
 
+/// Per feature: (feature index, cosine) of its nearest features, highest first.
+type Nearest = Vec<Vec<(usize, f32)>>;
+
 /// The file written last: what the site shows and which files it holds.
 pub const MANIFEST_FILE: &str = "atlas.json";
 
@@ -162,7 +165,10 @@ fn load_compare(dir: &Path, sae: &Sae) -> Result<(String, Vec<f32>, usize)> {
             ),
         ));
     }
-    if let (Some(a), Some(b)) = (sae.provenance().known_model(), other.provenance().known_model()) {
+    if let (Some(a), Some(b)) = (
+        sae.provenance().known_model(),
+        other.provenance().known_model(),
+    ) {
         if a != b {
             return Err(Error::input(
                 dir,
@@ -236,7 +242,7 @@ pub fn build_atlas(req: &AtlasRequest) -> Result<AtlasReport> {
     let d = sae.d_in();
     let k = req.neighbours;
     let within = stats::nearest(&dirs, &dirs, d, k, true);
-    let across: Vec<(String, Vec<Vec<(usize, f32)>>)> = compares
+    let across: Vec<(String, Nearest)> = compares
         .iter()
         .map(|(label, other, _)| (label.clone(), stats::nearest(&dirs, other, d, k, false)))
         .collect();
@@ -272,10 +278,15 @@ pub fn build_atlas(req: &AtlasRequest) -> Result<AtlasReport> {
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&parent).at(&parent)?;
-    let tmp = tempfile::Builder::new()
-        .prefix(TMP_PREFIX)
-        .tempdir_in(&parent)
-        .at(&parent)?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(TMP_PREFIX);
+    // the site gets the mode of any new folder (0777 minus the umask), not a temporary's 0700
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o777));
+    }
+    let tmp = builder.tempdir_in(&parent).at(&parent)?;
     let root = tmp.path();
     let features_dir = root.join("features");
     std::fs::create_dir_all(&features_dir).at(&features_dir)?;
@@ -320,9 +331,15 @@ pub fn build_atlas(req: &AtlasRequest) -> Result<AtlasReport> {
                 })
                 .collect(),
             concept: concepts.as_ref().and_then(|c| c[j].as_ref()),
-            drives: drivers.as_ref().map(|d| d[j].as_slice()).unwrap_or(&no_drives),
+            drives: drivers
+                .as_ref()
+                .map(|d| d[j].as_slice())
+                .unwrap_or(&no_drives),
         };
-        put(format!("features/f{j}.html"), &pages::feature_page(&site, &page))?;
+        put(
+            format!("features/f{j}.html"),
+            &pages::feature_page(&site, &page),
+        )?;
     }
     files.sort();
     let manifest = Manifest {

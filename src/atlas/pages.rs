@@ -98,9 +98,9 @@ pub fn index_page(
     let alive = rows.iter().filter(|r| r.alive).count();
     let specific = rows.iter().filter(|r| r.specific).count();
     let enriched = rows.iter().filter(|r| r.enriched).count();
-    let _ = write!(
+    let _ = writeln!(
         b,
-        "<p class=\"meta\">{} features, {alive} alive; {specific} with AUROC &gt; {} for a cell type; {enriched} enriched for a gene set at q &lt; {}. Click a column header to sort, type to filter.</p>\n",
+        "<p class=\"meta\">{} features, {alive} alive; {specific} with AUROC &gt; {} for a cell type; {enriched} enriched for a gene set at q &lt; {}. Click a column header to sort, type to filter.</p>",
         rows.len(),
         site.auroc_threshold,
         site.fdr
@@ -145,7 +145,12 @@ pub fn index_page(
             escape(r.best_type.as_deref().unwrap_or("")),
             r.best_auroc.map(|v| num(v, 3)).unwrap_or_default(),
         );
-        let genes: Vec<&str> = r.top_positive.iter().take(4).map(|g| g.0.as_str()).collect();
+        let genes: Vec<&str> = r
+            .top_positive
+            .iter()
+            .take(4)
+            .map(|g| g.0.as_str())
+            .collect();
         let _ = write!(
             b,
             "<td class=\"genes\">{}</td><td class=\"n\">{}</td><td class=\"set\">{}</td><td class=\"n\" data-v=\"{}\">{}</td>",
@@ -180,7 +185,12 @@ pub fn index_page(
     }
     b.push_str("</tbody>\n</table>\n");
     let _ = write!(b, "<script>\n{INDEX_JS}</script>\n");
-    page(&format!("Feature atlas: {}", site.title), "style.css", "index", &b)
+    page(
+        &format!("Feature atlas: {}", site.title),
+        "style.css",
+        "index",
+        &b,
+    )
 }
 
 fn link_to(site: &Site, j: usize) -> String {
@@ -198,10 +208,20 @@ pub fn feature_page(site: &Site, f: &FeaturePage<'_>) -> String {
     let mut b = String::new();
     b.push_str("<nav><a href=\"../index.html\">index</a>");
     if i > 0 {
-        let _ = write!(b, "<a href=\"{}\" rel=\"prev\">← {}</a>", feature_file(i - 1), escape(&site.names[i - 1]));
+        let _ = write!(
+            b,
+            "<a href=\"{}\" rel=\"prev\">← {}</a>",
+            feature_file(i - 1),
+            escape(&site.names[i - 1])
+        );
     }
     if i + 1 < n {
-        let _ = write!(b, "<a href=\"{}\" rel=\"next\">{} →</a>", feature_file(i + 1), escape(&site.names[i + 1]));
+        let _ = write!(
+            b,
+            "<a href=\"{}\" rel=\"next\">{} →</a>",
+            feature_file(i + 1),
+            escape(&site.names[i + 1])
+        );
     }
     b.push_str("</nav>\n");
     let _ = write!(
@@ -216,21 +236,28 @@ pub fn feature_page(site: &Site, f: &FeaturePage<'_>) -> String {
         (Some(t), Some(a)) => format!("best cell type <b>{}</b> (AUROC {})", escape(t), num(a, 3)),
         _ => "no cell type tested".into(),
     };
-    let _ = write!(
+    let _ = writeln!(
         b,
-        "<p class=\"meta\">{}; active on {} of {} cells ({}%); mean {}; {best}.</p>\n",
-        if r.alive { "alive" } else { "<b>dead</b> (below the analysis's alive fraction)" },
+        "<p class=\"meta\">{}; active on {} of {} cells ({}%); mean {}; {best}.</p>",
+        if r.alive {
+            "alive"
+        } else {
+            "<b>dead</b> (below the analysis's alive fraction)"
+        },
         site.n_cells - f.n_zero,
         site.n_cells,
-        num(100.0 * (site.n_cells - f.n_zero) as f64 / site.n_cells.max(1) as f64, 1),
+        num(
+            100.0 * (site.n_cells - f.n_zero) as f64 / site.n_cells.max(1) as f64,
+            1
+        ),
         num(r.mean, 4),
     );
 
     // activations
     b.push_str("<h2>Activations</h2>\n");
-    let _ = write!(
+    let _ = writeln!(
         b,
-        "<p class=\"meta\">{} of {} cells ({}%) are zero and not drawn; the bars count the {} non-zero cells.</p>\n",
+        "<p class=\"meta\">{} of {} cells ({}%) are zero and not drawn; the bars count the {} non-zero cells.</p>",
         f.n_zero,
         site.n_cells,
         num(100.0 * f.n_zero as f64 / site.n_cells.max(1) as f64, 1),
@@ -277,11 +304,8 @@ pub fn feature_page(site: &Site, f: &FeaturePage<'_>) -> String {
 
     // genes
     b.push_str("<h2>Top correlated genes</h2>\n<div class=\"cols\">");
-    for (title, genes) in [
-        ("positive", &r.top_positive),
-        ("negative", &r.top_negative),
-    ] {
-        let _ = write!(b, "<div><table class=\"genes\"><thead><tr><th>{title}</th><th class=\"n\">Pearson r</th></tr></thead><tbody>\n");
+    for (title, genes) in [("positive", &r.top_positive), ("negative", &r.top_negative)] {
+        let _ = writeln!(b, "<div><table class=\"genes\"><thead><tr><th>{title}</th><th class=\"n\">Pearson r</th></tr></thead><tbody>");
         if genes.is_empty() {
             b.push_str("<tr><td class=\"muted\" colspan=\"2\">none</td></tr>\n");
         }
@@ -309,7 +333,11 @@ pub fn feature_page(site: &Site, f: &FeaturePage<'_>) -> String {
                     "<p class=\"meta\">No set reaches q &lt; {} ({} tested){}</p>",
                     site.fdr,
                     sets.len(),
-                    if sets.is_empty() { "." } else { "; the lowest q:" }
+                    if sets.is_empty() {
+                        "."
+                    } else {
+                        "; the lowest q:"
+                    }
                 );
                 sets.iter().take(BEST_NON_SIGNIFICANT).collect()
             } else {
@@ -319,7 +347,11 @@ pub fn feature_page(site: &Site, f: &FeaturePage<'_>) -> String {
                     sig.len(),
                     sets.len(),
                     site.fdr,
-                    if sig.len() > MAX_SETS { format!("; the first {MAX_SETS}") } else { String::new() }
+                    if sig.len() > MAX_SETS {
+                        format!("; the first {MAX_SETS}")
+                    } else {
+                        String::new()
+                    }
                 );
                 sig.into_iter().take(MAX_SETS).collect()
             };
@@ -405,9 +437,9 @@ pub fn feature_page(site: &Site, f: &FeaturePage<'_>) -> String {
     }
     b.push_str("</tbody></table></div>\n");
     for nb in &f.compare {
-        let _ = write!(
+        let _ = writeln!(
             b,
-            "<div><table class=\"near\"><thead><tr><th>{}</th><th class=\"n\">cosine</th></tr></thead><tbody>\n",
+            "<div><table class=\"near\"><thead><tr><th>{}</th><th class=\"n\">cosine</th></tr></thead><tbody>",
             escape(&nb.label)
         );
         for &(j, c) in &nb.features {

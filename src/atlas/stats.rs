@@ -149,7 +149,10 @@ mod tests {
             let r = a.to_radians();
             [r.cos(), r.sin()]
         };
-        let a: Vec<f32> = [0.0, 10.0, 90.0, 180.0].iter().flat_map(|&x| deg(x)).collect();
+        let a: Vec<f32> = [0.0, 10.0, 90.0, 180.0]
+            .iter()
+            .flat_map(|&x| deg(x))
+            .collect();
         let nn = nearest(&a, &a, 2, 2, true);
         assert_eq!(nn[0][0].0, 1);
         assert!((nn[0][0].1 - 10f32.to_radians().cos()).abs() < 1e-6);
@@ -160,7 +163,10 @@ mod tests {
         // against another matrix, self included
         let b: Vec<f32> = [95.0, 0.0].iter().flat_map(|&x| deg(x)).collect();
         let nn = nearest(&a, &b, 2, 1, false);
-        assert_eq!(nn.iter().map(|v| v[0].0).collect::<Vec<_>>(), vec![1, 1, 0, 0]);
+        assert_eq!(
+            nn.iter().map(|v| v[0].0).collect::<Vec<_>>(),
+            vec![1, 1, 0, 0]
+        );
         assert!((nn[0][0].1 - 1.0).abs() < 1e-6);
     }
 

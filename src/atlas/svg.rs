@@ -190,7 +190,10 @@ mod tests {
     #[test]
     fn auroc_bars_escape_type_names_and_mark_the_threshold() {
         let s = auroc_svg(&[("B<naive>".into(), 0.9), ("T".into(), 0.4)], 0.8);
-        assert!(s.contains("B&lt;naive&gt;") && !s.contains("B<naive>"), "{s}");
+        assert!(
+            s.contains("B&lt;naive&gt;") && !s.contains("B<naive>"),
+            "{s}"
+        );
         assert_eq!(s.matches("fill=\"#d8653b\"").count(), 1);
         assert!(s.contains(">0.900</text>") && s.contains(">0.400</text>"));
         assert_eq!(tick(0.0123456), "0.0123");
