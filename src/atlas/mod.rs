@@ -269,7 +269,6 @@ pub fn build_atlas(req: &AtlasRequest) -> Result<AtlasReport> {
         auroc_threshold: analysis.auroc_threshold,
         concepts: concepts.is_some(),
         explain: drivers.is_some(),
-        enrichment: analysis.sets.is_some(),
     };
 
     // ---- render into a temporary folder beside --out, then rename it into place

@@ -31,8 +31,6 @@ pub struct Site {
     pub concepts: bool,
     /// A SpikGPT explanation run was given.
     pub explain: bool,
-    /// Whether the analysis has an enrichment table.
-    pub enrichment: bool,
 }
 
 /// One compared SAE's nearest features of a feature.
