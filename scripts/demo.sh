@@ -98,6 +98,11 @@ run $bin/scsae analyze "${THREADS_OPT[@]}" --sae "$OUT/sae_cls" --activations "$
 run $bin/spikgpt annotate "${THREADS_OPT[@]}" --model "$OUT/spikgpt_cls" --embeddings "$OUT/activations" \
   --sae "$OUT/sae_cls" --analysis "$OUT/analysis_cls" --out "$OUT/explained/predictions.csv" \
   --write-h5ad "$OUT/explained/immune1000_spikgpt.h5ad"
+# the feature atlas: a static HTML site, a page per feature of the CLS SAE (with the classes whose
+# calls each feature drives, and its nearest features in the layer SAE); opens from disk
+run $bin/scsae atlas --sae "$OUT/sae_cls" --activations "$OUT/activations" --layer cls \
+  --data "$DATA" --label-key "$KEY" --analysis "$OUT/analysis_cls" \
+  --explain "$OUT/explained/predictions_class_drivers.csv" --compare-sae "$OUT/sae" --out "$OUT/atlas"
 # the SAE's codes of every cell, with its feature table, as AnnData
 run $bin/scsae encode --sae "$OUT/sae_cls" --activations "$OUT/activations" --layer cls \
   --analysis "$OUT/analysis_cls" --write-h5ad "$OUT/immune1000_sae_codes.h5ad"
@@ -107,3 +112,4 @@ echo "demo: results in $OUT/ (analysis report: $OUT/analysis/report.md; held-out
   "reference -> query: $OUT/kang/evaluation.txt;" \
   "explanations: $OUT/explained/predictions_features.csv, predictions_class_drivers.csv;" \
   "AnnData: $OUT/immune1000_scgpt.h5ad, $OUT/explained/immune1000_spikgpt.h5ad, $OUT/immune1000_sae_codes.h5ad)" >&2
+echo "demo: feature atlas: $OUT/atlas/index.html (browser check: python3 scripts/atlas/check_browser.py $OUT/atlas)" >&2

@@ -47,6 +47,7 @@
 //! - [`activations`]: the on-disk store of extracted activations.
 //! - [`sae`]: sparse autoencoders: training, sweeps, metrics, the saved SAELens-style format.
 //! - [`analysis`]: AUROC, gene attribution, enrichment, PCA baseline and reports for features.
+//! - [`atlas`]: a static HTML site with a page per feature (`scsae atlas`).
 //! - [`io`], `plot`: file formats, atomic output, figures; [`notebook`]: showing figures in Jupyter.
 //! - `progress`: the one progress-bar style of the long loops.
 //! - [`spikgpt`]: the spiking self-attention annotator (train, annotate, evaluate).
@@ -55,6 +56,7 @@
 
 pub mod activations;
 pub mod analysis;
+pub mod atlas;
 pub mod cli;
 pub mod data;
 pub mod error;

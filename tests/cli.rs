@@ -8,6 +8,7 @@ mod common;
 
 mod cli {
     mod analysis_cli;
+    mod atlas_cli;
     mod bad_inputs;
     mod cli_inspect;
     mod intervene_cli;

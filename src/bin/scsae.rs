@@ -38,6 +38,8 @@ enum Command {
     Analyze(Box<cli::analyze::AnalyzeArgs>),
     /// Held-out concept scores: each feature's cell type chosen on validation cells, scored on test.
     Concepts(Box<cli::concepts::ConceptsArgs>),
+    /// A static HTML site with a page per SAE feature (opens from disk).
+    Atlas(Box<cli::atlas::AtlasArgs>),
     /// Splice the SAE's reconstruction into scGPT: expression loss recovered, CLS cosine, kNN.
     Fidelity(Box<cli::fidelity::FidelityArgs>),
     /// Scale or clamp one SAE feature inside scGPT and report what changes downstream.
@@ -79,6 +81,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Concepts(a) => {
             cli.runtime.runtime()?;
             cli::common::print_out(cli::concepts::run(&a)?);
+        }
+        Command::Atlas(a) => {
+            cli.runtime.runtime()?;
+            cli::common::print_out(cli::atlas::run(&a)?);
         }
         Command::Fidelity(a) => {
             let rt = cli.runtime.runtime()?;

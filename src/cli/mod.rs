@@ -4,6 +4,7 @@
 //! only parse and dispatch.
 
 pub mod analyze;
+pub mod atlas;
 pub mod common;
 pub mod concepts;
 pub mod encode;
