@@ -87,7 +87,8 @@ run $bin/spikgpt train "${THREADS_OPT[@]}" --embeddings "$OUT/activations" --dat
   --label-key "$KEY" --hold-out plasma "${SPIK[@]}" --out "$OUT/spikgpt_cls"
 # causal steering: the layer SAE's feature with the best cell-type AUROC switched on at every token
 # (--clamp 3), and what changes downstream: CLS embeddings, SpikGPT's calls, the expression head
-FEATURE=$(tail -n +2 "$OUT/analysis/features.csv" | sort -t, -k7,7 -gr | head -n1 | cut -d, -f2)
+FEATURE=$(awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "best_auroc") c = i; next }
+  f == "" || $c + 0 > best { best = $c + 0; f = $2 } END { print f }' "$OUT/analysis/features.csv")
 run $bin/scsae steer "${THREADS_OPT[@]}" --sae "$OUT/sae" --model "$MODEL" --data "$DATA" \
   --label-key "$KEY" --first-cells 200 --feature "$FEATURE" --clamp 3 --spikgpt "$OUT/spikgpt_cls" \
   --out "$OUT/steer"

@@ -279,12 +279,18 @@ impl Figure for L0VsR2<'_> {
             .margin(15)
             .x_label_area_size(45)
             .y_label_area_size(60)
-            .build_cartesian_2d((xmin..xmax).log_scale(), ymin..ymax)
+            .build_cartesian_2d(
+                (xmin..xmax)
+                    .log_scale()
+                    .with_key_points(log_ticks(xmin, xmax)),
+                ymin..ymax,
+            )
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
             .x_desc("L0 (active features per input)")
             .y_desc("R²")
+            .x_label_formatter(&|v| format!("{v}"))
             .label_style((FONT, 14))
             .draw()
             .map_err(|e| e.to_string())?;
@@ -347,8 +353,39 @@ impl Figure for L0VsR2<'_> {
     }
 }
 
+/// Tick values of a log axis over `[lo, hi]`: the 1-2-5 series, or every 1..9 multiple of a power
+/// of ten when the range spans less than a decade (plotters' default shows only powers of ten, so a
+/// sweep within one decade got a single label).
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let series = |mults: &[f64]| -> Vec<f64> {
+        let (e0, e1) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+        (e0..=e1)
+            .flat_map(|e| mults.iter().map(move |m| m * 10f64.powi(e)))
+            .filter(|v| *v >= lo && *v <= hi)
+            .collect()
+    };
+    let t = series(&[1.0, 2.0, 5.0]);
+    if t.len() >= 3 {
+        t
+    } else {
+        series(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0])
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn log_ticks_label_narrow_ranges() {
+        assert_eq!(
+            super::log_ticks(3.0, 300.0),
+            vec![5.0, 10.0, 20.0, 50.0, 100.0, 200.0]
+        );
+        assert_eq!(
+            super::log_ticks(20.0, 70.0),
+            vec![20.0, 30.0, 40.0, 50.0, 60.0, 70.0]
+        );
+    }
+
     use super::*;
 
     #[test]
