@@ -366,10 +366,23 @@ fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
     };
     let t = series(&[1.0, 2.0, 5.0]);
     if t.len() >= 3 {
-        t
-    } else {
-        series(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0])
+        return t;
     }
+    let t = series(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
+    if t.len() >= 3 {
+        return t;
+    }
+    // a narrow range: evenly spaced ticks at a 1-2-5 step
+    let raw = (hi - lo) / 4.0;
+    let mag = 10f64.powf(raw.log10().floor());
+    let step = [5.0, 2.0, 1.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| *s <= raw)
+        .unwrap_or(mag);
+    let first = (lo / step).ceil() as i64;
+    let last = (hi / step).floor() as i64;
+    (first..=last).map(|i| i as f64 * step).collect()
 }
 
 #[cfg(test)]
