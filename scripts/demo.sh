@@ -99,10 +99,12 @@ run $bin/scsae analyze "${THREADS_OPT[@]}" --sae "$OUT/sae_cls" --activations "$
 run $bin/spikgpt annotate "${THREADS_OPT[@]}" --model "$OUT/spikgpt_cls" --embeddings "$OUT/activations" \
   --sae "$OUT/sae_cls" --analysis "$OUT/analysis_cls" --out "$OUT/explained/predictions.csv" \
   --write-h5ad "$OUT/explained/immune1000_spikgpt.h5ad"
-# the feature atlas: a static HTML site, a page per feature of the CLS SAE (with the classes whose
-# calls each feature drives, and its nearest features in the layer SAE); opens from disk
+# the feature atlas: a static HTML site, a page per feature of the CLS SAE (with its held-out
+# concept, the classes whose calls it drives, and its nearest features in the layer SAE); opens from disk
+run $bin/scsae concepts --sae "$OUT/sae_cls" --activations "$OUT/activations" --layer cls \
+  --data "$DATA" --label-key "$KEY" --out "$OUT/concepts_cls"
 run $bin/scsae atlas --sae "$OUT/sae_cls" --activations "$OUT/activations" --layer cls \
-  --data "$DATA" --label-key "$KEY" --analysis "$OUT/analysis_cls" \
+  --data "$DATA" --label-key "$KEY" --analysis "$OUT/analysis_cls" --concepts "$OUT/concepts_cls" \
   --explain "$OUT/explained/predictions_class_drivers.csv" --compare-sae "$OUT/sae" --out "$OUT/atlas"
 # the SAE's codes of every cell, with its feature table, as AnnData
 run $bin/scsae encode --sae "$OUT/sae_cls" --activations "$OUT/activations" --layer cls \
