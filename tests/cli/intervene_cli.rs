@@ -75,6 +75,22 @@ fn run(cmd: &str, sae: &Path, out: &Path, extra: &[&str]) -> assert_cmd::assert:
         .assert()
 }
 
+/// Two CSV texts with the same text fields and numbers equal to 1e-6 (relative).
+fn same_table(a: &str, b: &str) {
+    assert_eq!(a.lines().count(), b.lines().count());
+    for (la, lb) in a.lines().zip(b.lines()) {
+        for (x, y) in la.split(',').zip(lb.split(',')) {
+            match (x.parse::<f64>(), y.parse::<f64>()) {
+                (Ok(u), Ok(v)) => assert!(
+                    (u - v).abs() <= 1e-6 * u.abs().max(v.abs()).max(1e-9),
+                    "{x} vs {y} in\n{la}\n{lb}"
+                ),
+                _ => assert_eq!(x, y),
+            }
+        }
+    }
+}
+
 fn condition(summary: &serde_json::Value, name: &str) -> serde_json::Value {
     summary["conditions"]
         .as_array()
@@ -121,6 +137,20 @@ fn fidelity_of_planted_saes() {
     }
     let cells = std::fs::read_to_string(out.join("cells.csv")).unwrap();
     assert_eq!(cells.lines().count(), 41);
+    // results do not depend on the batch size (to float rounding: the linear layers see the batch's
+    // row count)
+    let out3 = tmp.path().join("fid_identity_b3");
+    run(
+        "fidelity",
+        &ident,
+        &out3,
+        &["--mask-ratio", "0.4", "--batch-size", "3"],
+    )
+    .success();
+    same_table(
+        &cells,
+        &std::fs::read_to_string(out3.join("cells.csv")).unwrap(),
+    );
     assert!(cells.starts_with("cell_id,cell_type_annotations,n_tokens,"));
 
     let out = tmp.path().join("fid_zero");
@@ -202,6 +232,20 @@ fn steering_by_one_changes_nothing_and_removing_a_feature_moves_cells() {
     run("steer", &ident, &outc, &["--feature", "3", "--clamp", "5"]).success();
     let sc = json(&outc.join("steer.json"));
     assert!(sc["cls_cosine_min"].as_f64().unwrap() < 0.99, "{sc}");
+    let outc5 = tmp.path().join("steer_clamp_b5");
+    run(
+        "steer",
+        &ident,
+        &outc5,
+        &["--feature", "3", "--clamp", "5", "--batch-size", "5"],
+    )
+    .success();
+    for f in ["cells.csv", "genes.csv", "labels.csv"] {
+        same_table(
+            &std::fs::read_to_string(outc.join(f)).unwrap(),
+            &std::fs::read_to_string(outc5.join(f)).unwrap(),
+        );
+    }
     assert!(sc["top_genes"][0]["change"].as_f64().unwrap().abs() > 0.0);
 }
 
