@@ -7,6 +7,11 @@
 //!   to time all 1000 cells and read peak memory), or taken from `SCSAE_SCGPT_FULL/tiny` when set.
 //! - `extract/tiny/immune_1000_cells`: the committed 2-layer d = 64 fixture on all 1000 cells.
 //!
+//! - `extract/cpu_dtype/{f32,bf16}_8_cells`: the full-size model on 8 cells in f32 and in bf16 on
+//!   the CPU (candle's CPU kernels; `scsae` refuses `--dtype bf16` on the CPU, so the bench builds its
+//!   runtime by hand), and the largest |bf16 - f32| of the normalised CLS embeddings (printed). Run
+//!   it alone with `cargo bench --profile dev --bench extract -- cpu_dtype`.
+//!
 //! Peak resident memory of the bench process (VmHWM) is printed at the end. The PyTorch reference
 //! timing on the same cells is scripts/scgpt/bench_torch.py.
 
@@ -17,7 +22,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use scsae::data::{load, Dataset, LoadOptions};
 use scsae::scgpt::checkpoint::write_random_checkpoint;
 use scsae::scgpt::{extract, ExtractOptions, Scgpt, ScgptConfig};
-use scsae::Runtime;
+use scsae::{Runtime, RuntimeConfig};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -93,6 +98,69 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10).measurement_time(Duration::from_secs(60));
     g.throughput(Throughput::Elements(cells.n_cells() as u64));
     g.bench_function("immune_64_cells", |b| b.iter(|| go(&full, &cells)));
+    g.finish();
+    // f32 against bf16 on the CPU
+    let bf16_rt = Runtime {
+        dtype: candle_core::DType::BF16,
+        config: RuntimeConfig {
+            precision: scsae::runtime::Precision::Bf16,
+            ..rt.config.clone()
+        },
+        ..rt.clone()
+    };
+    let dir = full_size_checkpoint(&ds);
+    let full_bf16 = Scgpt::load(&dir, &bf16_rt).expect("bf16 checkpoint");
+    let few = ds.select_cells(&(0..8).collect::<Vec<_>>());
+    let cls = |model: &Scgpt, rt: &Runtime, name: &str| -> Vec<f32> {
+        let out = tmp.path().join(name);
+        extract(
+            model,
+            &few,
+            serde_json::json!({}),
+            &out,
+            &ExtractOptions::default(),
+            rt,
+        )
+        .expect("extract");
+        let m = scsae::read_cells(&out, Some("cls"), None).expect("cls");
+        std::fs::remove_dir_all(&out).ok();
+        m.matrix.data
+    };
+    let a = cls(&full, &rt, "cls_f32");
+    let b = cls(&full_bf16, &bf16_rt, "cls_bf16");
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    eprintln!(
+        "bf16 vs f32 on the CPU, 8 cells: max |diff| of the normalised CLS embeddings {worst:.2e}"
+    );
+    let mut g = c.benchmark_group("extract/cpu_dtype");
+    g.sample_size(10).measurement_time(Duration::from_secs(30));
+    g.throughput(Throughput::Elements(few.n_cells() as u64));
+    let mut k = 0usize;
+    for (name, model, r) in [
+        ("f32_8_cells", &full, &rt),
+        ("bf16_8_cells", &full_bf16, &bf16_rt),
+    ] {
+        g.bench_function(name, |bch| {
+            bch.iter(|| {
+                k += 1;
+                let out = tmp.path().join(format!("dtype{k}"));
+                extract(
+                    model,
+                    &few,
+                    serde_json::json!({}),
+                    &out,
+                    &ExtractOptions::default(),
+                    r,
+                )
+                .expect("extract");
+                std::fs::remove_dir_all(&out).ok();
+            })
+        });
+    }
     g.finish();
     if let Some(mib) = peak_rss_mib() {
         eprintln!("peak resident memory of the bench process (VmHWM): {mib:.0} MiB");

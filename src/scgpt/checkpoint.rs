@@ -521,6 +521,11 @@ pub fn write_random_checkpoint(
             uniform(format!("{p}.{n}.bias"), vec![d], 0.1, 0.0);
         }
     }
+    // the masked-expression head (`decoder.fc`), as in released checkpoints
+    for (i, out) in [(0, d), (2, d), (4, 1)] {
+        uniform(format!("decoder.fc.{i}.weight"), vec![out, d], lin(d), 0.0);
+        uniform(format!("decoder.fc.{i}.bias"), vec![out], lin(d), 0.0);
+    }
     let bytes: Vec<Vec<u8>> = tensors
         .iter()
         .map(|(_, _, data)| crate::io::matrix::f32_bytes(data))
