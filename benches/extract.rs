@@ -65,6 +65,19 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// Extract every layer of `data` into `out` with the default options.
+fn extract_to(model: &Scgpt, data: &Dataset, rt: &Runtime, out: &Path) {
+    extract(
+        model,
+        data,
+        serde_json::json!({}),
+        out,
+        &ExtractOptions::default(),
+        rt,
+    )
+    .expect("extract");
+}
+
 fn bench(c: &mut Criterion) {
     let rt = Runtime::cpu().expect("runtime");
     let ds = immune();
@@ -73,15 +86,7 @@ fn bench(c: &mut Criterion) {
     let mut go = |model: &Scgpt, data: &Dataset| {
         run += 1;
         let out = tmp.path().join(format!("run{run}"));
-        extract(
-            model,
-            data,
-            serde_json::json!({}),
-            &out,
-            &ExtractOptions::default(),
-            &rt,
-        )
-        .expect("extract");
+        extract_to(model, data, &rt, &out);
         std::fs::remove_dir_all(&out).ok();
     };
 
@@ -113,15 +118,7 @@ fn bench(c: &mut Criterion) {
     let few = ds.select_cells(&(0..8).collect::<Vec<_>>());
     let cls = |model: &Scgpt, rt: &Runtime, name: &str| -> Vec<f32> {
         let out = tmp.path().join(name);
-        extract(
-            model,
-            &few,
-            serde_json::json!({}),
-            &out,
-            &ExtractOptions::default(),
-            rt,
-        )
-        .expect("extract");
+        extract_to(model, &few, rt, &out);
         let m = scsae::read_cells(&out, Some("cls"), None).expect("cls");
         std::fs::remove_dir_all(&out).ok();
         m.matrix.data
@@ -148,15 +145,7 @@ fn bench(c: &mut Criterion) {
             bch.iter(|| {
                 k += 1;
                 let out = tmp.path().join(format!("dtype{k}"));
-                extract(
-                    model,
-                    &few,
-                    serde_json::json!({}),
-                    &out,
-                    &ExtractOptions::default(),
-                    r,
-                )
-                .expect("extract");
+                extract_to(model, &few, r, &out);
                 std::fs::remove_dir_all(&out).ok();
             })
         });

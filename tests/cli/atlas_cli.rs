@@ -3,7 +3,6 @@
 //! are escaped, the same inputs give the same bytes; and bad inputs are one-line errors that write
 //! nothing.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use scsae::activations::{Manifest, StoreWriter, FORMAT};
@@ -190,28 +189,6 @@ impl Fixture {
     }
 }
 
-/// Every file under `dir` (relative path -> bytes).
-fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p
-                    .strip_prefix(dir)
-                    .unwrap()
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
-}
-
 /// The values of every `href="..."` and `src="..."` in `html`.
 fn links(html: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -241,7 +218,7 @@ fn atlas_pages_exist_links_resolve_and_numbers_match_the_codes() {
         stdout.contains("atlas of 16 features over 1000 cells"),
         "{stdout}"
     );
-    let site = files(&out);
+    let site = crate::common::tree_bytes(&out);
     // the manifest lists every other file, and there is one page per feature
     let manifest: serde_json::Value = serde_json::from_slice(&site["atlas.json"]).unwrap();
     let listed: Vec<String> = crate::common::strings(&manifest["files"]);
@@ -355,7 +332,10 @@ fn atlas_pages_exist_links_resolve_and_numbers_match_the_codes() {
         .args(fx.args(&again, &[]))
         .assert()
         .success();
-    assert!(files(&again) == site, "a second run wrote other bytes");
+    assert!(
+        crate::common::tree_bytes(&again) == site,
+        "a second run wrote other bytes"
+    );
 
     // bad inputs: one line naming the problem, exit 1, nothing written
     let other_seed = fx.dir.join("sae1b");
@@ -447,7 +427,7 @@ fn atlas_pages_exist_links_resolve_and_numbers_match_the_codes() {
         .stderr
         .clone();
     assert!(String::from_utf8_lossy(&err).contains("already exists"));
-    assert!(files(&out) == site);
+    assert!(crate::common::tree_bytes(&out) == site);
 }
 
 /// `a/../b` -> `b` for the site's relative paths.

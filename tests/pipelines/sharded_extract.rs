@@ -2,7 +2,6 @@
 //! byte (every file, per-token parts included) for 1, 3 and 7 shards of the bundled data; shards
 //! that do not belong together are refused with one line naming the shard, and nothing is written.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::pipeline_cli::scsae;
@@ -36,26 +35,6 @@ fn extract(out: &Path, data: &str, shard: Option<&str>) {
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
 }
 
-/// Every file of a folder (relative path -> bytes).
-fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(
-                    p.strip_prefix(dir).unwrap().to_path_buf(),
-                    std::fs::read(&p).unwrap(),
-                );
-            }
-        }
-    }
-    out
-}
-
 fn merge(shards: &[PathBuf], out: &Path) -> std::process::Output {
     let mut args: Vec<&str> = vec!["merge"];
     args.extend(shards.iter().map(|p| p.to_str().unwrap()));
@@ -78,7 +57,7 @@ fn merged_shards_equal_the_unsharded_run_and_foreign_shards_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let whole = dir.path().join("whole");
     extract(&whole, DATA, None);
-    let reference = files(&whole);
+    let reference = crate::common::tree_bytes(&whole);
     assert!(reference.len() > 30, "expected many parts");
     let mut three = Vec::new();
     for n in [1usize, 3, 7] {
@@ -95,7 +74,7 @@ fn merged_shards_equal_the_unsharded_run_and_foreign_shards_are_refused() {
         let r = merge(&rev, &out);
         assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
         assert_eq!(
-            files(&out),
+            crate::common::tree_bytes(&out),
             reference,
             "{n} shards merged differ from the unsharded run"
         );
@@ -106,7 +85,7 @@ fn merged_shards_equal_the_unsharded_run_and_foreign_shards_are_refused() {
     // a shard store is not a store until merged
     let err = scsae::activations::ActivationStore::open(&three[0]).unwrap_err();
     assert!(err.to_string().contains("scsae merge"), "{err}");
-    let before = files(dir.path());
+    let before = crate::common::tree_bytes(dir.path());
     let target = dir.path().join("bad");
     // a missing shard
     fails_naming(
@@ -127,11 +106,11 @@ fn merged_shards_equal_the_unsharded_run_and_foreign_shards_are_refused() {
     let before = {
         let mut b = before;
         b.extend(
-            files(&foreign)
+            crate::common::tree_bytes(&foreign)
                 .into_iter()
-                .map(|(k, v)| (Path::new("foreign").join(k), v)),
+                .map(|(k, v)| (format!("foreign/{k}"), v)),
         );
-        b.insert(PathBuf::from("other.h5ad"), std::fs::read(&other).unwrap());
+        b.insert("other.h5ad".to_string(), std::fs::read(&other).unwrap());
         b
     };
     let mixed = vec![three[0].clone(), foreign.clone(), three[2].clone()];
@@ -145,5 +124,9 @@ fn merged_shards_equal_the_unsharded_run_and_foreign_shards_are_refused() {
     // into an existing folder
     fails_naming(merge(&three, &whole), &whole, "already exists");
     assert!(!target.exists());
-    assert_eq!(files(dir.path()), before, "a refused merge wrote something");
+    assert_eq!(
+        crate::common::tree_bytes(dir.path()),
+        before,
+        "a refused merge wrote something"
+    );
 }
