@@ -255,7 +255,12 @@ mod tests {
                      stack backtrace:\n   0: candle_core::error::Error::bt\n";
         let msg = cuda_open_error(1, cause).to_string();
         assert_eq!(msg.lines().count(), 1, "{msg}");
-        assert!(msg.starts_with("--device cuda:1: cannot open the CUDA device (DriverError(CUDA_ERROR_NO_DEVICE"), "{msg}");
+        assert!(
+            msg.starts_with(
+                "--device cuda:1: cannot open the CUDA device (DriverError(CUDA_ERROR_NO_DEVICE"
+            ),
+            "{msg}"
+        );
         assert!(msg.contains("--device cpu"), "{msg}");
         assert!(!cuda_open_error(0, "\n").to_string().is_empty());
     }

@@ -18,8 +18,9 @@
 #        CARGO_TARGET_DIR                           (default: <repo>/target-cuda, git-ignored)
 #        CUDA_COMPUTE_CAP                           (default: 90)
 #        CARGO_BUILD_JOBS, NICE (default 10)
-# Output: device/bin/{scsae,spikgpt} (stripped, git-ignored; pass `carry: ["device"]` to the
-#         device tool) and device/bin/BUILD_INFO.
+# Output (git-ignored): device/bin/{scsae,spikgpt,BUILD_INFO} (stripped) and
+#         device/pack/{scsae-cuda-bins.tar.xz,BUILD_INFO}, what travels to a GPU machine
+#         (`carry: ["device/pack", ".whl"]` with the device tool; then scripts/cuda/device_check.sh).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -98,16 +99,24 @@ start=$(date +%s)
 nice -n "$NICE" cargo build --locked --profile device --features cuda --bins
 secs=$(( $(date +%s) - start ))
 
-# 4. Stripped copies ready to carry to the GPU machine.
-mkdir -p "$repo/device/bin"
+# 4. Stripped copies (device/bin, for this machine), and both in one solid xz archive to carry to the
+#    GPU machine (device/pack: ~15 MB instead of 2 x 88 MB; most of each binary is the same candle
+#    kernels, which a 192 MiB window finds twice). device_check.sh unpacks it with Python's tarfile.
+mkdir -p "$repo/device/bin" "$repo/device/pack"
 for b in scsae spikgpt; do
   cp "$CARGO_TARGET_DIR/device/$b" "$repo/device/bin/$b"
   strip "$repo/device/bin/$b" 2>/dev/null || true
 done
+pack="$repo/device/pack/scsae-cuda-bins.tar.xz"
+echo "== packing $pack"
+tar -C "$repo/device/bin" -cf - scsae spikgpt | nice -n "$NICE" xz -T1 -6 --lzma2=preset=6,dict=192MiB >"$pack.tmp"
+mv "$pack.tmp" "$pack"
 {
   echo "built: $(date -u +%FT%TZ) on $(uname -m), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
-  echo "cargo build --locked --profile device --features cuda --bins: ${secs}s"
+  echo "cargo build --locked --profile device --features cuda --bins: ${secs}s (this run)"
   echo "nvcc: $nvcc_version; CUDA_COMPUTE_CAP=$CUDA_COMPUTE_CAP; wheels: ${WHEELS[*]}"
-  for b in scsae spikgpt; do echo "$b: $(stat -c %s "$repo/device/bin/$b") bytes"; done
+  for b in scsae spikgpt; do echo "$b: $(stat -c %s "$repo/device/bin/$b") bytes (stripped)"; done
+  echo "$(basename "$pack"): $(stat -c %s "$pack") bytes"
   echo "needs at run time: $(readelf -d "$repo/device/bin/scsae" | grep -o 'NEEDED.*' | grep -o '\[.*\]' | tr -d '[]' | tr '\n' ' ')"
 } | tee "$repo/device/bin/BUILD_INFO"
+cp "$repo/device/bin/BUILD_INFO" "$repo/device/pack/BUILD_INFO"

@@ -3,7 +3,7 @@
 #
 #   bash scripts/cuda/device_check.sh [RESULTS_DIR]        # results under $OUT if set, else RESULTS_DIR
 #
-# Needs: the binaries from scripts/cuda/build.sh in device/bin (carry `device` to the GPU machine),
+# Needs: the binaries from scripts/cuda/build.sh, device/bin or device/pack (carry `device/pack`),
 # the repository's committed fixtures and data/, python3 with numpy, safetensors and h5py (torch for
 # the PyTorch anchors, optional). No network, no Rust toolchain.
 #
@@ -25,18 +25,19 @@
 #
 # Env: DEVICE=cuda (default) | cpu: a dry run of the whole script on the CPU (the "GPU" runs then use
 #      --device cpu too; the bad-input check expects --device cuda to fail), for machines with no GPU.
-#      BIN (device/bin), PY (python3), WORK (scratch, default a new /tmp folder), FULL_CELLS (1000),
+#      BIN (default device/bin, else device/pack unpacked), PY (python3), WORK (scratch, default a new /tmp folder), FULL_CELLS (1000),
 #      PARITY_CELLS (64), SAE_EPOCHS (40), SAE_TOKENS (50000), TORCH_STEPS (30),
 #      SPK_ARGS ("--epochs 10": the paper model, width 512, 300 tokens, T = 4),
 #      SPK_TORCH_ARGS ("--width 512 --heads 8 --tokens 300 --accuracy": the same model, 10 epochs),
-#      SKIP_CPU_FULL=1 skips the full-size CPU reference (no full-size parity).
+#      SKIP_CPU_FULL=1 skips the full-size CPU reference (no full-size parity), STEP_TIMEOUT (150 s:
+#      any one measured command is stopped after it, and counted as failed, so the whole check ends).
 set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 cd "$repo"
 DEVICE="${DEVICE:-cuda}"
-BIN="${BIN:-$repo/device/bin}"
+BIN="${BIN:-}"
 PY="${PY:-python3}"
 RES="${OUT:-${1:-$repo/device/check-out}}"
 WORK="${WORK:-$(mktemp -d /tmp/scsae-device-check.XXXXXX)}"
@@ -47,6 +48,7 @@ SAE_TOKENS="${SAE_TOKENS:-50000}"
 SPK_ARGS="${SPK_ARGS:---epochs 10}"
 SPK_TORCH_ARGS="${SPK_TORCH_ARGS:---width 512 --heads 8 --tokens 300 --accuracy}"
 TORCH_STEPS="${TORCH_STEPS:-30}"
+STEP_TIMEOUT="${STEP_TIMEOUT:-150}"
 TOL=1e-3
 mkdir -p "$RES" "$WORK"
 LOG="$RES/log.txt"
@@ -78,8 +80,22 @@ if [[ "$DEVICE" == cpu ]]; then
   done
 fi
 export LD_LIBRARY_PATH="$libdirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# --- the binaries: BIN, else device/bin, else unpacked from device/pack/scsae-cuda-bins.tar.xz
+if [[ -z "$BIN" ]]; then
+  if [[ -x "$repo/device/bin/scsae" ]]; then
+    BIN="$repo/device/bin"
+  elif [[ -f "$repo/device/pack/scsae-cuda-bins.tar.xz" ]]; then
+    BIN="$WORK/bin"
+    mkdir -p "$BIN"
+    "$PY" -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])" \
+      "$repo/device/pack/scsae-cuda-bins.tar.xz" "$BIN" || { echo "error: cannot unpack device/pack"; exit 2; }
+    cp "$repo/device/pack/BUILD_INFO" "$BIN/" 2>/dev/null
+  else
+    echo "error: no binaries: build them with scripts/cuda/build.sh (device/bin, device/pack)"; exit 2
+  fi
+fi
 for b in scsae spikgpt; do
-  [[ -x "$BIN/$b" ]] || { echo "error: $BIN/$b missing: build it with scripts/cuda/build.sh and carry device/"; exit 2; }
+  [[ -x "$BIN/$b" ]] || { echo "error: $BIN/$b missing: build it with scripts/cuda/build.sh"; exit 2; }
   missing="$(ldd "$BIN/$b" | grep 'not found' || true)"
   [[ -z "$missing" ]] || { echo "error: $BIN/$b: libraries not found: $(echo $missing)"; exit 2; }
 done
@@ -96,7 +112,7 @@ nproc
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" 2>/dev/null || echo "(no torch)"
 gpu=()
 [[ "$DEVICE" == cuda ]] && gpu=(--gpu)
-m() { "$PY" "$here/measure.py" --json-out "$J" "${gpu[@]}" --label "$@"; }
+m() { "$PY" "$here/measure.py" --timeout "$STEP_TIMEOUT" --json-out "$J" "${gpu[@]}" --label "$@"; }
 absent="cuda:7"
 [[ "$DEVICE" == cpu ]] && absent="cuda"
 
@@ -121,7 +137,7 @@ bad bf16_on_cpu --device cpu --dtype bf16
 ext() { # label device dtype model cells extra...
   local label="$1" dev="$2" dt="$3" model="$4" cells="$5"; shift 5
   m "$label" -- "$S" --device "$dev" --dtype "$dt" extract --model "$model" --data data/immune1000.h5ad \
-    --first-cells "$cells" --out "$WORK/$label" --json "$@"
+    --first-cells "$cells" --out "$WORK/$label" --json --layers embeddings,all "$@"
 }
 cmp() { # label a b [--tol]
   local label="$1" a="$2" b="$3"; shift 3

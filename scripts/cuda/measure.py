@@ -32,6 +32,7 @@ def main():
     ap.add_argument("--label", required=True)
     ap.add_argument("--json-out", required=True)
     ap.add_argument("--gpu", action="store_true")
+    ap.add_argument("--timeout", type=float, default=None, help="stop the command after this many seconds (exit 124)")
     ap.add_argument("cmd", nargs=argparse.REMAINDER)
     a = ap.parse_args()
     cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
@@ -52,7 +53,11 @@ def main():
     stdout_path = os.path.join(os.path.dirname(os.path.abspath(a.json_out)), f"{a.label}.stdout")
     t0 = time.perf_counter()
     with open(stdout_path, "w") as so:
-        rc = subprocess.run(cmd, stdout=so).returncode
+        try:
+            rc = subprocess.run(cmd, stdout=so, timeout=a.timeout).returncode
+        except subprocess.TimeoutExpired:
+            rc = 124
+            print(f"  {a.label}: stopped after {a.timeout} s", file=sys.stderr)
     secs = time.perf_counter() - t0
     stop.set()
     if a.gpu:
