@@ -201,9 +201,25 @@ fn open_device(spec: DeviceSpec) -> Result<Device> {
                     "--device cuda:{ordinal}: this build has no CUDA support; rebuild with `--features cuda`"
                 )));
             }
-            Ok(Device::new_cuda(ordinal)?)
+            Device::new_cuda(ordinal).map_err(|e| cuda_open_error(ordinal, &e.to_string()))
         }
     }
+}
+
+/// The one-line error for a CUDA device that a CUDA build cannot open: no GPU or driver, an ordinal
+/// past the last GPU, a driver older than the toolkit. `cause` is candle's message (the driver's
+/// error code and text); only its first line is kept, so a backtrace (`RUST_BACKTRACE`) never turns
+/// it into several lines.
+fn cuda_open_error(ordinal: usize, cause: &str) -> Error {
+    let cause = cause
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("unknown error");
+    Error::invalid(format!(
+        "--device cuda:{ordinal}: cannot open the CUDA device ({cause}); check the GPU and its driver \
+         (nvidia-smi), or run with --device cpu"
+    ))
 }
 
 #[cfg(test)]
@@ -230,5 +246,22 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("--features cuda"), "{err}");
+        assert_eq!(err.to_string().lines().count(), 1, "{err}");
+    }
+
+    #[test]
+    fn cuda_open_failure_is_one_line() {
+        let cause = "DriverError(CUDA_ERROR_NO_DEVICE, \"no CUDA-capable device is detected\")\n\
+                     stack backtrace:\n   0: candle_core::error::Error::bt\n";
+        let msg = cuda_open_error(1, cause).to_string();
+        assert_eq!(msg.lines().count(), 1, "{msg}");
+        assert!(
+            msg.starts_with(
+                "--device cuda:1: cannot open the CUDA device (DriverError(CUDA_ERROR_NO_DEVICE"
+            ),
+            "{msg}"
+        );
+        assert!(msg.contains("--device cpu"), "{msg}");
+        assert!(!cuda_open_error(0, "\n").to_string().is_empty());
     }
 }

@@ -14,6 +14,9 @@ validation accuracy with --accuracy.
 
 Run from the repository root (same thread count as the Rust bench):
     python scripts/spikgpt/bench_torch.py --threads 2 [--accuracy]
+    python scripts/spikgpt/bench_torch.py --device cuda --width 512 --heads 8 --tokens 300 --accuracy  # GPU
+
+Labels come from anndata when installed, else straight from the .h5ad with h5py.
 """
 import argparse
 import json
@@ -35,6 +38,27 @@ def load_embeddings(path):
     a, b = info["data_offsets"]
     x = np.frombuffer(body[a:b], dtype="<f4").reshape(info["shape"])
     return x, json.loads(meta["row_ids"])
+
+
+def read_labels(path, ids, key):
+    """obs[key] of the cells `ids` (anndata when installed, else h5py on the AnnData >= 0.8 layout)."""
+    try:
+        import anndata
+    except ImportError:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            obs = f["obs"]
+            index = obs[obs.attrs.get("_index", "_index")][()].astype(str)
+            col = obs[key]
+            if isinstance(col, h5py.Group):  # categorical
+                values = col["categories"][()].astype(str)[col["codes"][()]]
+            else:
+                values = col[()].astype(str)
+        row = {c: i for i, c in enumerate(index)}
+        return np.array([values[row[i]] for i in ids])
+    obs = anndata.read_h5ad(path, backed="r").obs
+    return obs.loc[ids, key].astype(str).values
 
 
 class SpikeFn(torch.autograd.Function):
@@ -121,23 +145,23 @@ def main():
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--tokens", type=int, nargs="+", default=[300, 8])
     ap.add_argument("--accuracy", action="store_true")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    dev = torch.device(args.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     x, ids = load_embeddings("tests/fixtures/spikgpt/immune1000_pca50.safetensors")
-    import anndata  # labels for the accuracy run
-
-    obs = anndata.read_h5ad("data/immune1000.h5ad", backed="r").obs
-    lab = obs.loc[ids, "cell_type_annotations"].astype(str).values
+    lab = read_labels("data/immune1000.h5ad", ids, "cell_type_annotations")
     classes = sorted(set(lab))
     y = np.array([classes.index(v) for v in lab])
     rng = np.random.default_rng(0)
     perm = rng.permutation(len(y))
     tr, va = perm[:700], perm[700:]
-    X = torch.tensor(x)
-    Y = torch.tensor(y)
+    X = torch.tensor(x).to(dev)
+    Y = torch.tensor(y).to(dev)
     for m in args.tokens:
-        model = SpikGPT(x.shape[1], args.width, args.heads, len(classes), m, 4)
+        model = SpikGPT(x.shape[1], args.width, args.heads, len(classes), m, 4).to(dev)
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
         epochs = 10 if args.accuracy else 1
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
@@ -146,23 +170,27 @@ def main():
             model.train()
             order = tr[rng.permutation(len(tr))]
             for i in range(0, len(order), 128):
-                b = torch.tensor(order[i:i + 128])
+                b = torch.tensor(order[i:i + 128]).to(dev)
+                sync()
                 t0 = time.perf_counter()
                 loss = nn.functional.cross_entropy(model(X[b]), Y[b])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
+                sync()
                 step_times.append(time.perf_counter() - t0)
             sched.step()
         model.eval()
         with torch.no_grad():
+            sync()
             t0 = time.perf_counter()
             logits = torch.cat([model(X[i:i + 256]) for i in range(0, len(X), 256)])
+            sync()
             dt = time.perf_counter() - t0
-        acc = (logits[va].argmax(1) == Y[va]).float().mean().item()
+        acc = (logits[torch.tensor(va).to(dev)].argmax(1) == Y[torch.tensor(va).to(dev)]).float().mean().item()
         full_steps = [s for s in step_times]
         print(json.dumps({
-            "impl": "pytorch", "threads": args.threads, "tokens": m, "width": args.width,
+            "impl": "pytorch", "device": args.device, "threads": args.threads, "tokens": m, "width": args.width,
             "train_step_s": float(np.median(full_steps)),
             "train_epoch_s": float(np.median(full_steps) * int(np.ceil(700 / 128))),
             "annotate_cells_per_s": len(X) / dt,
