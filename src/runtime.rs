@@ -158,6 +158,18 @@ impl Runtime {
         })
     }
 
+    /// Error unless the runtime computes in f32: `what` (e.g. "SAE training") has no half-precision
+    /// path, and silently computing in f32 under `--dtype bf16` would misreport what ran.
+    pub fn require_f32(&self, what: &str) -> Result<()> {
+        if self.dtype == DType::F32 {
+            return Ok(());
+        }
+        Err(Error::invalid(format!(
+            "--dtype {:?}: {what} computes in f32 only; drop --dtype (the default is f32)",
+            self.config.precision
+        )))
+    }
+
     /// A CPU runtime with default options (handy in tests and notebooks).
     pub fn cpu() -> Result<Self> {
         Runtime::new(RuntimeConfig::default())
@@ -247,6 +259,25 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("--features cuda"), "{err}");
         assert_eq!(err.to_string().lines().count(), 1, "{err}");
+    }
+
+    #[test]
+    fn half_precision_is_refused_where_only_f32_exists() {
+        let rt = Runtime::cpu().unwrap();
+        assert!(rt.require_f32("SAE training").is_ok());
+        let half = Runtime {
+            dtype: DType::BF16,
+            config: RuntimeConfig {
+                precision: Precision::Bf16,
+                ..rt.config.clone()
+            },
+            ..rt
+        };
+        let e = half.require_f32("SAE training").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "--dtype Bf16: SAE training computes in f32 only; drop --dtype (the default is f32)"
+        );
     }
 
     #[test]

@@ -79,6 +79,7 @@ pub fn train_streaming(
     runs: &[StreamRun],
     opts: &TrainOptions,
 ) -> Result<Vec<Option<TrainedRun>>> {
+    rt.require_f32("SAE training")?;
     check_shared(runs)?;
     let store = ActivationStore::open(activations)?;
     // every layer is checked before anything is read

@@ -83,6 +83,7 @@ pub fn run_sweep(
     out: &Path,
     opts: &TrainOptions,
 ) -> Result<Vec<SweepRow>> {
+    rt.require_f32("SAE training")?;
     if spec.layers.is_empty() {
         return Err(Error::invalid("--layers is empty"));
     }

@@ -310,6 +310,7 @@ pub fn train_inputs(
     out: &Path,
     opts: &TrainOptions,
 ) -> Result<Option<TrainedRun>> {
+    rt.require_f32("SAE training")?;
     if cfg.max_inputs == 0 && spec.path.is_dir() {
         // train_streaming opens the store; here only to name its layers when --layer is missing
         let layer = match spec.layer {

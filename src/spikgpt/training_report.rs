@@ -66,6 +66,7 @@ pub fn train_and_report(
     out: &Path,
     threshold: Option<f64>,
 ) -> Result<TrainReport> {
+    rt.require_f32("SpikGPT training")?;
     let outcome = train(rt, data, opts, out)?;
     let title = run_title(out, &opts.hold_out);
     let curve_title = title.replace(": validation and held-out cells", ": training curve");
