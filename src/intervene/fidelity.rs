@@ -161,6 +161,9 @@ pub struct FidelityReport {
     pub loss_recovered: Option<f64>,
     /// The same per ratio.
     pub loss_recovered_by_ratio: Vec<Option<f64>>,
+    /// `(L_zero - L_clean) / L_clean`: how much deleting the layer costs the model. Loss recovered is a
+    /// ratio over this gap; when it is small (a few percent, e.g. random weights) the ratio is unstable.
+    pub zero_ablation_relative_gap: f64,
     /// kNN accuracy recovered, `(acc_sae - acc_zero) / (acc_clean - acc_zero)` (with labels, null when
     /// zero-ablation does not lower it).
     pub knn_recovered: Option<f64>,
@@ -437,6 +440,7 @@ fn summarise(
             })
             .collect(),
         knn_recovered,
+        zero_ablation_relative_gap: (zero.mlm_mse - clean.mlm_mse) / clean.mlm_mse,
         conditions,
         options: opts.clone(),
         seed: rt.seed,
@@ -447,6 +451,15 @@ fn summarise(
 /// One paragraph for the terminal.
 pub fn headline(r: &FidelityReport, out: &Path) -> String {
     let opt = |v: Option<f64>| v.map_or("n/a".to_string(), |x| format!("{x:.3}"));
+    let gap = r.zero_ablation_relative_gap;
+    let caveat = if gap.abs() < 0.05 {
+        format!(
+            " (zero-ablation changes the loss by only {:+.2} %: the ratio is unstable)",
+            100.0 * gap
+        )
+    } else {
+        String::new()
+    };
     let c = &r.conditions;
     let knn = match (c[0].knn_accuracy, c[1].knn_accuracy, c[2].knn_accuracy) {
         (Some(a), Some(b), Some(z)) => format!(
@@ -456,7 +469,7 @@ pub fn headline(r: &FidelityReport, out: &Path) -> String {
         _ => String::new(),
     };
     format!(
-        "{} spliced at layer {} on {} cells ({} tokens; R2 {:.3}, L0 {:.1}): masked-expression loss clean {:.4}, SAE {:.4}, zero-ablation {:.4} -> loss recovered {}; CLS cosine with clean: SAE {:.4}, zero {:.4}{knn}\nwrote {}",
+        "{} spliced at layer {} on {} cells ({} tokens; R2 {:.3}, L0 {:.1}): masked-expression loss clean {:.4}, SAE {:.4}, zero-ablation {:.4} -> loss recovered {}{caveat}; CLS cosine with clean: SAE {:.4}, zero {:.4}{knn}\nwrote {}",
         r.sae_name,
         r.layer,
         r.n_cells,

@@ -123,6 +123,12 @@ fn fidelity_of_planted_saes() {
     assert!(sae["cls_cosine_mean"].as_f64().unwrap() > 1.0 - 1e-9);
     assert_ne!(zero_c["mlm_mse"], clean["mlm_mse"]);
     assert!((s["reconstruction_r2"].as_f64().unwrap() - 1.0).abs() < 1e-12);
+    let (lc, lz) = (
+        clean["mlm_mse"].as_f64().unwrap(),
+        zero_c["mlm_mse"].as_f64().unwrap(),
+    );
+    let gap = s["zero_ablation_relative_gap"].as_f64().unwrap();
+    assert!((gap - (lz - lc) / lc).abs() < 1e-12, "{gap}");
     if let Some(r) = s["loss_recovered"].as_f64() {
         assert!((r - 1.0).abs() < 1e-12, "{r}");
     }
