@@ -69,11 +69,7 @@ pub fn decoder_directions(sae: &Sae) -> Vec<f32> {
     let (d, m) = (sae.d_in(), sae.d_sae());
     let mut out = Vec::with_capacity(m * d);
     for j in 0..m {
-        let row: Vec<f64> = sae.w_dec[j * d..(j + 1) * d]
-            .iter()
-            .zip(&sae.input_std)
-            .map(|(&w, &s)| w as f64 * s as f64)
-            .collect();
+        let row = sae.decoder_direction(j);
         let norm = row.iter().map(|x| x * x).sum::<f64>().sqrt();
         out.extend(
             row.iter()

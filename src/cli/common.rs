@@ -38,6 +38,17 @@ impl RuntimeArgs {
     }
 }
 
+/// The scGPT checkpoint a subcommand runs.
+#[derive(Debug, Clone, Args)]
+pub struct CheckpointArgs {
+    /// scGPT checkpoint folder: args.json, vocab.json and best_model.pt (or model.safetensors).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Weights file to use instead of the folder's best_model.pt / model.safetensors.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+}
+
 /// How to read single-cell data.
 #[derive(Debug, Clone, Args)]
 pub struct DataArgs {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::activations::h5ad_export::{store_to_h5ad, StoreH5adRequest};
-use crate::cli::common::DataArgs;
+use crate::cli::common::{CheckpointArgs, DataArgs};
 use crate::data::h5ad_write::check_h5ad_target;
 use crate::data::{load, MatrixLayer};
 use crate::error::{Error, Result};
@@ -16,12 +16,9 @@ use crate::scgpt::{extract, ExtractOptions, ExtractReport, LayerSelection, Scgpt
 /// Arguments of `scsae extract`.
 #[derive(Debug, Clone, Args)]
 pub struct ExtractArgs {
-    /// scGPT checkpoint folder: args.json, vocab.json and best_model.pt (or model.safetensors).
-    #[arg(long)]
-    pub model: PathBuf,
-    /// Weights file to use instead of the folder's best_model.pt / model.safetensors.
-    #[arg(long)]
-    pub weights: Option<PathBuf>,
+    /// The checkpoint.
+    #[command(flatten)]
+    pub checkpoint: CheckpointArgs,
     /// Single-cell data: .h5ad file or 10x folder (gene symbols in var; see --gene-key).
     #[arg(long)]
     pub data: PathBuf,
@@ -87,7 +84,11 @@ pub fn run(args: &ExtractArgs, rt: &Runtime) -> Result<ExtractReport> {
         }
         check_h5ad_target(&args.data, h, false)?;
     }
-    let scgpt = Scgpt::load_with(&args.model, args.weights.as_deref(), rt)?;
+    let scgpt = Scgpt::load_with(
+        &args.checkpoint.model,
+        args.checkpoint.weights.as_deref(),
+        rt,
+    )?;
     let mut ds = load(&args.data, &args.data_args.load_options())?;
     ds.check_expression()?;
     if let Some(k) = args.first_cells {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::cli::common::DataArgs;
+use crate::cli::common::{CheckpointArgs, DataArgs};
 use crate::error::Result;
 use crate::intervene::fidelity::checkpoint_mask_ratios;
 use crate::intervene::{fidelity, load_inputs, FidelityOptions, FidelityRequest, SpliceSpec};
@@ -18,12 +18,9 @@ pub struct SpliceArgs {
     /// Trained SAE folder (of token activations of one layer of --model).
     #[arg(long)]
     pub sae: PathBuf,
-    /// scGPT checkpoint folder (args.json, vocab.json, best_model.pt or model.safetensors).
-    #[arg(long)]
-    pub model: PathBuf,
-    /// Weights file to use instead of the folder's.
-    #[arg(long)]
-    pub weights: Option<PathBuf>,
+    /// The checkpoint.
+    #[command(flatten)]
+    pub checkpoint: CheckpointArgs,
     /// Single-cell data (.h5ad or 10x folder).
     #[arg(long)]
     pub data: PathBuf,
@@ -57,8 +54,8 @@ impl SpliceArgs {
     pub fn spec(&self) -> SpliceSpec<'_> {
         SpliceSpec {
             sae: &self.sae,
-            model: &self.model,
-            weights: self.weights.as_deref(),
+            model: &self.checkpoint.model,
+            weights: self.checkpoint.weights.as_deref(),
             data: &self.data,
             load: self.data_args.load_options(),
             first_cells: self.first_cells,

@@ -4,9 +4,9 @@
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::runtime::Runtime;
-use crate::scgpt::extract::cell_row;
+use crate::scgpt::extract::{cell_row, data_tokenizer};
 use crate::scgpt::model::{first_position, to_f32_vec, Batch};
-use crate::scgpt::{Scgpt, TokenizedCell, Tokenizer, TokenizerOptions};
+use crate::scgpt::{Scgpt, TokenizedCell, Tokenizer};
 
 /// Tokenises a data set's cells for one model.
 pub struct CellSource<'a> {
@@ -32,27 +32,10 @@ impl<'a> CellSource<'a> {
                 "--max-length must be at least 2 (<cls> and one gene)",
             ));
         }
-        let cfg = &scgpt.config;
-        let tokenizer = Tokenizer::new(
-            &data.gene_symbols,
-            &scgpt.vocab,
-            TokenizerOptions {
-                max_length,
-                n_bins: cfg.n_bins,
-                pad_value: cfg.pad_value,
-                seed: rt.seed,
-            },
-        );
-        if tokenizer.genes.n_matched == 0 {
-            return Err(Error::input(
-                &data.source,
-                "none of the genes is in the model vocabulary (scGPT expects human gene symbols: pick the var column with --gene-key)",
-            ));
-        }
         Ok(CellSource {
             scgpt,
             data,
-            tokenizer,
+            tokenizer: data_tokenizer(scgpt, data, max_length, rt.seed)?,
         })
     }
 

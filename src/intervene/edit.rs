@@ -5,7 +5,7 @@ use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::data::DenseMatrix;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::sae::{zscore, Sae};
 use crate::scgpt::model::to_f32_vec;
 
@@ -135,17 +135,12 @@ impl Edit<'_> {
             }
             Edit::Steer { sae, feature, mode } => {
                 let m = sae.d_sae();
-                if feature >= m {
-                    return Err(Error::invalid(format!(
-                        "feature {feature} is out of range: the SAE has {m} features (0..{})",
-                        m - 1
-                    )));
-                }
-                // the feature's direction in activation space
-                let dir: Vec<f32> = sae.w_dec[feature * d..(feature + 1) * d]
-                    .iter()
-                    .zip(&sae.input_std)
-                    .map(|(w, s)| w * s)
+                sae.check_feature(feature)?;
+                // the feature's direction in activation space (the f32 product, rounded once)
+                let dir: Vec<f32> = sae
+                    .decoder_direction(feature)
+                    .into_iter()
+                    .map(|v| v as f32)
                     .collect();
                 let mut out = x.data.clone();
                 let mut per = Vec::with_capacity(x.n_rows);

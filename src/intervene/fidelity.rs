@@ -31,6 +31,7 @@ use crate::scgpt::expr_head::{check_mask_ratios, mlm_mask, MASK_VALUE};
 use crate::scgpt::layers::site_name;
 use crate::scgpt::model::{to_f32_vec, Site};
 use crate::scgpt::{Scgpt, TokenizedCell};
+use crate::stats::median;
 
 /// The file written last: its presence means the folder is complete.
 pub const SUMMARY_FILE: &str = "fidelity.json";
@@ -284,8 +285,9 @@ pub fn fidelity(req: &FidelityRequest<'_>, rt: &Runtime) -> Result<FidelityRepor
         }
         cells.extend(acc);
     }
-    let report = summarise(req, rt, &cells, &sum, &sumsq)?;
-    write_outputs(req, &cells, &report)?;
+    let cosines = cls_cosines(&cells);
+    let report = summarise(req, rt, &cells, &cosines, &sum, &sumsq)?;
+    write_outputs(req, &cells, &cosines, &report)?;
     Ok(report)
 }
 
@@ -336,23 +338,16 @@ pub fn recovered(best: f64, mine: f64, worst: f64, higher_is_better: bool) -> Op
     Some(gain / gap)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2.0
-    }
+/// Per condition, each cell's cosine of its final `<cls>` output with the clean one.
+fn cls_cosines(cells: &[CellAcc]) -> [Vec<f64>; 3] {
+    std::array::from_fn(|c| cells.iter().map(|a| cosine(&a.cls[c], &a.cls[0])).collect())
 }
 
 fn summarise(
     req: &FidelityRequest<'_>,
     rt: &Runtime,
     cells: &[CellAcc],
+    cosines: &[Vec<f64>; 3],
     sum: &[f64],
     sumsq: &[f64],
 ) -> Result<FidelityReport> {
@@ -383,7 +378,7 @@ fn summarise(
             .map(|a| a.sq[c].iter().sum::<f64>())
             .sum::<f64>()
             / total_masked as f64;
-        let cos: Vec<f64> = cells.iter().map(|a| cosine(&a.cls[c], &a.cls[0])).collect();
+        let cos = &cosines[c];
         let knn = match &req.labels {
             Some((_, labels)) => {
                 let x: Vec<f32> = cells
@@ -399,7 +394,7 @@ fn summarise(
             mlm_mse: pooled,
             mlm_mse_by_ratio: by_ratio,
             cls_cosine_mean: cos.iter().sum::<f64>() / cos.len().max(1) as f64,
-            cls_cosine_median: median(cos),
+            cls_cosine_median: median(cos.clone()),
             knn_accuracy: knn,
         });
     }
@@ -493,6 +488,7 @@ fn ratio_name(r: f64) -> String {
 fn write_outputs(
     req: &FidelityRequest<'_>,
     cells: &[CellAcc],
+    cosines: &[Vec<f64>; 3],
     report: &FidelityReport,
 ) -> Result<()> {
     let opts = &req.opts;
@@ -520,10 +516,7 @@ fn write_outputs(
             .collect(),
     );
     for (c, name) in CONDITIONS.iter().enumerate().skip(1) {
-        t = t.f64(
-            &format!("cls_cosine_{name}"),
-            cells.iter().map(|a| cosine(&a.cls[c], &a.cls[0])).collect(),
-        );
+        t = t.f64(&format!("cls_cosine_{name}"), cosines[c].clone());
     }
     t = t.count(
         "n_masked",
@@ -595,6 +588,5 @@ mod tests {
         // zero-ablation no worse than clean: undefined
         assert_eq!(recovered(1.0, 1.0, 1.0, false), None);
         assert_eq!(recovered(2.0, 1.0, 1.0, false), None);
-        assert_eq!(median(vec![3.0, 1.0, 2.0, 10.0]), 2.5);
     }
 }

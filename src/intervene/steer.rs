@@ -167,26 +167,14 @@ fn load_annotator(dir: &Path, d: usize, rt: &Runtime) -> Result<LoadedModel> {
 /// `genes`, optional `transitions` and `labels` tables, then [`SUMMARY_FILE`] last). Every input is
 /// checked before anything is written.
 pub fn steer(req: &SteerRequest<'_>, rt: &Runtime) -> Result<SteerReport> {
-    let m = req.sae.d_sae();
-    if req.feature >= m {
-        return Err(Error::input(
-            req.sae_dir,
-            format!(
-                "feature {} is out of range: the SAE has {m} features (0..{})",
-                req.feature,
-                m - 1
-            ),
-        ));
-    }
+    req.sae.check_feature(req.feature)?;
     match req.mode {
         SteerMode::Scale(s) | SteerMode::Clamp(s) if !s.is_finite() => {
             return Err(Error::invalid("--scale / --clamp must be a finite number"))
         }
         _ => {}
     }
-    if req.out.join(SUMMARY_FILE).exists() {
-        check_not_finished(req.out, SUMMARY_FILE, "a steering run", req.force)?;
-    }
+    check_not_finished(req.out, SUMMARY_FILE, "a steering run", req.force)?;
     let head = req.scgpt.expr_head.as_ref().ok();
     let d = req.scgpt.config.embsize;
     let annotator = req

@@ -89,6 +89,32 @@ impl Sae {
         self.cfg.d_sae
     }
 
+    /// Error (naming the SAE's folder) unless `feature` is one of its features.
+    pub fn check_feature(&self, feature: usize) -> Result<()> {
+        let m = self.cfg.d_sae;
+        if feature >= m {
+            return Err(Error::input(
+                self.origin(),
+                format!(
+                    "feature {feature} is out of range: the SAE has {m} features (0..{})",
+                    m.saturating_sub(1)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Feature `j`'s decoder row in activation units, `W_dec[j] * std` (the change a code of 1 makes
+    /// to the raw activations, since decoding happens in z-scored space), exact in f64.
+    pub fn decoder_direction(&self, j: usize) -> Vec<f64> {
+        let d = self.cfg.d_in;
+        self.w_dec[j * d..(j + 1) * d]
+            .iter()
+            .zip(&self.input_std)
+            .map(|(&w, &s)| w as f64 * s as f64)
+            .collect()
+    }
+
     /// Borrow the parameters.
     pub fn params(&self) -> ParamsView<'_> {
         ParamsView {

@@ -408,25 +408,8 @@ impl<'a> Extraction<'a> {
         opts: &'a ExtractOptions,
         rt: &'a Runtime,
     ) -> Result<(Self, Vec<String>)> {
-        let cfg = &scgpt.config;
-        let sites = opts.layers.resolve(cfg.nlayers)?;
-        let tok_opts = TokenizerOptions {
-            max_length: opts.max_length,
-            n_bins: cfg.n_bins,
-            pad_value: cfg.pad_value,
-            seed: rt.seed,
-        };
-        let tokenizer = Tokenizer::new(&data.gene_symbols, &scgpt.vocab, tok_opts);
-        if tokenizer.genes.n_matched == 0 {
-            return Err(Error::input(
-                &data.source,
-                format!(
-                    "none of the {} genes is in the model vocabulary (first genes: {}); scGPT expects human gene symbols: pick the var column with --gene-key",
-                    data.n_genes(),
-                    data.gene_symbols.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
-                ),
-            ));
-        }
+        let sites = opts.layers.resolve(scgpt.config.nlayers)?;
+        let tokenizer = data_tokenizer(scgpt, data, opts.max_length, rt.seed)?;
         let warnings: Vec<String> = tokenizer.genes.warning().into_iter().collect();
         let lengths: Vec<usize> = (0..data.n_cells())
             .map(|i| {
@@ -619,6 +602,35 @@ impl<'a> Extraction<'a> {
         }
         Ok(kept.len())
     }
+}
+
+/// The tokenizer of `data`'s cells for `scgpt` (the checkpoint's bins and pad value, `max_length`,
+/// seeded by `seed`); an error naming the data file when none of its genes is in the vocabulary.
+pub fn data_tokenizer(
+    scgpt: &Scgpt,
+    data: &Dataset,
+    max_length: usize,
+    seed: u64,
+) -> Result<Tokenizer> {
+    let cfg = &scgpt.config;
+    let tok_opts = TokenizerOptions {
+        max_length,
+        n_bins: cfg.n_bins,
+        pad_value: cfg.pad_value,
+        seed,
+    };
+    let tokenizer = Tokenizer::new(&data.gene_symbols, &scgpt.vocab, tok_opts);
+    if tokenizer.genes.n_matched == 0 {
+        return Err(Error::input(
+            &data.source,
+            format!(
+                "none of the {} genes is in the model vocabulary (first genes: {}); scGPT expects human gene symbols: pick the var column with --gene-key",
+                data.n_genes(),
+                data.gene_symbols.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    Ok(tokenizer)
 }
 
 /// Gene indices and values of cell `i` (a CSR row).

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use scsae::activations::{Manifest, StoreWriter, FORMAT};
 use scsae::data::DenseMatrix;
 
-use crate::common::{root, scsae};
+use crate::common::{root, scsae, with_options};
 
 const DATA: &str = "data/immune1000.h5ad";
 const KEY: &str = "cell_type_annotations";
@@ -158,33 +158,23 @@ fn fixture() -> Fixture {
 impl Fixture {
     /// The atlas arguments, with `set` replacing (or adding) options.
     fn args(&self, out: &Path, set: &[(&str, &str)]) -> Vec<String> {
-        let mut opts: Vec<(String, String)> = [
-            ("--sae", self.sae.to_str().unwrap()),
-            ("--activations", self.acts.to_str().unwrap()),
-            ("--layer", "1"),
-            ("--data", DATA),
-            ("--label-key", KEY),
-            ("--analysis", self.analysis.to_str().unwrap()),
-            ("--concepts", self.concepts.to_str().unwrap()),
-            ("--explain", self.drivers.to_str().unwrap()),
-            ("--compare-sae", self.compare.to_str().unwrap()),
-            ("--top-cells", "5"),
-            ("--out", out.to_str().unwrap()),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        for (k, v) in set {
-            match opts.iter_mut().find(|(a, _)| a == k) {
-                Some(slot) => slot.1 = v.to_string(),
-                None => opts.push((k.to_string(), v.to_string())),
-            }
-        }
         let mut a = vec!["atlas".to_string()];
-        for (k, v) in opts {
-            a.push(k);
-            a.push(v);
-        }
+        a.extend(with_options(
+            &[
+                ("--sae", self.sae.to_str().unwrap()),
+                ("--activations", self.acts.to_str().unwrap()),
+                ("--layer", "1"),
+                ("--data", DATA),
+                ("--label-key", KEY),
+                ("--analysis", self.analysis.to_str().unwrap()),
+                ("--concepts", self.concepts.to_str().unwrap()),
+                ("--explain", self.drivers.to_str().unwrap()),
+                ("--compare-sae", self.compare.to_str().unwrap()),
+                ("--top-cells", "5"),
+                ("--out", out.to_str().unwrap()),
+            ],
+            set,
+        ));
         a
     }
 }

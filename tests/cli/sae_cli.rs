@@ -10,7 +10,7 @@ use scsae::io::matrix::read_matrix;
 use scsae::sae::Sae;
 
 use crate::common::sae::{planted, read_raw, write_store};
-use crate::common::scsae;
+use crate::common::{scsae, with_options};
 
 fn small_matrix(dir: &Path) -> std::path::PathBuf {
     let (_, mut x) = planted(12, 16, 600, 3, 0.05, 11);
@@ -26,22 +26,6 @@ fn train_args(acts: &Path, out: &Path) -> Vec<String> {
 
 /// `scsae train` on a small problem; `set` overrides the defaults below (clap refuses repeats).
 fn train_args_with(acts: &Path, out: &Path, set: &[(&str, &str)]) -> Vec<String> {
-    let mut opts: Vec<(String, String)> = [
-        ("--features", "24"),
-        ("--epochs", "4"),
-        ("--batch-size", "64"),
-        ("--lr", "0.003"),
-        ("--lambda", "1"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    for (k, v) in set {
-        match opts.iter_mut().find(|(a, _)| a == k) {
-            Some(slot) => slot.1 = v.to_string(),
-            None => opts.push((k.to_string(), v.to_string())),
-        }
-    }
     let mut a = vec![
         "train".to_string(),
         "--activations".into(),
@@ -50,10 +34,16 @@ fn train_args_with(acts: &Path, out: &Path, set: &[(&str, &str)]) -> Vec<String>
         out.display().to_string(),
         "--quiet".into(),
     ];
-    for (k, v) in opts {
-        a.push(k);
-        a.push(v);
-    }
+    a.extend(with_options(
+        &[
+            ("--features", "24"),
+            ("--epochs", "4"),
+            ("--batch-size", "64"),
+            ("--lr", "0.003"),
+            ("--lambda", "1"),
+        ],
+        set,
+    ));
     a
 }
 

@@ -75,3 +75,19 @@ pub fn tree_bytes(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     }
     out
 }
+
+/// Command-line options `--key value`: `defaults` in order, each replaced by its entry in `set`
+/// (clap refuses repeated options), then the entries of `set` that are not defaults, in order.
+pub fn with_options(defaults: &[(&str, &str)], set: &[(&str, &str)]) -> Vec<String> {
+    let mut opts: Vec<(String, String)> = defaults
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    for (k, v) in set {
+        match opts.iter_mut().find(|(a, _)| a == k) {
+            Some(slot) => slot.1 = v.to_string(),
+            None => opts.push((k.to_string(), v.to_string())),
+        }
+    }
+    opts.into_iter().flat_map(|(k, v)| [k, v]).collect()
+}
