@@ -12,7 +12,7 @@
 # Environment: SIZES (default "1e5 1e6"), WORK (inputs and outputs, default target/atlas-bench; inputs
 # are reused), PYTHON (with numpy, scipy, pandas, anndata; default python3), BIN (folder of a built
 # scsae; default: `cargo build --bins` then target/debug), PCA=none leaves out the PCA baseline
-# (fitted on the 64-dim embeddings; its memory grows with cells x 64), BENCH=1 also runs the `atlas` group of
+# (fitted on the 64-dim embeddings by the covariance solver; its scores, cells x 50, are kept column-sparse), BENCH=1 also runs the `atlas` group of
 # benches/auroc.rs (AUROC alone) at each size under /usr/bin/time. Needs GNU time (/usr/bin/time).
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -38,7 +38,7 @@ pub use auroc::{auroc_table, AurocTable, Direction, LabelCodes};
 pub use correlation::{attribute_genes, AttributionOptions, ExpressionTransform, GeneAttribution};
 pub use enrichment::{enrich, Background, Enrichment, EnrichmentTest};
 pub use gmt::{read_gene_sets, GeneSet, GeneSetCollection, ResolvedSet};
-pub use pca::{fit_pca, Pca, PcaSolver};
+pub use pca::{fit_pca, fit_pca_axes, CsrColumnBlocks, Pca, PcaAxes, PcaSolver, RowBlocks};
 pub use pipeline::{
     analyze_features, analyze_sparse_features, Comparison, FeatureAnalysis, Headline,
 };

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::analysis::features_table::{self, EnrichedSet, FeatureRow};
-use crate::analysis::pca::Pca;
+use crate::analysis::pca::PcaAxes;
 use crate::analysis::pipeline::{AnalysisContext, Comparison, FeatureAnalysis, Headline};
 use crate::analysis::AnalysisConfig;
 use crate::error::Result;
@@ -359,10 +359,9 @@ pub fn write_comparison(out: &Path, c: &Comparison) -> Result<()> {
 }
 
 /// Explained variance of the PCA baseline.
-pub fn write_pca_variance(out: &Path, pca: &Pca) -> Result<()> {
-    let k = pca.explained_variance.len();
-    Table::new(k)
-        .str("component", (1..=k).map(|i| format!("PC{i}")).collect())
+pub fn write_pca_variance(out: &Path, pca: &PcaAxes) -> Result<()> {
+    Table::new(pca.k())
+        .str("component", pca.score_names())
         .f64("singular_value", pca.singular_values.clone())
         .f64("explained_variance", pca.explained_variance.clone())
         .f64(

@@ -6,18 +6,14 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::pipeline::{
-    analyze_features, analyze_sparse_features, match_cells, select_columns, AnalysisContext,
-    Comparison,
-};
+use super::pipeline::{analyze_sparse_features, match_cells, AnalysisContext, Comparison};
 use super::report::{self, Summary};
 use super::sparse_codes::SparseCodes;
 use super::{
-    correlation::prepare_expression, fit_pca, read_gene_sets, AnalysisConfig, Direction,
-    ExpressionTransform,
+    correlation::prepare_expression, fit_pca_axes, read_gene_sets, AnalysisConfig, CsrColumnBlocks,
+    Direction, ExpressionTransform, RowBlocks,
 };
 use crate::activations::{read_cells, CellMatrix};
-use crate::data::DenseMatrix;
 use crate::data::{load, LoadOptions};
 use crate::error::{Error, Result};
 use crate::io::file_name;
@@ -270,31 +266,21 @@ pub fn analyze(
     let expression_note = prepare_expression(&mut expr, inputs.expression);
     let ctx = AnalysisContext::new(&labels, Some((expr, sub.gene_symbols)), Some(&sets), cfg)?;
 
-    // PCA input, in the features' cell order
-    let pca_input = match (inputs.pca_source, &acts) {
-        (PcaSource::None, _) => None,
-        (PcaSource::Auto | PcaSource::Activations, Some((dir, a))) => {
-            // the activations must hold every analysed cell: map the features' ids into them
-            let act_rows = match_cells(
-                features.row_ids.as_deref(),
-                &features_path,
-                a.matrix.row_ids.as_deref().unwrap_or(&[]),
-                dir,
-            )?;
-            Some(("activations".to_string(), a.matrix.select_rows(&act_rows)))
-        }
-        (PcaSource::Auto, None) => None,
-        (PcaSource::Activations, None) => None,
+    // PCA input, in the features' cell order: the activations the features were taken from (the
+    // same rows), or the measured genes of the expression, a block of rows at a time
+    let expression_blocks;
+    let pca_input: Option<&dyn RowBlocks> = match (inputs.pca_source, &acts) {
+        (PcaSource::None, _) | (PcaSource::Auto | PcaSource::Activations, None) => None,
+        (PcaSource::Auto | PcaSource::Activations, Some((_, a))) => Some(&a.matrix),
         (PcaSource::Expression, _) => {
             let m = ctx
                 .expression
                 .as_ref()
                 .map(|(e, _)| e)
                 .ok_or_else(|| Error::invalid("no expression"))?;
-            let mut d = DenseMatrix::new(m.n_rows, m.n_cols, m.to_dense())?;
-            d.row_ids = features.row_ids.clone();
-            let keep: Vec<usize> = (0..d.n_cols).filter(|&j| ctx.measured[j]).collect();
-            Some(("expression".to_string(), select_columns(&d, &keep)))
+            let keep: Vec<usize> = (0..m.n_cols).filter(|&j| ctx.measured[j]).collect();
+            expression_blocks = CsrColumnBlocks::new(m, keep);
+            Some(&expression_blocks)
         }
     };
 
@@ -305,11 +291,16 @@ pub fn analyze(
         FeatureSource::Activations { sae: None, .. } => "activations".into(),
     });
     let main = analyze_sparse_features(&ctx, &name, &features, cfg.direction, cfg)?;
-    let baseline = match &pca_input {
-        Some((_, x)) => {
-            let pca = fit_pca(x, cfg.pca_components, cfg.pca_solver, rt.seed)?;
-            let fa = analyze_features(&ctx, "PCA", &pca.scores, Direction::Both, cfg)?;
-            Some((pca, fa))
+    let baseline = match pca_input {
+        Some(x) => {
+            let axes = fit_pca_axes(x, cfg.pca_components, cfg.pca_solver, rt.seed)?;
+            // the scores go straight into column-sparse form, a block of cells at a time
+            let mut scores = SparseCodes::new(axes.k());
+            x.visit_rows(&mut |block, rows| scores.push_rows(&axes.project(block, rows)?, rows))?;
+            scores.row_ids = features.row_ids.clone();
+            scores.col_names = Some(axes.score_names());
+            let fa = analyze_sparse_features(&ctx, "PCA", &scores, Direction::Both, cfg)?;
+            Some((axes, fa))
         }
         None => None,
     };

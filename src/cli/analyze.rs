@@ -153,7 +153,9 @@ pub struct AnalyzeArgs {
     /// Principal components of the baseline.
     #[arg(long, default_value_t = 50)]
     pub pca_components: usize,
-    /// SVD solver of the baseline: auto, exact or randomized.
+    /// Solver of the baseline: auto (covariance-eigh when the matrix has at most 1000 columns and 10x
+    /// as many rows, else exact when it is small, else randomized), exact, randomized or
+    /// covariance-eigh (memory d x d, rows read a block at a time).
     #[arg(long, default_value = "auto")]
     pub pca_solver: PcaSolver,
     /// Matrix the PCA baseline is fitted on.

@@ -22,6 +22,8 @@ use candle_core::Device;
 use crate::error::Result;
 use crate::sae::config::LossConvention;
 use crate::sae::linalg::{matmul, Operand};
+pub use crate::sae::sparse_kernel::SPARSE_MAX_DENSITY;
+use crate::sae::sparse_kernel::{self, SparseRows};
 
 /// Borrowed SAE parameters.
 #[derive(Debug, Clone, Copy)]
@@ -241,6 +243,10 @@ pub struct LossTerms<'a> {
     /// JumpReLU training: the sparsity term is `lambda x` the L0 (a step function of `pre -
     /// threshold`) instead of the L1, and the thresholds get straight-through gradients.
     pub jump: Option<JumpTerms<'a>>,
+    /// Largest share of non-zero codes for which the products with the codes are sparse products
+    /// ([`crate::sae::sparse_kernel`]; CPU only, not with Matryoshka levels or JumpReLU): normally
+    /// [`SPARSE_MAX_DENSITY`]; 0 always takes the dense products, 1 always the sparse ones.
+    pub max_sparse_density: f64,
 }
 
 /// JumpReLU training terms (SAELens `JumpReLUTrainingSAE`, sparsity mode "step", STE to the
@@ -263,6 +269,7 @@ impl LossTerms<'_> {
             aux: None,
             prefixes: &[],
             jump: None,
+            max_sparse_density: SPARSE_MAX_DENSITY,
         }
     }
 }
@@ -280,7 +287,19 @@ pub fn loss_and_grads(
     let (d, m) = (p.d_in, p.d_sae);
     let (xc, pre) = pre_activations(dev, p, x, n)?;
     let z = activate(&pre, m, s);
-    let xhat = decode(dev, p, &z, n)?;
+    // sparse codes on the CPU: the products with z as sparse products (see sparse_kernel)
+    let zs = (dev.is_cpu() && terms.prefixes.is_empty() && terms.jump.is_none())
+        .then(|| {
+            let nnz = z.iter().filter(|v| **v != 0.0).count();
+            (terms.max_sparse_density > 0.0
+                && nnz as f64 <= terms.max_sparse_density * z.len() as f64)
+                .then(|| SparseRows::from_dense(&z, m))
+        })
+        .flatten();
+    let xhat = match &zs {
+        Some(zs) => sparse_kernel::decode(p, zs),
+        None => decode(dev, p, &z, n)?,
+    };
     let aux_sel = aux_selection(&pre, m, d, aux);
     let pre = terms.jump.map(|_| pre);
     let (c_r, c_s) = loss_scales(conv, n, d, m);
@@ -345,7 +364,10 @@ pub fn loss_and_grads(
     stats.inner_loss = inner.loss;
     stats.loss = stats.recon_loss + stats.l1_loss + stats.aux_loss + stats.inner_loss;
 
-    let mut gw_dec = matmul(dev, Operand::t(&z, n, m), Operand::n(&g_out, n, d))?;
+    let mut gw_dec = match &zs {
+        Some(zs) => sparse_kernel::codes_t_times(zs, &g_out, d, m),
+        None => matmul(dev, Operand::t(&z, n, m), Operand::n(&g_out, n, d))?,
+    };
     for (g, v) in gw_dec.iter_mut().zip(&inner.w_dec) {
         *g += v;
     }
@@ -363,35 +385,36 @@ pub fn loss_and_grads(
     for (g, v) in b_dec_grad.iter_mut().zip(&inner.b_dec) {
         *g += v;
     }
-    let mut g_pre = matmul(dev, Operand::n(&g_out, n, d), Operand::t(p.w_dec, m, d))?;
-    drop(g_out);
-    for (g, v) in g_pre.iter_mut().zip(&inner.z) {
-        *g += v;
-    }
-    let threshold_grad = match (terms.jump, &pre) {
-        (Some(j), Some(pre)) => jump_threshold_grad(&j, pre, &g_pre, m, lambda * c_s),
-        _ => Vec::new(),
-    };
-    drop(pre);
     let l1_grad = if terms.jump.is_some() {
         0.0
     } else {
         (lambda * c_s) as f32
     };
-    for (g, &zv) in g_pre.iter_mut().zip(&z) {
-        *g = if zv > 0.0 { *g + l1_grad } else { 0.0 };
-    }
-    for &(r, j, v) in &aux_part.pre {
-        g_pre[r * m + j] += v;
-    }
-    drop(z);
-    let gw_enc = matmul(dev, Operand::t(&xc, n, d), Operand::n(&g_pre, n, m))?;
-    let mut b_enc_grad = vec![0f32; m];
-    for row in g_pre.chunks_exact(m) {
-        for (g, v) in b_enc_grad.iter_mut().zip(row) {
-            *g += v;
+    let (gw_enc, b_enc_grad, threshold_grad) = match &zs {
+        Some(zs) => {
+            let gp = sparse_kernel::pre_gradient(p, zs, &g_out, l1_grad, &aux_part.pre);
+            drop(g_out);
+            let gw_enc = sparse_kernel::dense_t_times(&xc, &gp, d, m);
+            (gw_enc, gp.column_sums(m), Vec::new())
         }
-    }
+        None => dense_pre_gradients(
+            dev,
+            p,
+            DenseBackward {
+                xc: &xc,
+                z: &z,
+                pre: pre.as_deref(),
+                g_out,
+                inner_z: &inner.z,
+                aux_pre: &aux_part.pre,
+                l1_grad,
+                jump: terms.jump,
+                c0: lambda * c_s,
+                n,
+            },
+        )?,
+    };
+    drop(z);
     for (i, g) in b_dec_grad.iter_mut().enumerate() {
         let w = &p.w_enc[i * m..(i + 1) * m];
         let dot: f32 = w.iter().zip(&b_enc_grad).map(|(a, b)| a * b).sum();
@@ -407,6 +430,53 @@ pub fn loss_and_grads(
             threshold: threshold_grad,
         },
     ))
+}
+
+/// What the dense backward from `g_out` to the encoder needs.
+struct DenseBackward<'a> {
+    xc: &'a [f32],
+    z: &'a [f32],
+    pre: Option<&'a [f32]>,
+    g_out: Vec<f32>,
+    inner_z: &'a [f32],
+    aux_pre: &'a [(usize, usize, f32)],
+    l1_grad: f32,
+    jump: Option<JumpTerms<'a>>,
+    c0: f64,
+    n: usize,
+}
+
+/// The dense backward to the encoder: `(dW_enc, db_enc, d threshold)`.
+fn dense_pre_gradients(
+    dev: &Device,
+    p: &ParamsView<'_>,
+    b: DenseBackward<'_>,
+) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+    let (d, m, n) = (p.d_in, p.d_sae, b.n);
+    let mut g_pre = matmul(dev, Operand::n(&b.g_out, n, d), Operand::t(p.w_dec, m, d))?;
+    drop(b.g_out);
+    let (z, inner_z) = (b.z, b.inner_z);
+    for (g, v) in g_pre.iter_mut().zip(inner_z) {
+        *g += v;
+    }
+    let threshold_grad = match (b.jump, b.pre) {
+        (Some(j), Some(pre)) => jump_threshold_grad(&j, pre, &g_pre, m, b.c0),
+        _ => Vec::new(),
+    };
+    for (g, &zv) in g_pre.iter_mut().zip(z) {
+        *g = if zv > 0.0 { *g + b.l1_grad } else { 0.0 };
+    }
+    for &(r, j, v) in b.aux_pre {
+        g_pre[r * m + j] += v;
+    }
+    let gw_enc = matmul(dev, Operand::t(b.xc, n, d), Operand::n(&g_pre, n, m))?;
+    let mut b_enc_grad = vec![0f32; m];
+    for row in g_pre.chunks_exact(m) {
+        for (g, v) in b_enc_grad.iter_mut().zip(row) {
+            *g += v;
+        }
+    }
+    Ok((gw_enc, b_enc_grad, threshold_grad))
 }
 
 /// The JumpReLU thresholds' straight-through gradient ([`JumpTerms`]) from `g_z` (the loss gradient

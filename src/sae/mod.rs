@@ -28,6 +28,7 @@ pub(crate) mod resample;
 pub mod run;
 pub mod saelens;
 pub mod saelens_export;
+pub mod sparse_kernel;
 pub mod stream;
 pub mod stream_train;
 pub mod sweep;

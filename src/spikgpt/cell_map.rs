@@ -94,6 +94,7 @@ pub fn pca_map(
         .collect();
     let axis = |k: usize| {
         let r = pca
+            .axes
             .explained_variance_ratio
             .get(k)
             .copied()

@@ -156,12 +156,16 @@ fn pca_equals_sklearn() {
     let evr = f64s(&pc["explained_variance_ratio"]);
     let comp = f64s(&pc["components"]);
     let scores = f64s(&pc["scores"]);
-    // exact SVD: every component to 1e-9; randomised SVD: the 4 planted (well-separated) components
+    // exact SVD and the covariance eigendecomposition: every component to 1e-9; randomised SVD:
+    // the 4 planted (well-separated) components
     for (solver, tol, kk) in [
         (PcaSolver::Exact, 1e-9, k),
+        (PcaSolver::CovarianceEigh, 1e-9, k),
         (PcaSolver::Randomized, 1e-7, 4),
     ] {
-        let p = fit_pca(&x, k, solver, 7).unwrap();
+        let fit = fit_pca(&x, k, solver, 7).unwrap();
+        let p = &fit.axes;
+        assert_eq!(p.solver, solver);
         for c in 0..kk {
             assert!(
                 close(p.explained_variance[c], ev[c], tol),
@@ -180,7 +184,7 @@ fn pca_equals_sklearn() {
                 assert!(diff < 1e-6, "{solver:?} component {c}: {diff}");
             }
             for i in 0..n {
-                let got = p.scores.data[i * k + c] as f64;
+                let got = fit.scores.data[i * k + c] as f64;
                 assert!(
                     (got - s * scores[i * k + c]).abs() < 1e-4 * (1.0 + scores[i * k + c].abs())
                 );

@@ -111,42 +111,52 @@ fn training_steps_match_pytorch() {
                     .collect();
                 assert_eq!(&ours, dead, "{name} step {s}: dead mask");
             }
-            let (stats, g) = loss_and_grads(
-                &Device::Cpu,
-                &state.params.view(),
-                &x,
-                n,
-                sp,
-                &LossTerms {
-                    lambda,
-                    conv: cfg.loss,
-                    aux: dead.as_deref().map(|dead| AuxK {
-                        dead,
-                        coef: cfg.aux_k_coef,
-                    }),
-                    prefixes: &prefixes,
-                    jump: (arch == Arch::Jumprelu).then_some(JumpTerms {
-                        threshold: &state.params.threshold,
-                        bandwidth: cfg.jumprelu_bandwidth,
-                    }),
-                },
-            )
-            .unwrap();
-            let want_loss = step["loss"].as_f64().unwrap();
-            assert!(
-                (stats.loss - want_loss).abs() < 1e-5 * want_loss.abs().max(1.0),
-                "{name} step {s}: loss {} vs torch {want_loss}",
-                stats.loss
-            );
-            let want_g: Vec<Vec<f32>> =
-                step["grads"].as_array().unwrap().iter().map(f32s).collect();
-            assert_eq!(want_g.len(), 4 + usize::from(arch == Arch::Jumprelu));
-            for (k, (got, want)) in [&g.w_enc, &g.w_dec, &g.b_enc, &g.b_dec, &g.threshold]
-                .iter()
-                .zip(&want_g)
-                .enumerate()
-            {
-                assert_close(got, want, 1e-4, 1e-6, &format!("{name} step {s} grad {k}"));
+            // the dense products, then the sparse ones (sparse_kernel), both against PyTorch
+            for (products, max_sparse_density) in [("dense", 0.0), ("sparse", 1.0)] {
+                let (stats, g) = loss_and_grads(
+                    &Device::Cpu,
+                    &state.params.view(),
+                    &x,
+                    n,
+                    sp,
+                    &LossTerms {
+                        lambda,
+                        conv: cfg.loss,
+                        aux: dead.as_deref().map(|dead| AuxK {
+                            dead,
+                            coef: cfg.aux_k_coef,
+                        }),
+                        prefixes: &prefixes,
+                        jump: (arch == Arch::Jumprelu).then_some(JumpTerms {
+                            threshold: &state.params.threshold,
+                            bandwidth: cfg.jumprelu_bandwidth,
+                        }),
+                        max_sparse_density,
+                    },
+                )
+                .unwrap();
+                let want_loss = step["loss"].as_f64().unwrap();
+                assert!(
+                    (stats.loss - want_loss).abs() < 1e-5 * want_loss.abs().max(1.0),
+                    "{name} step {s} ({products} products): loss {} vs torch {want_loss}",
+                    stats.loss
+                );
+                let want_g: Vec<Vec<f32>> =
+                    step["grads"].as_array().unwrap().iter().map(f32s).collect();
+                assert_eq!(want_g.len(), 4 + usize::from(arch == Arch::Jumprelu));
+                for (k, (got, want)) in [&g.w_enc, &g.w_dec, &g.b_enc, &g.b_dec, &g.threshold]
+                    .iter()
+                    .zip(&want_g)
+                    .enumerate()
+                {
+                    assert_close(
+                        got,
+                        want,
+                        1e-4,
+                        1e-6,
+                        &format!("{name} step {s} grad {k} ({products} products)"),
+                    );
+                }
             }
             train_step(&Device::Cpu, &mut state, &x, n, &cfg, total).unwrap();
             state.meta.step += 1;

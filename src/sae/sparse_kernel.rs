@@ -1,0 +1,325 @@
+//! The products of an SAE training step that involve the codes, done as sparse products when the
+//! codes are mostly zeros (TopK, BatchTopK, and a trained L1 SAE: L0 of a few percent of `d_sae`).
+//!
+//! With `nnz` non-zero codes in a batch of `n` rows, the dense step spends `n x d_in x d_sae`
+//! multiply-adds on each of the decoder, `dW_dec`, `g_pre` and `dW_enc`; the sparse step spends
+//! `nnz x d_in` on each, and only the encoder product stays dense. The results are the dense step's
+//! to rounding (another summation order), and do not depend on the thread count: every output element
+//! is accumulated by one thread, in row (or latent) order.
+
+use rayon::prelude::*;
+
+use crate::sae::kernel::ParamsView;
+
+/// Largest share of non-zero codes for which the training step takes the sparse products.
+pub const SPARSE_MAX_DENSITY: f64 = 0.05;
+
+/// A `rows x cols` matrix stored row by row, non-zeros only, column indices increasing.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SparseRows {
+    /// Row pointers, `rows + 1` long.
+    pub indptr: Vec<usize>,
+    /// Column of each stored value.
+    pub idx: Vec<u32>,
+    /// The stored values.
+    pub val: Vec<f32>,
+}
+
+impl SparseRows {
+    /// The non-zero entries of the row-major `rows x cols` matrix `z`.
+    pub fn from_dense(z: &[f32], cols: usize) -> SparseRows {
+        let mut s = SparseRows {
+            indptr: vec![0],
+            ..SparseRows::default()
+        };
+        for row in z.chunks_exact(cols.max(1)) {
+            for (j, &v) in row.iter().enumerate() {
+                if v != 0.0 {
+                    s.idx.push(j as u32);
+                    s.val.push(v);
+                }
+            }
+            s.indptr.push(s.idx.len());
+        }
+        s
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.indptr.len() - 1
+    }
+
+    /// Row `r` as `(columns, values)`.
+    pub fn row(&self, r: usize) -> (&[u32], &[f32]) {
+        let (a, b) = (self.indptr[r], self.indptr[r + 1]);
+        (&self.idx[a..b], &self.val[a..b])
+    }
+
+    /// The transpose (`cols x rows`), rows of the result in increasing order of this one's rows.
+    pub fn transpose(&self, cols: usize) -> SparseRows {
+        let mut count = vec![0usize; cols + 1];
+        for &j in &self.idx {
+            count[j as usize + 1] += 1;
+        }
+        for j in 0..cols {
+            count[j + 1] += count[j];
+        }
+        let mut next = count.clone();
+        let mut idx = vec![0u32; self.idx.len()];
+        let mut val = vec![0f32; self.val.len()];
+        for r in 0..self.rows() {
+            let (cs, vs) = self.row(r);
+            for (&j, &v) in cs.iter().zip(vs) {
+                let p = &mut next[j as usize];
+                idx[*p] = r as u32;
+                val[*p] = v;
+                *p += 1;
+            }
+        }
+        SparseRows {
+            indptr: count,
+            idx,
+            val,
+        }
+    }
+
+    /// Column sums (`cols` long), each added in row order.
+    pub fn column_sums(&self, cols: usize) -> Vec<f32> {
+        let mut s = vec![0f32; cols];
+        for (&j, &v) in self.idx.iter().zip(&self.val) {
+            s[j as usize] += v;
+        }
+        s
+    }
+}
+
+/// `out += a * w`.
+#[inline]
+fn axpy(out: &mut [f32], a: f32, w: &[f32]) {
+    for (o, x) in out.iter_mut().zip(w) {
+        *o += a * x;
+    }
+}
+
+/// `z W_dec + b_dec` for sparse codes `z`.
+pub fn decode(p: &ParamsView<'_>, z: &SparseRows) -> Vec<f32> {
+    let d = p.d_in;
+    let mut out = vec![0f32; z.rows() * d];
+    out.par_chunks_mut(d.max(1)).enumerate().for_each(|(r, o)| {
+        let (cs, vs) = z.row(r);
+        for (&j, &v) in cs.iter().zip(vs) {
+            let j = j as usize;
+            axpy(o, v, &p.w_dec[j * d..(j + 1) * d]);
+        }
+        for (o, b) in o.iter_mut().zip(p.b_dec) {
+            *o += b;
+        }
+    });
+    out
+}
+
+/// `z^T g` (`[d_sae, d]`) for sparse codes `z` (`[n, d_sae]`) and dense `g` (`[n, d]`).
+pub fn codes_t_times(z: &SparseRows, g: &[f32], d: usize, d_sae: usize) -> Vec<f32> {
+    let zt = z.transpose(d_sae);
+    let mut out = vec![0f32; d_sae * d];
+    out.par_chunks_mut(d.max(1)).enumerate().for_each(|(j, o)| {
+        let (rs, vs) = zt.row(j);
+        for (&r, &v) in rs.iter().zip(vs) {
+            let r = r as usize;
+            axpy(o, v, &g[r * d..(r + 1) * d]);
+        }
+    });
+    out
+}
+
+/// The loss gradient with respect to the pre-activations, at the active codes of `z` only:
+/// `g_out[r] . W_dec[j] + l1` at each active `(r, j)`, then each `(r, j, v)` of `extra` (the TopK
+/// auxiliary loss, row order) added, as a new entry where `(r, j)` is not active.
+pub fn pre_gradient(
+    p: &ParamsView<'_>,
+    z: &SparseRows,
+    g_out: &[f32],
+    l1: f32,
+    extra: &[(usize, usize, f32)],
+) -> SparseRows {
+    let d = p.d_in;
+    let mut val = vec![0f32; z.val.len()];
+    // rows in parallel: split `val` at the row pointers
+    let mut parts: Vec<(usize, &mut [f32])> = Vec::with_capacity(z.rows());
+    let mut rest = val.as_mut_slice();
+    for r in 0..z.rows() {
+        let (a, b) = rest.split_at_mut(z.indptr[r + 1] - z.indptr[r]);
+        parts.push((r, a));
+        rest = b;
+    }
+    parts.into_par_iter().for_each(|(r, out)| {
+        let gr = &g_out[r * d..(r + 1) * d];
+        for (o, &j) in out.iter_mut().zip(z.row(r).0) {
+            let w = &p.w_dec[j as usize * d..(j as usize + 1) * d];
+            *o = gr.iter().zip(w).map(|(a, b)| a * b).sum::<f32>() + l1;
+        }
+    });
+    let g = SparseRows {
+        indptr: z.indptr.clone(),
+        idx: z.idx.clone(),
+        val,
+    };
+    if extra.is_empty() {
+        return g;
+    }
+    let mut out = SparseRows {
+        indptr: vec![0],
+        ..SparseRows::default()
+    };
+    let mut e = 0;
+    for r in 0..g.rows() {
+        let (cs, vs) = g.row(r);
+        let mut row: Vec<(u32, f32)> = cs.iter().copied().zip(vs.iter().copied()).collect();
+        while e < extra.len() && extra[e].0 == r {
+            let (_, j, v) = extra[e];
+            match row.binary_search_by_key(&(j as u32), |x| x.0) {
+                Ok(k) => row[k].1 += v,
+                Err(k) => row.insert(k, (j as u32, v)),
+            }
+            e += 1;
+        }
+        for (j, v) in row {
+            out.idx.push(j);
+            out.val.push(v);
+        }
+        out.indptr.push(out.idx.len());
+    }
+    out
+}
+
+/// `x^T g` (`[d, d_sae]`) for dense `x` (`[n, d]`) and sparse `g` (`[n, d_sae]`).
+pub fn dense_t_times(x: &[f32], g: &SparseRows, d: usize, d_sae: usize) -> Vec<f32> {
+    let n = g.rows();
+    // x transposed, so that each output row reads one contiguous column of x
+    let mut xt = vec![0f32; d * n];
+    for (r, row) in x.chunks_exact(d.max(1)).enumerate() {
+        for (i, &v) in row.iter().enumerate() {
+            xt[i * n + r] = v;
+        }
+    }
+    let mut out = vec![0f32; d * d_sae];
+    out.par_chunks_mut(d_sae.max(1))
+        .enumerate()
+        .for_each(|(i, o)| {
+            let col = &xt[i * n..(i + 1) * n];
+            for (r, &a) in col.iter().enumerate() {
+                let (cs, vs) = g.row(r);
+                for (&j, &v) in cs.iter().zip(vs) {
+                    o[j as usize] += a * v;
+                }
+            }
+        });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dense_mm(a: &[f32], b: &[f32], n: usize, k: usize, m: usize) -> Vec<f32> {
+        let mut c = vec![0f32; n * m];
+        for i in 0..n {
+            for t in 0..k {
+                for j in 0..m {
+                    c[i * m + j] += a[i * k + t] * b[t * m + j];
+                }
+            }
+        }
+        c
+    }
+
+    fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+        let mut t = vec![0f32; a.len()];
+        for i in 0..rows {
+            for j in 0..cols {
+                t[j * rows + i] = a[i * cols + j];
+            }
+        }
+        t
+    }
+
+    fn close(a: &[f32], b: &[f32]) {
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() < 1e-5 * (1.0 + y.abs()), "{x} vs {y}");
+        }
+    }
+
+    #[test]
+    fn sparse_products_equal_dense_loops() {
+        let (n, d, m) = (5, 4, 7);
+        let f = |k: usize, s: f32| ((k as f32 * 0.37 + s).sin() * 2.0).round() / 2.0;
+        let z: Vec<f32> = (0..n * m)
+            .map(|k| if k % 3 == 0 { f(k, 0.1).abs() } else { 0.0 })
+            .collect();
+        let w_dec: Vec<f32> = (0..m * d).map(|k| f(k, 1.0)).collect();
+        let w_enc: Vec<f32> = (0..d * m).map(|k| f(k, 2.0)).collect();
+        let b_dec: Vec<f32> = (0..d).map(|k| f(k, 3.0)).collect();
+        let b_enc = vec![0f32; m];
+        let g: Vec<f32> = (0..n * d).map(|k| f(k, 4.0)).collect();
+        let p = ParamsView {
+            d_in: d,
+            d_sae: m,
+            w_enc: &w_enc,
+            w_dec: &w_dec,
+            b_enc: &b_enc,
+            b_dec: &b_dec,
+        };
+        let zs = SparseRows::from_dense(&z, m);
+        assert_eq!(zs.rows(), n);
+        assert_eq!(zs.transpose(m).transpose(n), zs);
+        // decoder
+        let mut want = dense_mm(&z, &w_dec, n, m, d);
+        for row in want.chunks_exact_mut(d) {
+            for (v, b) in row.iter_mut().zip(&b_dec) {
+                *v += b;
+            }
+        }
+        close(&decode(&p, &zs), &want);
+        // z^T g
+        close(
+            &codes_t_times(&zs, &g, d, m),
+            &dense_mm(&transpose(&z, n, m), &g, m, n, d),
+        );
+        // g W_dec^T at the active entries, plus l1, plus an extra entry at an inactive (row 1, 1)
+        // and one at an active (row 0, 0) entry
+        let full = dense_mm(&g, &transpose(&w_dec, m, d), n, d, m);
+        let extra = [(0usize, 0usize, 0.5f32), (1, 1, -2.0)];
+        let gp = pre_gradient(&p, &zs, &g, 0.25, &extra);
+        let mut want = vec![0f32; n * m];
+        for k in 0..n * m {
+            if z[k] != 0.0 {
+                want[k] = full[k] + 0.25;
+            }
+        }
+        want[0] += 0.5;
+        want[m + 1] += -2.0;
+        let mut got = vec![0f32; n * m];
+        for r in 0..n {
+            let (cs, vs) = gp.row(r);
+            assert!(cs.windows(2).all(|w| w[0] < w[1]));
+            for (&j, &v) in cs.iter().zip(vs) {
+                got[r * m + j as usize] = v;
+            }
+        }
+        close(&got, &want);
+        // x^T g_pre and the column sums
+        let x: Vec<f32> = (0..n * d).map(|k| f(k, 5.0)).collect();
+        close(
+            &dense_t_times(&x, &gp, d, m),
+            &dense_mm(&transpose(&x, n, d), &want, d, n, m),
+        );
+        let mut sums = vec![0f32; m];
+        for r in 0..n {
+            for j in 0..m {
+                sums[j] += want[r * m + j];
+            }
+        }
+        close(&gp.column_sums(m), &sums);
+    }
+}
