@@ -35,6 +35,7 @@ use crate::io::json::read_json;
 use crate::io::lock::{remove_stale_temporaries, OutputLock};
 use crate::io::matrix::{f32_bytes, tensor_to_f32};
 
+pub mod cell_blocks;
 pub mod h5ad_export;
 pub mod merge;
 pub mod part_reader;
@@ -672,6 +673,17 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("available: 0, 1"));
+        // the same cells a block at a time, in part order, named by their ids
+        let blocks = cell_blocks::CellBlocks::open(&s, "0").unwrap();
+        assert_eq!(blocks.row_ids(), ["c2", "c0", "c1"]);
+        let mut seen = Vec::new();
+        crate::analysis::RowBlocks::visit_rows(&blocks, &mut |b, _| {
+            seen.extend_from_slice(b);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, vec![2., 2., 0., 0., 1., 1.]);
+        assert!(cell_blocks::CellBlocks::open(&s, "5").is_err());
         let t = s.token_matrix("1", None, 0).unwrap();
         assert_eq!(t.index.gene_id, vec![7]);
         assert_eq!(t.matrix.data, vec![9., 9.]);

@@ -121,6 +121,24 @@ impl PartReader {
             .ok_or_else(|| Error::input(&self.path, format!("missing tensor '{name}'")))
     }
 
+    /// The whole 1-D `I64` tensor `name` (a part's `cell_index`), without reading the others.
+    pub fn read_i64(&mut self, name: &str) -> Result<Vec<i64>> {
+        let t = self.place(name)?.clone();
+        if t.dtype != Dtype::I64 || t.shape.len() != 1 {
+            return Err(Error::input(
+                &self.path,
+                format!("tensor '{name}' is not a 1-D I64 tensor"),
+            ));
+        }
+        let mut bytes = vec![0u8; t.shape[0] * 8];
+        self.file.seek(SeekFrom::Start(t.start)).at(&self.path)?;
+        self.file.read_exact(&mut bytes).at(&self.path)?;
+        Ok(bytes
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
+            .collect())
+    }
+
     /// Rows `start..start + count` of the 2-D tensor `name` (`d` wide) as f32, row-major; non-finite
     /// values are an error naming the file.
     pub fn read_rows(

@@ -13,7 +13,9 @@ use super::{
     correlation::prepare_expression, fit_pca_axes, read_gene_sets, AnalysisConfig, CsrColumnBlocks,
     Direction, ExpressionTransform, RowBlocks,
 };
-use crate::activations::{read_cells, CellMatrix};
+use crate::activations::cell_blocks::CellBlocks;
+use crate::activations::{read_cells, require_layer, ActivationStore, CellMatrix, Provenance};
+use crate::data::DenseMatrix;
 use crate::data::{load, LoadOptions};
 use crate::error::{Error, Result};
 use crate::io::file_name;
@@ -166,12 +168,72 @@ impl AnalysisConfig {
 /// ([`crate::sae::saelens::SaeConfig::run_name`]). The cells are encoded a chunk at a time straight
 /// into the column-sparse codes, so the dense `cells x features` codes never exist.
 pub fn encode_with_sae(dir: &Path, acts: &CellMatrix) -> Result<(SparseCodes, String)> {
+    encode_rows_with_sae(
+        dir,
+        &acts.matrix,
+        &acts.provenance,
+        acts.matrix.row_ids.clone(),
+    )
+}
+
+/// [`encode_with_sae`] of rows read a block at a time (`provenance` says where they come from,
+/// `row_ids` names them).
+pub fn encode_rows_with_sae(
+    dir: &Path,
+    rows: &dyn RowBlocks,
+    provenance: &Provenance,
+    row_ids: Option<Vec<String>>,
+) -> Result<(SparseCodes, String)> {
     let sae = crate::sae::Sae::load(dir)?;
-    sae.check_source(&acts.provenance, &acts.provenance.path)?;
+    sae.check_source(provenance, &provenance.path)?;
     let mut codes = SparseCodes::new(sae.cfg.d_sae);
-    sae.encode_chunks(&acts.matrix, |chunk, rows| codes.push_rows(chunk, rows))?;
-    codes.row_ids = acts.matrix.row_ids.clone();
+    sae.encode_blocks(rows, |chunk, n| codes.push_rows(chunk, n))?;
+    codes.row_ids = row_ids;
     Ok((codes, sae.cfg.run_name()))
+}
+
+/// The cell-level activations of `--activations DIR --layer L`: an extraction folder's layer read a
+/// block of cells at a time (never the whole `cells x d` matrix), or a matrix file in memory.
+enum CellRows {
+    Store(CellBlocks),
+    Matrix(DenseMatrix),
+}
+
+impl CellRows {
+    /// Open `path` (an extraction folder or a matrix file) with its provenance.
+    fn open(path: &Path, layer: &str) -> Result<(CellRows, Provenance)> {
+        if !path.is_dir() {
+            let c = read_cells(path, Some(layer), None)?;
+            return Ok((CellRows::Matrix(c.matrix), c.provenance));
+        }
+        let store = ActivationStore::open(path)?;
+        let layer = require_layer(&store, Some(layer))?;
+        let blocks = CellBlocks::open(&store, layer)?;
+        if let Some((id, j, i)) = crate::data::first_duplicate(blocks.row_ids()) {
+            return Err(Error::input(
+                path,
+                format!("cell id '{id}' appears twice (rows {j} and {i})"),
+            ));
+        }
+        Ok((
+            CellRows::Store(blocks),
+            Provenance::of_store(&store, Some(layer)),
+        ))
+    }
+
+    fn blocks(&self) -> &dyn RowBlocks {
+        match self {
+            CellRows::Store(b) => b,
+            CellRows::Matrix(m) => m,
+        }
+    }
+
+    fn row_ids(&self) -> Option<Vec<String>> {
+        match self {
+            CellRows::Store(b) => Some(b.row_ids().to_vec()),
+            CellRows::Matrix(m) => m.row_ids.clone(),
+        }
+    }
 }
 
 /// The file written last, that marks a finished analysis folder.
@@ -213,8 +275,7 @@ pub fn analyze(
     };
     let acts = match &inputs.source {
         FeatureSource::Activations { dir, layer, .. } => {
-            let cells = read_cells(dir, Some(layer), None)?;
-            Some((dir.clone(), cells))
+            Some((dir.clone(), CellRows::open(dir, layer)?))
         }
         FeatureSource::Matrix { .. } => None,
     };
@@ -231,9 +292,9 @@ pub fn analyze(
                 sae: Some(sae),
                 ..
             },
-            Some((dir, a)),
+            Some((dir, (a, provenance))),
         ) => {
-            let (codes, run) = encode_with_sae(sae, a)?;
+            let (codes, run) = encode_rows_with_sae(sae, a.blocks(), provenance, a.row_ids())?;
             (
                 codes,
                 dir.clone(),
@@ -241,12 +302,21 @@ pub fn analyze(
                 format!("{run} ({})", file_name(sae)),
             )
         }
-        (FeatureSource::Activations { layer, .. }, Some((dir, a))) => (
-            SparseCodes::from_dense(&a.matrix)?,
-            dir.clone(),
-            format!("activations {} layer {}", dir.display(), layer),
-            format!("activations layer {layer}"),
-        ),
+        (FeatureSource::Activations { layer, .. }, Some((dir, (a, _)))) => {
+            let x = a.blocks();
+            let mut codes = SparseCodes::new(x.n_cols());
+            x.visit_rows(&mut |block, n| codes.push_rows(block, n))?;
+            codes.row_ids = a.row_ids();
+            if let CellRows::Matrix(m) = a {
+                codes.col_names = m.col_names.clone();
+            }
+            (
+                codes,
+                dir.clone(),
+                format!("activations {} layer {}", dir.display(), layer),
+                format!("activations layer {layer}"),
+            )
+        }
         (FeatureSource::Activations { .. }, None) => {
             return Err(Error::invalid("nothing to analyse"))
         }
@@ -271,7 +341,7 @@ pub fn analyze(
     let expression_blocks;
     let pca_input: Option<&dyn RowBlocks> = match (inputs.pca_source, &acts) {
         (PcaSource::None, _) | (PcaSource::Auto | PcaSource::Activations, None) => None,
-        (PcaSource::Auto | PcaSource::Activations, Some((_, a))) => Some(&a.matrix),
+        (PcaSource::Auto | PcaSource::Activations, Some((_, (a, _)))) => Some(a.blocks()),
         (PcaSource::Expression, _) => {
             let m = ctx
                 .expression

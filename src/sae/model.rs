@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 
 use crate::activations::Provenance;
+use crate::analysis::RowBlocks;
 use crate::data::DenseMatrix;
 use crate::error::{Error, Result};
 use crate::sae::config::{Arch, Phase};
@@ -230,19 +231,28 @@ impl Sae {
     pub fn encode_chunks(
         &self,
         x: &DenseMatrix,
+        sink: impl FnMut(&[f32], usize) -> Result<()>,
+    ) -> Result<()> {
+        debug_assert_eq!(CHUNK, crate::analysis::pca::BLOCK_ROWS);
+        self.encode_blocks(x, sink)
+    }
+
+    /// [`Sae::encode_chunks`] of rows read a block at a time (an extraction folder's layer through
+    /// [`crate::activations::cell_blocks::CellBlocks`]): the codes of each block go to `sink`.
+    pub fn encode_blocks(
+        &self,
+        x: &dyn RowBlocks,
         mut sink: impl FnMut(&[f32], usize) -> Result<()>,
     ) -> Result<()> {
-        self.check_width(x.n_cols, "activations")?;
+        self.check_width(x.n_cols(), "activations")?;
         let s = self.sparsifier()?;
-        let (d, m) = (self.cfg.d_in, self.cfg.d_sae);
+        let m = self.cfg.d_sae;
         let p = self.params();
-        for rows in x.data.chunks(CHUNK * d) {
-            let n = rows.len() / d;
+        x.visit_rows(&mut |rows, n| {
             let xz = zscore::apply(rows, &self.input_mean, &self.input_std);
             let (_, pre) = pre_activations(&Device::Cpu, &p, &xz, n)?;
-            sink(&activate(&pre, m, s), n)?;
-        }
-        Ok(())
+            sink(&activate(&pre, m, s), n)
+        })
     }
 
     /// Reconstructions in z-scored space, `x' = z W_dec + b_dec`, of codes `z` (`[n, d_sae]`).

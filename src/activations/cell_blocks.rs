@@ -1,0 +1,112 @@
+//! The cell-level vectors of one layer of an extraction folder, read a block of rows at a time
+//! ([`RowBlocks`]): what `scsae analyze` encodes with an SAE and fits the PCA baseline on, so that
+//! memory holds one block (at most [`READ_BLOCK`] rows) and never the `cells x d` matrix.
+//!
+//! Rows come in part order (the input order for any extraction, sharded and merged or not), each
+//! part's rows in its own order; [`CellBlocks::row_ids`] names them in that order, from the parts'
+//! `cell_index` and the folder's `cell_ids.json`.
+
+use std::path::PathBuf;
+
+use crate::activations::part_reader::PartReader;
+use crate::activations::ActivationStore;
+use crate::analysis::RowBlocks;
+use crate::error::{Error, Result};
+use crate::sae::stream::READ_BLOCK;
+
+/// One layer's cell vectors of an extraction folder, as row blocks.
+#[derive(Debug, Clone)]
+pub struct CellBlocks {
+    parts: Vec<(PathBuf, usize)>,
+    tensor: String,
+    d: usize,
+    ids: Vec<String>,
+}
+
+impl CellBlocks {
+    /// The cell vectors of `layer` (`cls`, `embeddings` or a layer number) of `store`. Reads only
+    /// the parts' headers and `cell_index`; a part whose rows disagree with the manifest, a cell
+    /// index out of range or seen twice, or a cell missing from every part is an error naming the
+    /// file.
+    pub fn open(store: &ActivationStore, layer: &str) -> Result<CellBlocks> {
+        let tensor = store.layer_tensor(layer, false)?;
+        let m = &store.manifest;
+        let (n, d) = (m.n_cells, m.d_model);
+        let mut ids = Vec::with_capacity(n);
+        let mut seen = vec![false; n];
+        let mut parts = Vec::with_capacity(m.cell_parts.len());
+        for p in &m.cell_parts {
+            let path = store.dir().join(&p.file);
+            let mut r = PartReader::open(&path)?;
+            let rows = r.rows(&tensor, d)?;
+            let idx = r.read_i64("cell_index")?;
+            if rows != p.rows || idx.len() != p.rows {
+                return Err(Error::input(
+                    &path,
+                    format!(
+                        "'{tensor}' has {rows} rows and cell_index {}; the manifest says {}",
+                        idx.len(),
+                        p.rows
+                    ),
+                ));
+            }
+            for ci in idx {
+                let c = usize::try_from(ci)
+                    .ok()
+                    .filter(|&c| c < n)
+                    .ok_or_else(|| Error::input(&path, format!("cell index {ci} out of range")))?;
+                if std::mem::replace(&mut seen[c], true) {
+                    return Err(Error::input(
+                        &path,
+                        format!("cell index {c} appears in two rows"),
+                    ));
+                }
+                ids.push(store.cell_ids[c].clone());
+            }
+            parts.push((path, rows));
+        }
+        if let Some(missing) = seen.iter().position(|s| !s) {
+            return Err(Error::input(
+                store.dir(),
+                format!("cell {missing} is missing from the part files"),
+            ));
+        }
+        if n == 0 {
+            return Err(Error::input(store.dir(), "the extraction holds no cells"));
+        }
+        Ok(CellBlocks {
+            parts,
+            tensor,
+            d,
+            ids,
+        })
+    }
+
+    /// Cell id of each row, in the order the rows are visited.
+    pub fn row_ids(&self) -> &[String] {
+        &self.ids
+    }
+}
+
+impl RowBlocks for CellBlocks {
+    fn n_rows(&self) -> usize {
+        self.ids.len()
+    }
+
+    fn n_cols(&self) -> usize {
+        self.d
+    }
+
+    fn visit_rows(&self, f: &mut dyn FnMut(&[f32], usize) -> Result<()>) -> Result<()> {
+        for (path, rows) in &self.parts {
+            let mut r = PartReader::open(path)?;
+            let mut start = 0;
+            while start < *rows {
+                let k = READ_BLOCK.min(rows - start);
+                f(&r.read_rows(&self.tensor, self.d, start, k)?, k)?;
+                start += k;
+            }
+        }
+        Ok(())
+    }
+}
