@@ -26,8 +26,8 @@ pub struct CellBlocks {
 impl CellBlocks {
     /// The cell vectors of `layer` (`cls`, `embeddings` or a layer number) of `store`. Reads only
     /// the parts' headers and `cell_index`; a part whose rows disagree with the manifest, a cell
-    /// index out of range or seen twice, or a cell missing from every part is an error naming the
-    /// file.
+    /// index out of range or seen twice, a cell missing from every part, or a cell id given twice is
+    /// an error naming the file. Non-finite values are found (and named) as the rows are read.
     pub fn open(store: &ActivationStore, layer: &str) -> Result<CellBlocks> {
         let tensor = store.layer_tensor(layer, false)?;
         let m = &store.manifest;
@@ -73,6 +73,12 @@ impl CellBlocks {
         }
         if n == 0 {
             return Err(Error::input(store.dir(), "the extraction holds no cells"));
+        }
+        if let Some((id, j, i)) = crate::data::first_duplicate(&ids) {
+            return Err(Error::input(
+                store.dir(),
+                format!("cell id '{id}' appears twice (rows {j} and {i})"),
+            ));
         }
         Ok(CellBlocks {
             parts,

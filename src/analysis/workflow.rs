@@ -209,12 +209,6 @@ impl CellRows {
         let store = ActivationStore::open(path)?;
         let layer = require_layer(&store, Some(layer))?;
         let blocks = CellBlocks::open(&store, layer)?;
-        if let Some((id, j, i)) = crate::data::first_duplicate(blocks.row_ids()) {
-            return Err(Error::input(
-                path,
-                format!("cell id '{id}' appears twice (rows {j} and {i})"),
-            ));
-        }
         Ok((
             CellRows::Store(blocks),
             Provenance::of_store(&store, Some(layer)),

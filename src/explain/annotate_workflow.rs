@@ -9,8 +9,10 @@ use serde::Serialize;
 use super::decompose::load_for_model;
 use super::interpret::Interpretations;
 use super::{explain_annotation, ExplainOptions, ExplainSummary};
+use crate::activations::cell_blocks::CellBlocks;
 use crate::activations::h5ad_export::resolve_input;
 use crate::activations::ActivationStore;
+use crate::analysis::RowBlocks;
 use crate::data::h5ad_write::{
     check_h5ad_rows, check_h5ad_target, write_h5ad_copy, H5adAdditions, ObsAddition, ObsmAddition,
     UnsAddition,
@@ -20,8 +22,8 @@ use crate::io::file_name;
 use crate::runtime::Runtime;
 use crate::spikgpt::activity::ForwardStats;
 use crate::spikgpt::annotate::{
-    annotate, check_batch_size, load_model_dir, resolve_rule, write_annotation, Annotation,
-    AnnotationSummary, DEFAULT_THRESHOLD,
+    annotate_rows, check_batch_size, load_model_dir, resolve_rule, write_annotation, Annotation,
+    AnnotationSummary, DEFAULT_THRESHOLD, STREAM_CELLS,
 };
 use crate::spikgpt::calibration::Rule;
 use crate::spikgpt::inputs::{cell_ids, load_embeddings};
@@ -117,7 +119,22 @@ pub fn annotate_and_explain(req: &AnnotateRequest<'_>, rt: &Runtime) -> Result<A
     check_table_out(req.out, req.force)?;
     check_batch_size(req.batch_size)?;
     let loaded = load_model_dir(req.model, rt)?;
-    let emb = load_embeddings(req.embeddings, req.embedding_layer)?;
+    // an extraction folder is annotated a block of cells at a time; the explanation (which
+    // decomposes every cell's embedding) and matrix files read the embeddings whole
+    let (emb, blocks) = if req.explain.is_none() && req.embeddings.is_dir() {
+        let store = ActivationStore::open(req.embeddings)?;
+        (None, Some(CellBlocks::open(&store, req.embedding_layer)?))
+    } else {
+        (
+            Some(load_embeddings(req.embeddings, req.embedding_layer)?),
+            None,
+        )
+    };
+    let (x, ids): (&dyn RowBlocks, Vec<String>) = match (&emb, &blocks) {
+        (Some(e), _) => (&e.matrix, cell_ids(&e.matrix)),
+        (None, Some(b)) => (b, b.row_ids().to_vec()),
+        (None, None) => unreachable!("embeddings are read whole or in blocks"),
+    };
     let h5ad_input = match &req.h5ad {
         Some(h) => {
             let input = match h.data {
@@ -140,17 +157,16 @@ pub fn annotate_and_explain(req: &AnnotateRequest<'_>, rt: &Runtime) -> Result<A
     let score = req.score.map(Score::parse).transpose()?;
     let rule = resolve_rule(&loaded, req.threshold, req.keep, score)?;
     let k = loaded.model.config.input_dim;
-    if emb.matrix.n_cols != k {
+    if x.n_cols() != k {
         return Err(Error::input(
             req.embeddings,
             format!(
                 "embeddings have {} dimensions but the model in {} was trained on {k}",
-                emb.matrix.n_cols,
+                x.n_cols(),
                 req.model.display()
             ),
         ));
     }
-    let ids = cell_ids(&emb.matrix);
     if let Some((input, file_ids)) = &h5ad_input {
         check_h5ad_rows(input, file_ids, &ids)?;
     }
@@ -164,7 +180,8 @@ pub fn annotate_and_explain(req: &AnnotateRequest<'_>, rt: &Runtime) -> Result<A
                     Rule::Calibrated(_) => DEFAULT_THRESHOLD,
                 };
             }
-            let dec = load_for_model(x.sae, &loaded, &emb)?;
+            let emb = emb.as_ref().expect("read whole when explaining");
+            let dec = load_for_model(x.sae, &loaded, emb)?;
             let (sae_cfg, _) = crate::sae::saelens::load(x.sae)?;
             opts.run = format!(
                 "{} explaining SpikGPT {}",
@@ -183,13 +200,13 @@ pub fn annotate_and_explain(req: &AnnotateRequest<'_>, rt: &Runtime) -> Result<A
         None => None,
     };
     let mut stats = ForwardStats::default();
-    let ann = annotate(
+    let ann = annotate_rows(
         &loaded,
         &ids,
-        &emb.matrix.data,
+        x,
         &rule,
-        req.batch_size,
-        Some(&mut stats),
+        (req.batch_size, STREAM_CELLS),
+        &mut stats,
     )?;
     let annotation = write_annotation(&ann, req.out, &stats)?;
     let explanation = match explain {

@@ -14,6 +14,7 @@ use super::metrics::{argmax, max_per_row, UNKNOWN};
 use super::model::SpikGpt;
 use super::novelty::{softmax_t, Score};
 use super::predictions::PredictionTable;
+use crate::analysis::RowBlocks;
 use crate::error::{Error, Result};
 use crate::io::atomic::write_json_atomic;
 
@@ -88,6 +89,92 @@ pub struct Annotation {
     pub main: PredictionTable,
     /// The logistic-regression and kNN baselines (those the folder supports).
     pub baselines: Vec<BaselineOutput>,
+}
+
+impl Annotation {
+    /// Append the calls of the next cells, annotated with the same model and rule.
+    pub fn append(&mut self, other: Annotation) -> Result<()> {
+        if self.baselines.len() != other.baselines.len() {
+            return Err(Error::invalid(
+                "annotations with different baselines cannot be joined",
+            ));
+        }
+        self.main.append(other.main)?;
+        for (a, b) in self.baselines.iter_mut().zip(other.baselines) {
+            a.table.append(b.table)?;
+        }
+        Ok(())
+    }
+}
+
+/// Cells read and annotated at a time by `spikgpt annotate` ([`annotate_rows`], rounded to whole
+/// batches).
+pub const STREAM_CELLS: usize = 4096;
+
+/// [`annotate`] of rows read a block at a time (an extraction folder's cells through
+/// [`crate::activations::cell_blocks::CellBlocks`], or a matrix in memory): the rows are re-cut into
+/// chunks of whole batches (about `chunk_cells` cells; `spikgpt annotate` uses [`STREAM_CELLS`]), so
+/// the batches, the calls and the spiking statistics are those of one call on every row, while
+/// memory holds one chunk of embeddings.
+pub fn annotate_rows(
+    loaded: &LoadedModel,
+    ids: &[String],
+    x: &dyn RowBlocks,
+    rule: &Rule,
+    (batch_size, chunk_cells): (usize, usize),
+    stats: &mut ForwardStats,
+) -> Result<Annotation> {
+    let k = x.n_cols();
+    let bs = batch_size.max(1);
+    let chunk = bs * (chunk_cells / bs).max(1);
+    let mut buf: Vec<f32> = Vec::with_capacity(chunk * k);
+    let mut done = 0usize;
+    let mut out: Option<Annotation> = None;
+    let mut flush = |buf: &mut Vec<f32>, rows: usize| -> Result<()> {
+        if done + rows > ids.len() {
+            return Err(Error::invalid(format!(
+                "{} cell ids for more rows",
+                ids.len()
+            )));
+        }
+        let a = annotate(
+            loaded,
+            &ids[done..done + rows],
+            &buf[..rows * k],
+            rule,
+            batch_size,
+            Some(&mut *stats),
+        )?;
+        buf.drain(..rows * k);
+        done += rows;
+        match out.as_mut() {
+            Some(o) => o.append(a)?,
+            None => out = Some(a),
+        }
+        Ok(())
+    };
+    let mut visited = 0usize;
+    x.visit_rows(&mut |block, n| {
+        visited += n;
+        buf.extend_from_slice(block);
+        while buf.len() >= chunk * k.max(1) {
+            flush(&mut buf, chunk)?;
+        }
+        Ok(())
+    })?;
+    if !buf.is_empty() || visited == 0 {
+        let rows = buf.len() / k.max(1);
+        flush(&mut buf, rows)?;
+    }
+    let out = out.expect("at least one chunk");
+    if out.main.cell_ids.len() != ids.len() {
+        return Err(Error::invalid(format!(
+            "{} cell ids for {} rows",
+            ids.len(),
+            out.main.cell_ids.len()
+        )));
+    }
+    Ok(out)
 }
 
 /// One baseline classifier's calls.

@@ -39,6 +39,32 @@ pub struct PredictionTable {
 }
 
 impl PredictionTable {
+    /// Append the rows of `other`, a table of the same classes and scores (the next cells of a
+    /// stream).
+    pub fn append(&mut self, other: PredictionTable) -> Result<()> {
+        let same_scores = self.scores.len() == other.scores.len()
+            && self
+                .scores
+                .iter()
+                .zip(&other.scores)
+                .all(|(a, b)| a.0 == b.0);
+        if self.classes != other.classes || !same_scores {
+            return Err(Error::invalid(
+                "prediction tables of different classes or scores cannot be joined",
+            ));
+        }
+        self.cell_ids.extend(other.cell_ids);
+        self.label.extend(other.label);
+        self.best.extend(other.best);
+        self.max_prob.extend(other.max_prob);
+        self.confidence.extend(other.confidence);
+        for (a, b) in self.scores.iter_mut().zip(other.scores) {
+            a.1.extend(b.1);
+        }
+        self.probs.extend(other.probs);
+        Ok(())
+    }
+
     /// Build from per-cell outputs (`best` indexes `classes`).
     #[allow(clippy::too_many_arguments)]
     pub fn new(

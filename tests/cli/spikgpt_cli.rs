@@ -22,6 +22,37 @@ fn spikgpt() -> Command {
     Command::cargo_bin("spikgpt").unwrap()
 }
 
+/// Write `m` (cell ids as row ids) as the `cls` matrix of a finished extraction folder, in parts
+/// cut at `bounds`.
+fn write_cls_store(dir: &Path, m: &DenseMatrix, bounds: &[usize]) {
+    use scsae::activations::{Manifest, StoreWriter, FORMAT};
+    let ids = m.row_ids.clone().unwrap();
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        software_version: "test".into(),
+        model: serde_json::json!({"name": "stand-in"}),
+        data: serde_json::json!({"file": DATA}),
+        options: serde_json::json!({}),
+        layers: vec![],
+        d_model: m.n_cols,
+        n_cells: m.n_rows,
+        seed: 0,
+        tokens: false,
+        cell_parts: vec![],
+        token_parts: vec![],
+        complete: false,
+        shard: None,
+    };
+    let (mut w, _) = StoreWriter::create(dir, manifest, &ids, false).unwrap();
+    for b in bounds.windows(2) {
+        let rows: Vec<usize> = (b[0]..b[1]).collect();
+        let cells: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+        w.write_chunk(&cells, &[("cls".to_string(), &m.select_rows(&rows))], None)
+            .unwrap();
+    }
+    w.finish().unwrap();
+}
+
 /// `spikgpt train` on the immune stand-in embeddings with `hold_out` removed, into `out`.
 fn immune_train(hold_out: &str, out: &Path) -> Command {
     let mut cmd = spikgpt();
@@ -158,6 +189,64 @@ fn immune_end_to_end_with_nk_held_out() {
     }
     assert!(dir.path().join("pred/predictions_baseline.csv").exists());
     assert!(dir.path().join("pred/predictions_spiking.json").exists());
+
+    // The same embeddings as an extraction folder (parts of 400, 400 and 200 cells): annotated a
+    // block at a time, with the same batches, so every table and the spiking statistics are
+    // byte for byte those of the matrix file read whole.
+    let store = dir.path().join("emb_store");
+    write_cls_store(&store, &m, &[0, 400, 800, 1000]);
+    let pred_store = dir.path().join("pred_store/predictions.csv");
+    spikgpt()
+        .args(["annotate", "--embedding-layer", "cls"])
+        .arg("--embeddings")
+        .arg(&store)
+        .arg("--model")
+        .arg(&model)
+        .arg("--out")
+        .arg(&pred_store)
+        .assert()
+        .success();
+    for f in [
+        "predictions.csv",
+        "predictions_baseline.csv",
+        "predictions_spiking.json",
+    ] {
+        let a = std::fs::read(dir.path().join("pred").join(f)).unwrap();
+        let b = std::fs::read(dir.path().join("pred_store").join(f)).unwrap();
+        assert!(a == b, "{f} differs between the store and the matrix file");
+    }
+    // ... and cut into many chunks (of 3 batches of 16 cells, blocks of 4,096 rows re-cut): the
+    // calls and statistics of one call on every cell
+    let rt = scsae::runtime::Runtime::cpu().unwrap();
+    let loaded = scsae::spikgpt::model_dir::load_model_dir(&model, &rt).unwrap();
+    let rule = scsae::spikgpt::annotate::resolve_rule(&loaded, None, None, None).unwrap();
+    let ids = m.row_ids.clone().unwrap();
+    let mut whole_stats = Default::default();
+    let whole = scsae::spikgpt::annotate::annotate(
+        &loaded,
+        &ids,
+        &m.data,
+        &rule,
+        16,
+        Some(&mut whole_stats),
+    )
+    .unwrap();
+    let mut chunk_stats = Default::default();
+    let chunked = scsae::spikgpt::annotate::annotate_rows(
+        &loaded,
+        &ids,
+        &m,
+        &rule,
+        (16, 50),
+        &mut chunk_stats,
+    )
+    .unwrap();
+    assert_eq!(whole.main, chunked.main);
+    assert_eq!(whole.baselines.len(), chunked.baselines.len());
+    for (a, b) in whole.baselines.iter().zip(&chunked.baselines) {
+        assert_eq!(a.table, b.table);
+    }
+    assert_eq!(format!("{whole_stats:?}"), format!("{chunk_stats:?}"));
 
     // Evaluate.
     let o = spikgpt()
