@@ -22,12 +22,12 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
+use crate::activations::part_reader::PartReader;
 use crate::data::DenseMatrix;
 use crate::error::{Error, IoContext, Result};
 use crate::io::atomic::{write_bytes_atomic, write_json_atomic};
@@ -524,7 +524,8 @@ impl ActivationStore {
     }
 
     /// Per-token activations of `layer`; with `max_tokens`, a seeded uniform subsample of that many
-    /// rows (in store order), read part by part so that memory holds only the kept rows.
+    /// rows (in store order), read part by part (only that layer's rows of each part) so that
+    /// memory holds the kept rows and one part's layer, whatever the number of tokens.
     pub fn token_matrix(
         &self,
         layer: &str,
@@ -540,15 +541,15 @@ impl ActivationStore {
         self.manifest.check_layer(&self.dir, layer)?;
         let name = Manifest::tensor_name(layer);
         let total = self.n_tokens();
-        let keep: Option<Vec<bool>> = match max_tokens {
+        // the kept rows, increasing: a seeded sample of `k` indices (Floyd's algorithm when k is
+        // small next to the total), so memory grows with the rows kept, not with the store
+        let keep: Option<Vec<usize>> = match max_tokens {
             Some(k) if k < total => {
-                let mut order: Vec<usize> = (0..total).collect();
-                order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-                let mut mask = vec![false; total];
-                for &i in &order[..k] {
-                    mask[i] = true;
-                }
-                Some(mask)
+                let mut rows =
+                    rand::seq::index::sample(&mut ChaCha8Rng::seed_from_u64(seed), total, k)
+                        .into_vec();
+                rows.sort_unstable();
+                Some(rows)
             }
             _ => None,
         };
@@ -556,23 +557,22 @@ impl ActivationStore {
         let mut data = Vec::new();
         let mut index = TokenIndex::default();
         let mut offset = 0usize;
+        let mut next = 0usize; // position in `keep`
         for p in &self.manifest.token_parts {
             let path = self.dir.join(&p.file);
-            let bytes = load_part(&path)?;
-            let st = parse_part(&path, &bytes)?;
-            let ci = tensor_i64(&path, &st, "cell_index")?;
-            let gi = tensor_i64(&path, &st, "gene_id")?;
-            let pos = tensor_i64(&path, &st, "position")?;
-            let vals = tensor_f32(&path, &st, &name, d)?;
+            let mut r = PartReader::open(&path)?;
+            let ci = r.read_i64("cell_index")?;
+            let gi = r.read_i64("gene_id")?;
+            let pos = r.read_i64("position")?;
             let rows = ci.len();
-            if gi.len() != rows || pos.len() != rows || vals.len() != rows * d {
+            let layer_rows = r.rows(&name, d)?;
+            if gi.len() != rows || pos.len() != rows || layer_rows != rows {
                 return Err(Error::input(
                     &path,
                     format!(
-                        "token part disagrees with itself: {rows} cell indices, {} gene ids, {} positions, {} rows of '{name}'",
+                        "token part disagrees with itself: {rows} cell indices, {} gene ids, {} positions, {layer_rows} rows of '{name}'",
                         gi.len(),
                         pos.len(),
-                        vals.len() / d.max(1)
                     ),
                 ));
             }
@@ -585,15 +585,27 @@ impl ActivationStore {
                     ),
                 ));
             }
-            for r in 0..rows {
-                if keep.as_ref().is_none_or(|m| m[offset + r]) {
-                    data.extend_from_slice(&vals[r * d..(r + 1) * d]);
-                    index.cell_index.push(ci[r]);
-                    index.gene_id.push(gi[r]);
-                    index.position.push(pos[r]);
+            // the kept rows of this part (all of them without a sample)
+            let local: Vec<usize> = match &keep {
+                None => (0..rows).collect(),
+                Some(k) => {
+                    let start = next;
+                    while next < k.len() && k[next] < offset + rows {
+                        next += 1;
+                    }
+                    k[start..next].iter().map(|&g| g - offset).collect()
+                }
+            };
+            if !local.is_empty() {
+                let vals = r.read_rows(&name, d, 0, rows)?;
+                for &i in &local {
+                    data.extend_from_slice(&vals[i * d..(i + 1) * d]);
+                    index.cell_index.push(ci[i]);
+                    index.gene_id.push(gi[i]);
+                    index.position.push(pos[i]);
                 }
             }
-            offset += ci.len();
+            offset += rows;
         }
         let n = index.cell_index.len();
         Ok(TokenActivations {
@@ -700,5 +712,60 @@ mod tests {
         let s = ActivationStore::open(dir.path()).unwrap();
         let e = s.token_matrix("1", Some(0), 0).unwrap_err().to_string();
         assert!(e.contains("more token rows than the manifest"), "{e}");
+    }
+
+    #[test]
+    fn token_subsample_is_seeded_in_store_order_and_reads_the_right_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids: Vec<String> = (0..3).map(|i| format!("c{i}")).collect();
+        let (mut w, _) = StoreWriter::create(dir.path(), manifest(3, true), &ids, false).unwrap();
+        // token t of the store holds (t, -t) in both layers; parts of 10, 0 and 15 tokens
+        let mut t0 = 0usize;
+        for (cell, n) in [(0i64, 10usize), (1, 0), (2, 15)] {
+            let tok = DenseMatrix::new(
+                n,
+                2,
+                (t0..t0 + n).flat_map(|t| [t as f32, -(t as f32)]).collect(),
+            )
+            .unwrap();
+            let ti = TokenIndex {
+                cell_index: vec![cell; n],
+                gene_id: (0..n as i64).collect(),
+                position: (0..n as i64).collect(),
+            };
+            let c = DenseMatrix::new(1, 2, vec![0.0, 0.0]).unwrap();
+            w.write_chunk(
+                &[cell],
+                &[("layer_0".into(), &c), ("layer_1".into(), &c)],
+                Some((&ti, &[("layer_0".into(), &tok), ("layer_1".into(), &tok)])),
+            )
+            .unwrap();
+            t0 += n;
+        }
+        w.finish().unwrap();
+        let s = ActivationStore::open(dir.path()).unwrap();
+        let all = s.token_matrix("1", None, 0).unwrap();
+        assert_eq!(all.matrix.n_rows, 25);
+        let rows = |seed| {
+            let t = s.token_matrix("1", Some(7), seed).unwrap();
+            let r: Vec<f32> = t.matrix.data.chunks(2).map(|v| v[0]).collect();
+            for (k, v) in t.matrix.data.chunks(2).enumerate() {
+                assert_eq!(v[1], -v[0]);
+                // the index columns travel with the row
+                let tok = v[0] as i64;
+                assert_eq!(t.index.cell_index[k], if tok < 10 { 0 } else { 2 });
+                assert_eq!(t.index.gene_id[k], if tok < 10 { tok } else { tok - 10 });
+            }
+            r
+        };
+        let a = rows(5);
+        assert_eq!(a.len(), 7);
+        assert!(
+            a.windows(2).all(|w| w[0] < w[1]),
+            "store order, no repeats: {a:?}"
+        );
+        assert_eq!(a, rows(5));
+        assert_ne!(a, rows(6));
+        assert_eq!(s.token_matrix("1", Some(25), 1).unwrap().matrix, all.matrix);
     }
 }
