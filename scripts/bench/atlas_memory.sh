@@ -13,7 +13,9 @@
 # are reused), PYTHON (with numpy, scipy, pandas, anndata; default python3), BIN (folder of a built
 # scsae; default: `cargo build --bins` then target/debug), PCA=none leaves out the PCA baseline
 # (fitted on the 64-dim embeddings by the covariance solver; its scores, cells x 50, are kept column-sparse), BENCH=1 also runs the `atlas` group of
-# benches/auroc.rs (AUROC alone) at each size under /usr/bin/time. Needs GNU time (/usr/bin/time).
+# benches/auroc.rs (AUROC alone) at each size under /usr/bin/time, STORE=1 reads the embeddings from an
+# extraction folder (written once by scripts/bench/matrix_to_store.py; analyze then reads it a block of
+# cells at a time) instead of the matrix file. Needs GNU time (/usr/bin/time).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -45,11 +47,17 @@ for size in $SIZES; do
   rm -rf "$dir/analysis"
   pca_opt=()
   if [ "${PCA:-auto}" = none ]; then pca_opt=(--pca-source none); fi
+  acts="$dir/emb.safetensors"
+  if [ "${STORE:-0}" = 1 ]; then
+    [ -e "$dir/emb_store/manifest.json" ] ||
+      $PYTHON scripts/bench/matrix_to_store.py "$dir/emb.safetensors" "$dir/emb_store"
+    acts="$dir/emb_store"
+  fi
   /usr/bin/time -f "%e %M" -o "$dir/analyze.time" "$BIN/scsae" analyze --sae "$dir/sae" \
-    --activations "$dir/emb.safetensors" --layer cls --data "$dir/data.h5ad" --label-key cell_type \
+    --activations "$acts" --layer cls --data "$dir/data.h5ad" --label-key cell_type \
     --genesets "$dir/sets.gmt" "${pca_opt[@]}" --out "$dir/analysis"
   read -r wall kb < "$dir/analyze.time"
-  line="analyze (PCA baseline: ${PCA:-auto}) $n cells: ${wall} s, peak RSS $((kb / 1024)) MB"
+  line="analyze (PCA baseline: ${PCA:-auto}; activations: $(basename "$acts")) $n cells: ${wall} s, peak RSS $((kb / 1024)) MB"
   if [ -n "$bench_bin" ]; then
     SCSAE_ATLAS_CELLS=$n /usr/bin/time -f "%e %M" -o "$dir/bench.time" "$bench_bin" --bench atlas \
       > "$dir/bench.txt"
