@@ -5,10 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
-use scsae::activations::{Manifest, StoreWriter, FORMAT};
+use scsae::activations::StoreWriter;
 use scsae::data::DenseMatrix;
 
-use crate::common::{root, scsae, with_options};
+use crate::common::{root, scsae, test_manifest, with_options};
 
 const DATA: &str = "data/immune1000.h5ad";
 const KEY: &str = "cell_type_annotations";
@@ -25,22 +25,13 @@ fn store(dir: &Path, d: usize) -> PathBuf {
     .matrix;
     let ids = pca.row_ids.clone().unwrap();
     let n = pca.n_rows;
-    let manifest = Manifest {
-        format: FORMAT.into(),
-        software_version: "test".into(),
-        model: serde_json::json!({"name": "scgpt-test", "checkpoint": "random"}),
-        data: serde_json::json!({"file": DATA}),
-        options: serde_json::json!({}),
-        layers: vec!["0".into(), "1".into()],
-        d_model: d,
-        n_cells: n,
-        seed: 0,
-        tokens: false,
-        cell_parts: vec![],
-        token_parts: vec![],
-        complete: false,
-        shard: None,
-    };
+    let manifest = test_manifest(
+        serde_json::json!({"name": "scgpt-test", "checkpoint": "random"}),
+        DATA,
+        &["0", "1"],
+        (n, d),
+        false,
+    );
     let out = dir.join(format!("acts{d}"));
     let (mut w, _) = StoreWriter::create(&out, manifest, &ids, false).unwrap();
     let layer = |l: usize| {

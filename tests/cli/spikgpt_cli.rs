@@ -25,24 +25,15 @@ fn spikgpt() -> Command {
 /// Write `m` (cell ids as row ids) as the `cls` matrix of a finished extraction folder, in parts
 /// cut at `bounds`.
 fn write_cls_store(dir: &Path, m: &DenseMatrix, bounds: &[usize]) {
-    use scsae::activations::{Manifest, StoreWriter, FORMAT};
+    use scsae::activations::StoreWriter;
     let ids = m.row_ids.clone().unwrap();
-    let manifest = Manifest {
-        format: FORMAT.into(),
-        software_version: "test".into(),
-        model: serde_json::json!({"name": "stand-in"}),
-        data: serde_json::json!({"file": DATA}),
-        options: serde_json::json!({}),
-        layers: vec![],
-        d_model: m.n_cols,
-        n_cells: m.n_rows,
-        seed: 0,
-        tokens: false,
-        cell_parts: vec![],
-        token_parts: vec![],
-        complete: false,
-        shard: None,
-    };
+    let manifest = crate::common::test_manifest(
+        serde_json::json!({"name": "stand-in"}),
+        DATA,
+        &[],
+        (m.n_rows, m.n_cols),
+        false,
+    );
     let (mut w, _) = StoreWriter::create(dir, manifest, &ids, false).unwrap();
     for b in bounds.windows(2) {
         let rows: Vec<usize> = (b[0]..b[1]).collect();

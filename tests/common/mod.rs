@@ -91,3 +91,30 @@ pub fn with_options(defaults: &[(&str, &str)], set: &[(&str, &str)]) -> Vec<Stri
     }
     opts.into_iter().flat_map(|(k, v)| [k, v]).collect()
 }
+
+/// The manifest of an unfinished extraction folder written by a test (`StoreWriter::create`): model
+/// `model`, data file `data`, `layers`, `n_cells` cells of width `d`, with or without tokens.
+pub fn test_manifest(
+    model: Value,
+    data: &str,
+    layers: &[&str],
+    (n_cells, d): (usize, usize),
+    tokens: bool,
+) -> scsae::activations::Manifest {
+    scsae::activations::Manifest {
+        format: scsae::activations::FORMAT.into(),
+        software_version: "test".into(),
+        model,
+        data: serde_json::json!({ "file": data }),
+        options: serde_json::json!({}),
+        layers: layers.iter().map(|s| s.to_string()).collect(),
+        d_model: d,
+        n_cells,
+        seed: 0,
+        tokens,
+        cell_parts: vec![],
+        token_parts: vec![],
+        complete: false,
+        shard: None,
+    }
+}

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use scsae::activations::{Manifest, StoreWriter, TokenIndex, FORMAT};
+use scsae::activations::{StoreWriter, TokenIndex};
 use scsae::data::DenseMatrix;
 
 /// Standard normal by Box-Muller.
@@ -92,22 +92,13 @@ pub fn write_store(
     tok_per_cell: usize,
     mut values: impl FnMut(usize, usize) -> Vec<f32>,
 ) {
-    let manifest = Manifest {
-        format: FORMAT.into(),
-        software_version: "test".into(),
-        model: serde_json::json!({"name": "scgpt-test", "checkpoint": "random"}),
-        data: serde_json::json!({"file": "synthetic"}),
-        options: serde_json::json!({}),
-        layers: layers.iter().map(|s| s.to_string()).collect(),
-        d_model: d,
-        n_cells,
-        seed: 0,
-        tokens: true,
-        cell_parts: vec![],
-        token_parts: vec![],
-        complete: false,
-        shard: None,
-    };
+    let manifest = super::test_manifest(
+        serde_json::json!({"name": "scgpt-test", "checkpoint": "random"}),
+        "synthetic",
+        layers,
+        (n_cells, d),
+        true,
+    );
     let ids: Vec<String> = (0..n_cells).map(|i| format!("cell{i}")).collect();
     let (mut w, _) = StoreWriter::create(dir, manifest, &ids, false).unwrap();
     let half = n_cells / 2;
