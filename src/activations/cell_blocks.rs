@@ -6,20 +6,17 @@
 //! part's rows in its own order; [`CellBlocks::row_ids`] names them in that order, from the parts'
 //! `cell_index` and the folder's `cell_ids.json`.
 
-use std::path::PathBuf;
-
 use crate::activations::part_reader::PartReader;
+use crate::activations::source::check_unique;
 use crate::activations::ActivationStore;
 use crate::analysis::RowBlocks;
 use crate::error::{Error, Result};
-use crate::sae::stream::READ_BLOCK;
+use crate::sae::config::InputLevel;
+use crate::sae::stream::{StoreRows, READ_BLOCK};
 
 /// One layer's cell vectors of an extraction folder, as row blocks.
-#[derive(Debug, Clone)]
 pub struct CellBlocks {
-    parts: Vec<(PathBuf, usize)>,
-    tensor: String,
-    d: usize,
+    rows: StoreRows,
     ids: Vec<String>,
 }
 
@@ -32,9 +29,11 @@ impl CellBlocks {
         let tensor = store.layer_tensor(layer, false)?;
         let m = &store.manifest;
         let (n, d) = (m.n_cells, m.d_model);
+        if n == 0 {
+            return Err(Error::input(store.dir(), "the extraction holds no cells"));
+        }
         let mut ids = Vec::with_capacity(n);
         let mut seen = vec![false; n];
-        let mut parts = Vec::with_capacity(m.cell_parts.len());
         for p in &m.cell_parts {
             let path = store.dir().join(&p.file);
             let mut r = PartReader::open(&path)?;
@@ -63,7 +62,6 @@ impl CellBlocks {
                 }
                 ids.push(store.cell_ids[c].clone());
             }
-            parts.push((path, rows));
         }
         if let Some(missing) = seen.iter().position(|s| !s) {
             return Err(Error::input(
@@ -71,21 +69,9 @@ impl CellBlocks {
                 format!("cell {missing} is missing from the part files"),
             ));
         }
-        if n == 0 {
-            return Err(Error::input(store.dir(), "the extraction holds no cells"));
-        }
-        if let Some((id, j, i)) = crate::data::first_duplicate(&ids) {
-            return Err(Error::input(
-                store.dir(),
-                format!("cell id '{id}' appears twice (rows {j} and {i})"),
-            ));
-        }
-        Ok(CellBlocks {
-            parts,
-            tensor,
-            d,
-            ids,
-        })
+        check_unique(&ids, store.dir())?;
+        let rows = StoreRows::new(store, InputLevel::Cells, &[layer.to_string()])?;
+        Ok(CellBlocks { rows, ids })
     }
 
     /// Cell id of each row, in the order the rows are visited.
@@ -100,19 +86,13 @@ impl RowBlocks for CellBlocks {
     }
 
     fn n_cols(&self) -> usize {
-        self.d
+        self.rows.d()
     }
 
     fn visit_rows(&self, f: &mut dyn FnMut(&[f32], usize) -> Result<()>) -> Result<()> {
-        for (path, rows) in &self.parts {
-            let mut r = PartReader::open(path)?;
-            let mut start = 0;
-            while start < *rows {
-                let k = READ_BLOCK.min(rows - start);
-                f(&r.read_rows(&self.tensor, self.d, start, k)?, k)?;
-                start += k;
-            }
-        }
-        Ok(())
+        self.rows
+            .visit(&self.rows.in_order(), READ_BLOCK, |k, blocks| {
+                f(&blocks[0], k)
+            })
     }
 }

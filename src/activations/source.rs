@@ -53,8 +53,14 @@ pub fn require_layer<'a>(store: &ActivationStore, layer: Option<&'a str>) -> Res
 
 /// Error naming `path` when a row id appears twice.
 pub fn check_unique_ids(m: &DenseMatrix, path: &Path) -> Result<()> {
-    let dup = m.row_ids.as_deref().and_then(crate::data::first_duplicate);
-    match dup {
+    m.row_ids
+        .as_deref()
+        .map_or(Ok(()), |ids| check_unique(ids, path))
+}
+
+/// Error naming `path` when a cell id appears twice in `ids`.
+pub(crate) fn check_unique(ids: &[String], path: &Path) -> Result<()> {
+    match crate::data::first_duplicate(ids) {
         Some((id, j, i)) => Err(Error::input(
             path,
             format!("cell id '{id}' appears twice (rows {j} and {i})"),

@@ -22,8 +22,7 @@ use candle_core::Device;
 use crate::error::Result;
 use crate::sae::config::LossConvention;
 use crate::sae::linalg::{matmul, Operand};
-pub use crate::sae::sparse_kernel::SPARSE_MAX_DENSITY;
-use crate::sae::sparse_kernel::{self, SparseRows};
+use crate::sae::sparse_kernel::{self, SparseRows, SPARSE_MAX_DENSITY};
 
 /// Borrowed SAE parameters.
 #[derive(Debug, Clone, Copy)]
@@ -287,15 +286,32 @@ pub fn loss_and_grads(
     let (d, m) = (p.d_in, p.d_sae);
     let (xc, pre) = pre_activations(dev, p, x, n)?;
     let z = activate(&pre, m, s);
-    // sparse codes on the CPU: the products with z as sparse products (see sparse_kernel)
-    let zs = (dev.is_cpu() && terms.prefixes.is_empty() && terms.jump.is_none())
-        .then(|| {
-            let nnz = z.iter().filter(|v| **v != 0.0).count();
-            (terms.max_sparse_density > 0.0
-                && nnz as f64 <= terms.max_sparse_density * z.len() as f64)
-                .then(|| SparseRows::from_dense(&z, m))
-        })
-        .flatten();
+    let mut stats = BatchStats {
+        n,
+        fired: vec![0; m],
+        ..BatchStats::default()
+    };
+    let mut l1 = 0f64;
+    let mut min_active: Option<f32> = None;
+    for row in z.chunks_exact(m) {
+        for (j, &v) in row.iter().enumerate() {
+            if v > 0.0 {
+                l1 += v as f64;
+                stats.active += 1;
+                stats.fired[j] += 1;
+                min_active = Some(min_active.map_or(v, |a| a.min(v)));
+            }
+        }
+    }
+    stats.min_active = min_active;
+    // sparse codes on the CPU: the products with z as sparse products (see sparse_kernel); the
+    // codes are never negative, so the active ones counted above are the non-zero ones
+    let zs = (dev.is_cpu()
+        && terms.prefixes.is_empty()
+        && terms.jump.is_none()
+        && terms.max_sparse_density > 0.0
+        && stats.active as f64 <= terms.max_sparse_density * z.len() as f64)
+        .then(|| SparseRows::from_dense(&z, m));
     let xhat = match &zs {
         Some(zs) => sparse_kernel::decode(p, zs),
         None => decode(dev, p, &z, n)?,
@@ -304,11 +320,6 @@ pub fn loss_and_grads(
     let pre = terms.jump.map(|_| pre);
     let (c_r, c_s) = loss_scales(conv, n, d, m);
 
-    let mut stats = BatchStats {
-        n,
-        fired: vec![0; m],
-        ..BatchStats::default()
-    };
     // reconstruction error and its gradient
     let mut col_mean = vec![0f64; d];
     for row in x.chunks_exact(d) {
@@ -338,19 +349,6 @@ pub fn loss_and_grads(
         .map(|(sel, scale)| aux_gradient(p, x, &xhat, &sel, scale, c_r))
         .unwrap_or_default();
     drop(xhat);
-    let mut l1 = 0f64;
-    let mut min_active: Option<f32> = None;
-    for row in z.chunks_exact(m) {
-        for (j, &v) in row.iter().enumerate() {
-            if v > 0.0 {
-                l1 += v as f64;
-                stats.active += 1;
-                stats.fired[j] += 1;
-                min_active = Some(min_active.map_or(v, |a| a.min(v)));
-            }
-        }
-    }
-    stats.min_active = min_active;
     stats.recon_loss = c_r * stats.sse;
     // JumpReLU penalises the number of active latents (L0), the others their sum (L1)
     let sparsity = if terms.jump.is_some() {

@@ -187,7 +187,7 @@ pub fn train_step(
             threshold: &state.params.threshold,
             bandwidth: cfg.jumprelu_bandwidth,
         }),
-        max_sparse_density: crate::sae::kernel::SPARSE_MAX_DENSITY,
+        max_sparse_density: crate::sae::sparse_kernel::SPARSE_MAX_DENSITY,
     };
     let sparsifier = match cfg.arch {
         Arch::Jumprelu => Sparsifier::Threshold(&state.params.threshold),
