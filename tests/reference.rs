@@ -8,6 +8,7 @@
 mod common;
 
 mod reference {
+    mod analysis_by_rows;
     mod analysis_immune;
     mod analysis_reference;
     mod data_h5ad;

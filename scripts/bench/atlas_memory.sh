@@ -15,7 +15,9 @@
 # (fitted on the 64-dim embeddings by the covariance solver; its scores, cells x 50, are kept column-sparse), BENCH=1 also runs the `atlas` group of
 # benches/auroc.rs (AUROC alone) at each size under /usr/bin/time, STORE=1 reads the embeddings from an
 # extraction folder (written once by scripts/bench/matrix_to_store.py; analyze then reads it a block of
-# cells at a time) instead of the matrix file. Needs GNU time (/usr/bin/time).
+# cells at a time) instead of the matrix file, GENES (default 200) sets the genes of the synthetic
+# data (inputs then live in WORK/N_gGENES), READ=whole|by-rows|auto passes `--read-expression` (how the
+# expression of data.h5ad is read; default auto). Needs GNU time (/usr/bin/time).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -35,16 +37,19 @@ fi
 results=()
 for size in $SIZES; do
   n=$($PYTHON -c "print(int(float('$size')))")
+  genes=${GENES:-200}
   dir=$WORK/$n
+  [ "$genes" = 200 ] || dir=${dir}_g$genes
   if [ ! -e "$dir/sets.gmt" ]; then
-    $PYTHON scripts/bench/make_atlas_inputs.py "$dir" "$n"
+    $PYTHON scripts/bench/make_atlas_inputs.py "$dir" "$n" "$genes"
   fi
   if [ ! -e "$dir/sae/cfg.json" ]; then
     rm -rf "$dir/sae"
     "$BIN/scsae" train --activations "$dir/emb.safetensors" --layer cls --arch topk --k 32 \
       --features 2048 --epochs 1 --max-inputs 20000 --quiet --out "$dir/sae"
   fi
-  rm -rf "$dir/analysis"
+  out="$dir/analysis_${READ:-auto}"
+  rm -rf "$out"
   pca_opt=()
   if [ "${PCA:-auto}" = none ]; then pca_opt=(--pca-source none); fi
   acts="$dir/emb.safetensors"
@@ -55,9 +60,9 @@ for size in $SIZES; do
   fi
   /usr/bin/time -f "%e %M" -o "$dir/analyze.time" "$BIN/scsae" analyze --sae "$dir/sae" \
     --activations "$acts" --layer cls --data "$dir/data.h5ad" --label-key cell_type \
-    --genesets "$dir/sets.gmt" "${pca_opt[@]}" --out "$dir/analysis"
+    --genesets "$dir/sets.gmt" "${pca_opt[@]}" --read-expression "${READ:-auto}" --out "$out"
   read -r wall kb < "$dir/analyze.time"
-  line="analyze (PCA baseline: ${PCA:-auto}; activations: $(basename "$acts")) $n cells: ${wall} s, peak RSS $((kb / 1024)) MB"
+  line="analyze (PCA baseline: ${PCA:-auto}; activations: $(basename "$acts"); expression read ${READ:-auto}) $n cells x $genes genes: ${wall} s, peak RSS $((kb / 1024)) MB"
   if [ -n "$bench_bin" ]; then
     SCSAE_ATLAS_CELLS=$n /usr/bin/time -f "%e %M" -o "$dir/bench.time" "$bench_bin" --bench atlas \
       > "$dir/bench.txt"

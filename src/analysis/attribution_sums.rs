@@ -15,33 +15,38 @@ use rayon::prelude::*;
 use crate::analysis::correlation::{
     attribute_genes_sparse, check_rows, summarise_feature, AttributionOptions, GeneAttribution,
 };
-use crate::analysis::pipeline::varying_genes;
+use crate::analysis::expression_rows::ExpressionRows;
 use crate::analysis::sparse_codes::{SparseCodes, SparseColumn};
-use crate::data::CsrMatrix;
 use crate::error::Result;
 
 /// Largest `f64` matrices (standardised features plus one block of genes, `cells x (features +
 /// block) x 8` bytes) for which [`attribute_genes_auto`] takes the dense product.
 pub const DENSE_ATTRIBUTION_BYTES: usize = 1 << 30;
 
+/// Largest per-feature gene accumulators (`features x genes x 8` bytes) of one visit of the
+/// expression in [`attribute_genes_by_sums`]; more features take more visits.
+pub const ACCUMULATOR_BYTES: usize = 256 << 20;
+
 /// Gene attribution of the columns `cols` of `features`: the dense product
-/// ([`attribute_genes_sparse`], the reference numbers) when its matrices fit in
-/// [`DENSE_ATTRIBUTION_BYTES`], otherwise [`attribute_genes_by_sums`], whose memory does not grow
-/// with the number of cells. The choice depends only on the shapes.
+/// ([`attribute_genes_sparse`], the reference numbers) when the expression is held in memory and
+/// the product's matrices fit in [`DENSE_ATTRIBUTION_BYTES`], otherwise
+/// [`attribute_genes_by_sums`], whose memory does not grow with the number of cells. The choice
+/// depends only on the shapes and on where the expression is.
 pub fn attribute_genes_auto(
     features: &SparseCodes,
     cols: &[usize],
-    expr: &CsrMatrix,
+    expr: &ExpressionRows,
     opts: &AttributionOptions,
 ) -> Result<GeneAttribution> {
     let bytes = features
         .n_rows
         .saturating_mul(cols.len() + opts.block.max(1))
         .saturating_mul(8);
-    if bytes <= DENSE_ATTRIBUTION_BYTES {
-        attribute_genes_sparse(features, cols, expr, opts)
-    } else {
-        attribute_genes_by_sums(features, cols, expr, opts)
+    match expr.matrix() {
+        Some(m) if bytes <= DENSE_ATTRIBUTION_BYTES => {
+            attribute_genes_sparse(features, cols, m, opts)
+        }
+        _ => attribute_genes_by_sums(features, cols, expr, opts),
     }
 }
 
@@ -61,58 +66,111 @@ fn column_varies(c: &SparseColumn, n: usize) -> bool {
     (c.nnz() > 0 && c.nnz() < n) || c.values.windows(2).any(|w| w[0] != w[1])
 }
 
+/// One feature's products with every gene, summed over a visit of the expression.
+struct FeatureSums {
+    /// Column of the features.
+    col: usize,
+    /// Next stored value of the column to add.
+    cursor: usize,
+    /// Per gene: `sum_i x_i y_i`.
+    sxy: Vec<f64>,
+}
+
 /// [`super::correlation::attribute_genes`] of the columns `cols` of `features` (cells in the order of
-/// `expr`'s rows), from sums (see the module).
+/// `expr`'s rows), from sums (see the module). The expression is visited a block of cells at a
+/// time: once for the gene sums, then once per group of features whose accumulators fit in
+/// [`ACCUMULATOR_BYTES`] (the first of these visits also sums the genes' centred squares). Every
+/// sum runs over the cells in order, so the numbers do not depend on the blocks or the groups.
 pub fn attribute_genes_by_sums(
     features: &SparseCodes,
     cols: &[usize],
-    expr: &CsrMatrix,
+    expr: &ExpressionRows,
     opts: &AttributionOptions,
 ) -> Result<GeneAttribution> {
     let n = features.n_rows;
-    check_rows(n, expr)?;
-    let ng = expr.n_cols;
-    // per gene: sum and centred sum of squares, from its stored values (CSR order)
-    let mut gene_values: Vec<Vec<f32>> = vec![Vec::new(); ng];
-    for (&g, &v) in expr.indices.iter().zip(&expr.data) {
-        gene_values[g as usize].push(v);
-    }
-    let gene_sums: Vec<(f64, f64)> = gene_values.par_iter().map(|v| centred_sums(v, n)).collect();
-    drop(gene_values);
-    let gene_varies = varying_genes(expr);
-    let per_feature: Vec<_> = cols
-        .par_iter()
-        .map(|&j| {
-            let c = &features.columns[j];
-            if !column_varies(c, n) {
-                return (false, [Vec::new(), Vec::new(), Vec::new(), Vec::new()]);
-            }
-            let (sx, ssx) = centred_sums(&c.values, n);
-            let mut sxy = vec![0f64; ng];
-            for (&i, &x) in c.rows.iter().zip(&c.values) {
-                let (idx, val) = expr.row(i as usize);
-                let x = x as f64;
-                for (&g, &y) in idx.iter().zip(val) {
-                    sxy[g as usize] += x * y as f64;
+    check_rows(n, expr.n_rows())?;
+    let ng = expr.n_cols();
+    let stats = expr.stats();
+    let mean: Vec<f64> = stats.sum.iter().map(|&s| s / n as f64).collect();
+    // per gene: centred sum of squares, summed in the first visit of the features
+    let mut ssy = vec![0f64; ng];
+    let varying: Vec<usize> = cols
+        .iter()
+        .copied()
+        .filter(|&j| column_varies(&features.columns[j], n))
+        .collect();
+    let per_visit = (ACCUMULATOR_BYTES / (8 * ng.max(1))).max(1);
+    let mut summaries = std::collections::HashMap::with_capacity(varying.len());
+    let mut first_visit = true;
+    for group in varying.chunks(per_visit).map(Some).chain(
+        // genes' squares even when no feature varies
+        varying.is_empty().then_some(None),
+    ) {
+        let mut sums: Vec<FeatureSums> = group
+            .unwrap_or(&[])
+            .iter()
+            .map(|&col| FeatureSums {
+                col,
+                cursor: 0,
+                sxy: vec![0f64; ng],
+            })
+            .collect();
+        expr.visit(&mut |first, block| {
+            if first_visit {
+                for (&g, &v) in block.indices.iter().zip(&block.data) {
+                    let g = g as usize;
+                    ssy[g] += (v as f64 - mean[g]).powi(2);
                 }
             }
-            let r: Vec<f64> = sxy
-                .iter()
-                .zip(&gene_sums)
-                .map(|(&p, &(sy, ssy))| (p - sx * sy / n as f64) / (ssx * ssy).sqrt())
-                .collect();
-            (true, summarise_feature(&r, &gene_varies, opts))
-        })
-        .collect();
+            let end = first + block.n_rows;
+            sums.par_iter_mut().for_each(|f| {
+                let c = &features.columns[f.col];
+                while f.cursor < c.rows.len() && (c.rows[f.cursor] as usize) < end {
+                    let x = c.values[f.cursor] as f64;
+                    let (idx, val) = block.row(c.rows[f.cursor] as usize - first);
+                    for (&g, &y) in idx.iter().zip(val) {
+                        f.sxy[g as usize] += x * y as f64;
+                    }
+                    f.cursor += 1;
+                }
+            });
+            Ok(())
+        })?;
+        if first_visit {
+            for g in 0..ng {
+                ssy[g] += (n - stats.nnz[g]) as f64 * mean[g] * mean[g];
+            }
+            first_visit = false;
+        }
+        let done: Vec<_> = sums
+            .into_par_iter()
+            .map(|f| {
+                let (sx, ssx) = centred_sums(&features.columns[f.col].values, n);
+                let r: Vec<f64> = f
+                    .sxy
+                    .iter()
+                    .zip(&stats.sum)
+                    .zip(&ssy)
+                    .map(|((&p, &sy), &ss)| (p - sx * sy / n as f64) / (ssx * ss).sqrt())
+                    .collect();
+                (f.col, summarise_feature(&r, &stats.varies, opts))
+            })
+            .collect();
+        summaries.extend(done);
+    }
     let mut out = GeneAttribution {
         top_positive: Vec::with_capacity(cols.len()),
         top_negative: Vec::with_capacity(cols.len()),
         hits: Vec::with_capacity(cols.len()),
         negative_hits: Vec::with_capacity(cols.len()),
         feature_varies: Vec::with_capacity(cols.len()),
-        gene_varies,
+        gene_varies: stats.varies.clone(),
     };
-    for (varies, [tp, tn, h, nh]) in per_feature {
+    for &j in cols {
+        let (varies, [tp, tn, h, nh]) = match summaries.get(&j) {
+            Some(s) => (true, s.clone()),
+            None => (false, Default::default()),
+        };
         out.feature_varies.push(varies);
         out.top_positive.push(tp);
         out.top_negative.push(tn);
@@ -126,6 +184,7 @@ pub fn attribute_genes_by_sums(
 mod tests {
     use super::*;
     use crate::analysis::correlation::attribute_genes;
+    use crate::data::CsrMatrix;
     use crate::data::DenseMatrix;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
@@ -169,7 +228,13 @@ mod tests {
             block: 16,
         };
         let a = attribute_genes(&dense, &expr, &opts).unwrap();
-        let b = attribute_genes_by_sums(&sparse, &cols, &expr, &opts).unwrap();
+        let b = attribute_genes_by_sums(
+            &sparse,
+            &cols,
+            &ExpressionRows::from_matrix(expr.clone()),
+            &opts,
+        )
+        .unwrap();
         assert_eq!(a.feature_varies, b.feature_varies);
         assert!(!b.feature_varies[3] && !b.feature_varies[4]);
         assert_eq!(a.gene_varies, b.gene_varies);

@@ -5,6 +5,7 @@
 //! `cells x genes`), so memory stays `O(cells x block)` however many genes there are. Per feature we
 //! keep the top positive and negative genes and every gene above the enrichment cut-off.
 
+use crate::analysis::expression_rows::{transform_note, NORMALISE_TOTAL};
 use faer::Mat;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -52,35 +53,29 @@ pub fn looks_like_counts(m: &CsrMatrix) -> bool {
 pub fn normalize_log1p(m: &mut CsrMatrix, target: f64) {
     for r in 0..m.n_rows {
         let (a, b) = (m.indptr[r], m.indptr[r + 1]);
-        let total: f64 = m.data[a..b].iter().map(|&v| v as f64).sum();
-        if total > 0.0 {
-            let s = target / total;
-            for v in &mut m.data[a..b] {
-                *v = ((*v as f64) * s).ln_1p() as f32;
-            }
+        normalize_log1p_row(&mut m.data[a..b], target);
+    }
+}
+
+/// [`normalize_log1p`] of one cell's stored values.
+pub fn normalize_log1p_row(values: &mut [f32], target: f64) {
+    let total: f64 = values.iter().map(|&v| v as f64).sum();
+    if total > 0.0 {
+        let s = target / total;
+        for v in values {
+            *v = ((*v as f64) * s).ln_1p() as f32;
         }
     }
 }
 
 /// Apply `how` to `m`; returns a sentence saying what was done.
 pub fn prepare_expression(m: &mut CsrMatrix, how: ExpressionTransform) -> String {
-    match how {
-        ExpressionTransform::AsIs => "expression used as stored (--expression as-is)".to_string(),
-        ExpressionTransform::Log1p => {
-            normalize_log1p(m, 1e4);
-            "expression normalised to 1e4 per cell and log1p-transformed (--expression log1p)"
-                .into()
-        }
-        ExpressionTransform::Auto => {
-            if looks_like_counts(m) {
-                normalize_log1p(m, 1e4);
-                "expression holds integer counts: normalised to 1e4 per cell and log1p-transformed"
-                    .into()
-            } else {
-                "expression holds non-integer values (already normalised): used as stored".into()
-            }
-        }
+    let counts = how == ExpressionTransform::Auto && looks_like_counts(m);
+    let (normalise, note) = transform_note(how, counts);
+    if normalise {
+        normalize_log1p(m, NORMALISE_TOTAL);
     }
+    note
 }
 
 /// Options of the gene attribution.
@@ -165,7 +160,7 @@ fn csr_to_csc(m: &CsrMatrix) -> (Vec<usize>, Vec<u32>, Vec<f32>) {
 /// Pearson correlation matrix `features x genes` (row-major), for tests and small inputs.
 /// Constant features or genes give `NaN`, as numpy does.
 pub fn pearson_matrix(features: &DenseMatrix, expr: &CsrMatrix) -> Result<Vec<f64>> {
-    check_rows(features.n_rows, expr)?;
+    check_rows(features.n_rows, expr.n_rows)?;
     let (zf, fvar) = standardised_features(features);
     let n = features.n_rows;
     let dense = expr.to_dense();
@@ -192,11 +187,11 @@ pub fn pearson_matrix(features: &DenseMatrix, expr: &CsrMatrix) -> Result<Vec<f6
 }
 
 /// Refuse features and expression of different cell counts, or fewer than 3 cells.
-pub(crate) fn check_rows(n_rows: usize, expr: &CsrMatrix) -> Result<()> {
-    if n_rows != expr.n_rows {
+pub(crate) fn check_rows(n_rows: usize, expr_rows: usize) -> Result<()> {
+    if n_rows != expr_rows {
         return Err(Error::invalid(format!(
             "features have {} cells but the expression matrix has {}",
-            n_rows, expr.n_rows
+            n_rows, expr_rows
         )));
     }
     if n_rows < 3 {
@@ -284,7 +279,7 @@ pub fn attribute_genes(
     expr: &CsrMatrix,
     opts: &AttributionOptions,
 ) -> Result<GeneAttribution> {
-    check_rows(features.n_rows, expr)?;
+    check_rows(features.n_rows, expr.n_rows)?;
     let (zf, feature_varies) = standardised_features(features);
     attribute_standardised(&zf, feature_varies, expr, opts)
 }
@@ -298,7 +293,7 @@ pub fn attribute_genes_sparse(
     expr: &CsrMatrix,
     opts: &AttributionOptions,
 ) -> Result<GeneAttribution> {
-    check_rows(features.n_rows, expr)?;
+    check_rows(features.n_rows, expr.n_rows)?;
     let (zf, feature_varies) = standardised_columns(cols.len(), features.n_rows, |k| {
         let c = &features.columns[cols[k]];
         let mut v = vec![0f64; features.n_rows];

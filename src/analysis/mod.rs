@@ -20,6 +20,7 @@ pub mod concepts;
 pub mod correlation;
 pub mod dotplot;
 pub mod enrichment;
+pub mod expression_rows;
 pub mod features_table;
 pub mod figures;
 pub mod gmt;

@@ -12,13 +12,14 @@
 //! passes over row blocks ([`RowBlocks`]), and [`PcaAxes::project`] turns any block of rows into
 //! scores, so the caller decides where the scores go.
 
+use crate::analysis::expression_rows::ExpressionRows;
 use faer::{Mat, Side};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{CsrMatrix, DenseMatrix};
+use crate::data::DenseMatrix;
 use crate::error::{Error, Result};
 
 /// SVD algorithm.
@@ -98,10 +99,11 @@ impl RowBlocks for DenseMatrix {
     }
 }
 
-/// Some columns of a sparse matrix, visited as dense [`RowBlocks`] of [`BLOCK_ROWS`] rows (the
-/// expression PCA baseline: the measured genes, never densified all at once).
+/// Some columns (genes) of the analysed cells' expression, visited as dense [`RowBlocks`] of
+/// [`BLOCK_ROWS`] rows (the expression PCA baseline: the measured genes, never densified all at
+/// once, and never held whole when the expression is read by rows).
 pub struct CsrColumnBlocks<'a> {
-    m: &'a CsrMatrix,
+    m: &'a ExpressionRows,
     /// Position of each column in the output row, or `usize::MAX` for a column left out.
     slot: Vec<usize>,
     width: usize,
@@ -109,8 +111,8 @@ pub struct CsrColumnBlocks<'a> {
 
 impl<'a> CsrColumnBlocks<'a> {
     /// The columns `keep` (increasing) of `m`.
-    pub fn new(m: &'a CsrMatrix, keep: Vec<usize>) -> CsrColumnBlocks<'a> {
-        let mut slot = vec![usize::MAX; m.n_cols];
+    pub fn new(m: &'a ExpressionRows, keep: Vec<usize>) -> CsrColumnBlocks<'a> {
+        let mut slot = vec![usize::MAX; m.n_cols()];
         for (o, &j) in keep.iter().enumerate() {
             slot[j] = o;
         }
@@ -124,18 +126,16 @@ impl<'a> CsrColumnBlocks<'a> {
 
 impl RowBlocks for CsrColumnBlocks<'_> {
     fn n_rows(&self) -> usize {
-        self.m.n_rows
+        self.m.n_rows()
     }
     fn n_cols(&self) -> usize {
         self.width
     }
     fn visit_rows(&self, f: &mut dyn FnMut(&[f32], usize) -> Result<()>) -> Result<()> {
-        let mut start = 0;
-        while start < self.m.n_rows {
-            let rows = BLOCK_ROWS.min(self.m.n_rows - start);
-            let mut block = vec![0f32; rows * self.width];
-            for i in 0..rows {
-                let (idx, val) = self.m.row(start + i);
+        self.m.visit(&mut |_, b| {
+            let mut block = vec![0f32; b.n_rows * self.width];
+            for i in 0..b.n_rows {
+                let (idx, val) = b.row(i);
                 for (&j, &v) in idx.iter().zip(val) {
                     let o = self.slot[j as usize];
                     if o != usize::MAX {
@@ -143,10 +143,8 @@ impl RowBlocks for CsrColumnBlocks<'_> {
                     }
                 }
             }
-            f(&block, rows)?;
-            start += rows;
-        }
-        Ok(())
+            f(&block, b.n_rows)
+        })
     }
 }
 

@@ -7,6 +7,7 @@ use crate::analysis::attribution_sums::attribute_genes_auto;
 use crate::analysis::auroc::{AurocTable, Direction, LabelCodes};
 use crate::analysis::correlation::{AttributionOptions, GeneAttribution};
 use crate::analysis::enrichment::{enrich, Enrichment};
+use crate::analysis::expression_rows::{ExpressionRows, GeneStats};
 use crate::analysis::gmt::{resolve, GeneSetCollection, ResolvedSet};
 use crate::analysis::sparse_auroc::auroc_table_sparse;
 use crate::analysis::sparse_codes::SparseCodes;
@@ -17,14 +18,14 @@ use crate::error::{Error, Result};
 use crate::io::table::LIST_SEP;
 
 /// Everything shared by the analyses of one set of cells: labels, expression, gene sets.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct AnalysisContext {
     /// Cell-type codes, one per analysed cell.
     pub labels: LabelCodes,
     /// Codes of the types tested (enough cells).
     pub tested_types: Vec<usize>,
-    /// Expression (cells in the same order as the feature matrices) and gene names.
-    pub expression: Option<(CsrMatrix, Vec<String>)>,
+    /// Expression (cells in the same order as the feature matrices), prepared, and gene names.
+    pub expression: Option<(ExpressionRows, Vec<String>)>,
     /// Per gene: varies across the analysed cells.
     pub measured: Vec<bool>,
     /// Gene sets mapped onto the measured genes.
@@ -35,35 +36,14 @@ pub struct AnalysisContext {
 
 /// Per gene: whether its value differs between cells.
 pub fn varying_genes(m: &CsrMatrix) -> Vec<bool> {
-    let mut first: Vec<Option<f32>> = vec![None; m.n_cols];
-    let mut nnz = vec![0usize; m.n_cols];
-    let mut varies = vec![false; m.n_cols];
-    for r in 0..m.n_rows {
-        let (idx, val) = m.row(r);
-        for (&c, &v) in idx.iter().zip(val) {
-            let c = c as usize;
-            nnz[c] += 1;
-            match first[c] {
-                None => first[c] = Some(v),
-                Some(f) if f != v => varies[c] = true,
-                _ => {}
-            }
-        }
-    }
-    for c in 0..m.n_cols {
-        // stored zeros only, or implicit zeros next to non-zero values
-        if nnz[c] < m.n_rows && first[c].is_some_and(|f| f != 0.0) {
-            varies[c] = true;
-        }
-    }
-    varies
+    GeneStats::of_matrix(m).varies
 }
 
 impl AnalysisContext {
     /// Prepare labels, expression and gene sets. `expression` rows must follow `labels`' cell order.
     pub fn new(
         labels: &[String],
-        expression: Option<(CsrMatrix, Vec<String>)>,
+        expression: Option<(ExpressionRows, Vec<String>)>,
         sets: Option<&GeneSetCollection>,
         cfg: &AnalysisConfig,
     ) -> Result<AnalysisContext> {
@@ -93,10 +73,10 @@ impl AnalysisContext {
                  tables; rename it in the data set"
             )));
         }
-        let measured = expression
-            .as_ref()
-            .map(|(m, _)| varying_genes(m))
-            .unwrap_or_default();
+        let measured = match &expression {
+            Some((e, _)) => e.stats().varies.clone(),
+            None => Vec::new(),
+        };
         let mut resolved = Vec::new();
         if let (Some(sets), Some((_, genes))) = (sets, expression.as_ref()) {
             warnings.extend(sets.warnings.iter().cloned());
@@ -514,10 +494,15 @@ mod tests {
         // a gene name with the list separator of the result tables is refused before any output
         let expr = CsrMatrix::from_dense(10, 2, &[1.0; 20]);
         let genes = vec!["CD79A".to_string(), "HLA;DR".to_string()];
-        let e = AnalysisContext::new(&labels, Some((expr, genes)), None, &cfg)
-            .err()
-            .unwrap()
-            .to_string();
+        let e = AnalysisContext::new(
+            &labels,
+            Some((ExpressionRows::from_matrix(expr), genes)),
+            None,
+            &cfg,
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(e.contains("'HLA;DR'") && e.contains("separator"), "{e}");
     }
 }

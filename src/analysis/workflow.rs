@@ -10,13 +10,13 @@ use super::pipeline::{analyze_sparse_features, match_cells, AnalysisContext, Com
 use super::report::{self, Summary};
 use super::sparse_codes::SparseCodes;
 use super::{
-    correlation::prepare_expression, fit_pca_axes, read_gene_sets, AnalysisConfig, CsrColumnBlocks,
+    expression_rows::ExpressionRows, fit_pca_axes, read_gene_sets, AnalysisConfig, CsrColumnBlocks,
     Direction, ExpressionTransform, RowBlocks,
 };
 use crate::activations::cell_blocks::CellBlocks;
 use crate::activations::{read_cells, require_layer, ActivationStore, CellMatrix, Provenance};
 use crate::data::DenseMatrix;
-use crate::data::{load, LoadOptions};
+use crate::data::{load_by_rows, LoadOptions};
 use crate::error::{Error, Result};
 use crate::io::file_name;
 use crate::io::lock::{check_not_finished, lock_for_writing};
@@ -34,6 +34,24 @@ pub enum PcaSource {
     /// No baseline.
     None,
 }
+
+/// How `scsae analyze` reads the expression matrix of `--data`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+pub enum ExpressionReading {
+    /// By rows when the matrix's stored values take more than [`EXPRESSION_WHOLE_BYTES`] in memory
+    /// (and the file allows it), whole otherwise.
+    #[default]
+    Auto,
+    /// Whole, in memory.
+    Whole,
+    /// A window of cells at a time from the `.h5ad` file (CSR or dense `X`; the features' cells in
+    /// the file's order); a 10x folder, a CSC matrix or cells in another order are read whole.
+    ByRows,
+}
+
+/// Memory (8 bytes per stored value) above which `--read-expression auto` reads the expression by
+/// rows.
+pub const EXPRESSION_WHOLE_BYTES: u64 = 512 << 20;
 
 /// The paper's immune marker and functional gene sets, compiled in as the default gene sets.
 pub const PAPER_GENESETS: &str = include_str!("../../genesets/paper_immune.gmt");
@@ -74,6 +92,8 @@ pub struct AnalyzeInputs {
     pub genesets: Vec<PathBuf>,
     /// Expression preparation.
     pub expression: ExpressionTransform,
+    /// How the expression matrix is read.
+    pub read_expression: ExpressionReading,
     /// Matrix of the PCA baseline.
     pub pca_source: PcaSource,
     /// Name of the features in tables and plots.
@@ -259,8 +279,23 @@ pub fn analyze(
     }
     check_not_finished(&inputs.out, REPORT_FILE, FINISHED, inputs.force)?;
     // ---- read and validate every input before writing anything
-    let ds = load(&inputs.data, &inputs.load)?;
-    ds.check_expression()?;
+    let (mut ds, reader) = load_by_rows(&inputs.data, &inputs.load)?;
+    let reader = match (reader, inputs.read_expression) {
+        (Some(r), ExpressionReading::ByRows) => Some(r),
+        (Some(r), ExpressionReading::Auto)
+            if r.stored_values().saturating_mul(8) > EXPRESSION_WHOLE_BYTES =>
+        {
+            Some(r)
+        }
+        (Some(r), _) => {
+            ds.matrix = r.read(0, r.n_rows())?;
+            None
+        }
+        (None, _) => None,
+    };
+    if reader.is_none() {
+        ds.check_expression()?;
+    }
     let all_labels = ds.labels(&inputs.label_key)?;
     let sets = if inputs.genesets.is_empty() {
         crate::analysis::gmt::parse_gmt(PAPER_GENESETS, Path::new("genesets/paper_immune.gmt"))?
@@ -321,14 +356,25 @@ pub fn analyze(
         &ds.cell_ids,
         &inputs.data,
     )?;
-    // the analysed cells' expression, without keeping the whole data set beside it
-    let sub = ds.select_cells(&rows);
-    drop(ds);
     let labels: Vec<String> = rows.iter().map(|&r| all_labels[r].clone()).collect();
     drop(all_labels);
-    let mut expr = sub.matrix;
-    let expression_note = prepare_expression(&mut expr, inputs.expression);
-    let ctx = AnalysisContext::new(&labels, Some((expr, sub.gene_symbols)), Some(&sets), cfg)?;
+    // the analysed cells' expression, read by rows from the file (the cells in the file's order),
+    // or in memory without keeping the whole data set beside it
+    let increasing = rows.windows(2).all(|w| w[0] < w[1]);
+    let (expr, expression_note) = match reader {
+        Some(r) if increasing => ExpressionRows::by_rows(r, rows, &ds, inputs.expression)?,
+        reader => {
+            if let Some(r) = reader {
+                ds.matrix = r.read(0, r.n_rows())?;
+                ds.check_expression()?;
+            }
+            let m = ds.matrix.select_rows(&rows);
+            ExpressionRows::in_memory(m, inputs.expression)
+        }
+    };
+    let genes = std::mem::take(&mut ds.gene_symbols);
+    drop(ds);
+    let ctx = AnalysisContext::new(&labels, Some((expr, genes)), Some(&sets), cfg)?;
 
     // PCA input, in the features' cell order: the activations the features were taken from (the
     // same rows), or the measured genes of the expression, a block of rows at a time
@@ -342,7 +388,7 @@ pub fn analyze(
                 .as_ref()
                 .map(|(e, _)| e)
                 .ok_or_else(|| Error::invalid("no expression"))?;
-            let keep: Vec<usize> = (0..m.n_cols).filter(|&j| ctx.measured[j]).collect();
+            let keep: Vec<usize> = (0..m.n_cols()).filter(|&j| ctx.measured[j]).collect();
             expression_blocks = CsrColumnBlocks::new(m, keep);
             Some(&expression_blocks)
         }

@@ -27,7 +27,7 @@ use serde::Serialize;
 use crate::activations::read_cells;
 use crate::analysis::pipeline::match_cells;
 use crate::analysis::sparse_codes::SparseCodes;
-use crate::data::{load, LoadOptions};
+use crate::data::{load_obs, LoadOptions};
 use crate::error::{Error, IoContext, Result};
 use crate::io::file_name;
 use crate::io::lock::TMP_PREFIX;
@@ -200,7 +200,7 @@ pub fn build_atlas(req: &AtlasRequest) -> Result<AtlasReport> {
         ));
     }
     let (cell_ids, labels) = {
-        let ds = load(&req.data, &req.load)?;
+        let ds = load_obs(&req.data, &req.load)?;
         let all = ds.labels(&req.label_key)?;
         let rows = match_cells(
             acts.matrix.row_ids.as_deref(),

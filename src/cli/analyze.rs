@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::analysis::workflow::{analyze, AnalyzeInputs, FeatureSource};
+use crate::analysis::workflow::{analyze, AnalyzeInputs, ExpressionReading, FeatureSource};
 pub use crate::analysis::workflow::{PcaSource, PAPER_GENESETS};
 use crate::analysis::{AnalysisConfig, Background, Direction, ExpressionTransform, PcaSolver};
 use crate::data::{LoadOptions, MatrixLayer};
@@ -120,6 +120,10 @@ pub struct AnalyzeArgs {
     /// Expression preparation: auto (log1p-normalise counts, keep normalised data), log1p, as-is.
     #[arg(long, default_value = "auto")]
     pub expression: ExpressionTransform,
+    /// How to read the expression matrix: auto (a window of cells at a time from an .h5ad whose
+    /// matrix would take more than 512 MiB in memory, whole otherwise), whole, or by-rows.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub read_expression: ExpressionReading,
     /// AUROC direction for the features: greater (feature higher in the type) or both (max(a, 1-a)).
     #[arg(long, default_value = "greater")]
     pub auroc_direction: Direction,
@@ -205,6 +209,7 @@ pub fn run(args: &AnalyzeArgs, rt: &Runtime) -> Result<String> {
         label_key: args.label_key.clone(),
         genesets: args.genesets.clone(),
         expression: args.expression,
+        read_expression: args.read_expression,
         pca_source: args.pca_source,
         name: args.name.clone(),
         out: args.out.clone(),

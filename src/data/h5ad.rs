@@ -17,6 +17,7 @@ use std::path::Path;
 
 use hdf5_pure::{AttrValue, Datatype, File, Group};
 
+use crate::data::h5ad_rows::H5adRows;
 use crate::data::obs::{Obs, ObsColumn, ObsValues};
 use crate::data::{CsrMatrix, Dataset, LoadOptions, MatrixLayer};
 use crate::error::{Error, Result};
@@ -52,6 +53,21 @@ fn superblock_eof(head: &[u8]) -> Option<u64> {
 
 /// Read an `.h5ad` file.
 pub fn read_h5ad(path: &Path, opts: &LoadOptions) -> Result<Dataset> {
+    read_h5ad_with(path, opts, false).map(|(ds, _)| ds)
+}
+
+/// Read an `.h5ad` file's obs and var, and open its matrix to be read a window of cells at a time:
+/// the returned data set's matrix has the shape but no stored values. A CSC matrix, which cannot
+/// be read by rows, is read whole (and no reader is returned).
+pub fn read_h5ad_by_rows(path: &Path, opts: &LoadOptions) -> Result<(Dataset, Option<H5adRows>)> {
+    read_h5ad_with(path, opts, true)
+}
+
+fn read_h5ad_with(
+    path: &Path,
+    opts: &LoadOptions,
+    by_rows: bool,
+) -> Result<(Dataset, Option<H5adRows>)> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.len() == 0 {
         return Err(Error::input(path, "file is empty"));
@@ -79,17 +95,23 @@ pub fn read_h5ad(path: &Path, opts: &LoadOptions) -> Result<Dataset> {
             ));
         }
     }
-    let file = File::open(path)
+    // streaming reads: the file is never buffered whole, only the parts read
+    let file = File::open_streaming(path)
         .map_err(|e| Error::input(path, format!("corrupt or truncated HDF5 file: {e}")))?;
-    read_file(&file, opts)
+    read_file(&file, path, opts, by_rows)
         .map_err(|msg| Error::input(path, msg))
-        .map(|mut ds| {
+        .map(|(mut ds, rows)| {
             ds.source = path.to_path_buf();
-            ds
+            (ds, rows)
         })
 }
 
-fn read_file(file: &File, opts: &LoadOptions) -> Res<Dataset> {
+fn read_file(
+    file: &File,
+    path: &Path,
+    opts: &LoadOptions,
+    by_rows: bool,
+) -> Res<(Dataset, Option<H5adRows>)> {
     let root = file.root();
     let groups = root
         .groups()
@@ -121,12 +143,17 @@ fn read_file(file: &File, opts: &LoadOptions) -> Res<Dataset> {
     let uns = if legacy { file.group("uns").ok() } else { None };
     let obs = read_frame(file, "obs", uns.as_ref())?;
     let var = read_frame(file, &var_path, uns.as_ref())?;
-    let matrix = read_matrix(
-        file,
-        &matrix_path,
-        (obs.index.len(), var.index.len()),
-        &var_path,
-    )?;
+    let dims = (obs.index.len(), var.index.len());
+    let format = matrix_format(file, &matrix_path, dims, &var_path)?;
+    let rows = if by_rows {
+        H5adRows::open(file, path, &matrix_path, format.as_deref(), dims)?
+    } else {
+        None
+    };
+    let matrix = match rows {
+        Some(_) => CsrMatrix::zeros(dims.0, dims.1),
+        None => read_matrix(file, &matrix_path, format.as_deref(), dims)?,
+    };
     let gene_symbols = match &opts.gene_key {
         None => var.index,
         Some(k) if k == "index" || k == "_index" => var.index,
@@ -145,14 +172,15 @@ fn read_file(file: &File, opts: &LoadOptions) -> Res<Dataset> {
                 .collect::<Res<Vec<_>>>()?
         }
     };
-    Ok(Dataset {
+    let ds = Dataset {
         matrix,
         cell_ids: obs.index,
         gene_symbols,
         obs: obs.columns,
         source: Default::default(),
         labels_file: None,
-    })
+    };
+    Ok((ds, rows))
 }
 
 struct Frame {
@@ -544,7 +572,14 @@ fn check_dims(
     Ok(())
 }
 
-fn read_matrix(file: &File, path: &str, dims: (usize, usize), var_path: &str) -> Res<CsrMatrix> {
+/// The storage of the matrix at `path`: `Some("csr")`/`Some("csc")` for a sparse group, `None` for
+/// a dense dataset; its shape must agree with obs and var (`dims`).
+fn matrix_format(
+    file: &File,
+    path: &str,
+    dims: (usize, usize),
+    var_path: &str,
+) -> Res<Option<String>> {
     if let Ok(g) = file.group(path) {
         let attrs = attrs_of_group(&g);
         let (format, shape) = if let Some(enc) = encoding(&attrs) {
@@ -562,35 +597,16 @@ fn read_matrix(file: &File, path: &str, dims: (usize, usize), var_path: &str) ->
         } else {
             return Err(format!("{path} is a group but not a sparse matrix"));
         };
+        if format != "csr" && format != "csc" {
+            return Err(format!("{path}: unsupported sparse format '{format}'"));
+        }
         let shape = shape.ok_or_else(|| format!("{path} has no shape attribute"))?;
         let (r, c) = match shape.as_slice() {
             [r, c] if *r >= 0 && *c >= 0 => (*r as usize, *c as usize),
             s => return Err(format!("{path}: bad shape {s:?}")),
         };
         check_dims(path, (r, c), dims, var_path)?;
-        let data = g
-            .dataset("data")
-            .and_then(|d| d.read_f32())
-            .map_err(|e| format!("cannot read {path}/data: {e}"))?;
-        let indices = g
-            .dataset("indices")
-            .and_then(|d| d.read_i64())
-            .map_err(|e| format!("cannot read {path}/indices: {e}"))?;
-        let indptr = g
-            .dataset("indptr")
-            .and_then(|d| d.read_i64())
-            .map_err(|e| format!("cannot read {path}/indptr: {e}"))?;
-        if indices.iter().any(|&i| i < 0 || i > u32::MAX as i64) || indptr.iter().any(|&p| p < 0) {
-            return Err(format!("{path}: negative or oversized indices"));
-        }
-        let indices: Vec<u32> = indices.into_iter().map(|i| i as u32).collect();
-        let indptr: Vec<usize> = indptr.into_iter().map(|p| p as usize).collect();
-        let m = match format.as_str() {
-            "csr" => CsrMatrix::from_parts(r, c, indptr, indices, data),
-            "csc" => CsrMatrix::from_csc(r, c, &indptr, &indices, &data),
-            other => return Err(format!("{path}: unsupported sparse format '{other}'")),
-        };
-        m.map_err(|e| format!("{path}: {e}"))
+        Ok(Some(format))
     } else {
         let ds = file
             .dataset(path)
@@ -601,8 +617,49 @@ fn read_matrix(file: &File, path: &str, dims: (usize, usize), var_path: &str) ->
             s => return Err(format!("{path}: expected a 2-D matrix, found shape {s:?}")),
         };
         check_dims(path, (r, c), dims, var_path)?;
-        read_dense_rows(&ds, path, r, c, DENSE_WINDOW_BYTES)
+        Ok(None)
     }
+}
+
+/// The whole matrix at `path` (of [`matrix_format`] `format`, shape `(r, c)`).
+fn read_matrix(
+    file: &File,
+    path: &str,
+    format: Option<&str>,
+    (r, c): (usize, usize),
+) -> Res<CsrMatrix> {
+    let Some(format) = format else {
+        let ds = file
+            .dataset(path)
+            .map_err(|e| format!("cannot read {path}: {e}"))?;
+        return read_dense_rows(&ds, path, r, c, DENSE_WINDOW_BYTES);
+    };
+    let g = file
+        .group(path)
+        .map_err(|e| format!("cannot read {path}: {e}"))?;
+    let data = g
+        .dataset("data")
+        .and_then(|d| d.read_f32())
+        .map_err(|e| format!("cannot read {path}/data: {e}"))?;
+    let indices = g
+        .dataset("indices")
+        .and_then(|d| d.read_i64())
+        .map_err(|e| format!("cannot read {path}/indices: {e}"))?;
+    let indptr = g
+        .dataset("indptr")
+        .and_then(|d| d.read_i64())
+        .map_err(|e| format!("cannot read {path}/indptr: {e}"))?;
+    if indices.iter().any(|&i| i < 0 || i > u32::MAX as i64) || indptr.iter().any(|&p| p < 0) {
+        return Err(format!("{path}: negative or oversized indices"));
+    }
+    let indices: Vec<u32> = indices.into_iter().map(|i| i as u32).collect();
+    let indptr: Vec<usize> = indptr.into_iter().map(|p| p as usize).collect();
+    let m = if format == "csr" {
+        CsrMatrix::from_parts(r, c, indptr, indices, data)
+    } else {
+        CsrMatrix::from_csc(r, c, &indptr, &indices, &data)
+    };
+    m.map_err(|e| format!("{path}: {e}"))
 }
 
 /// Bytes of dense `f32` values decoded at a time when reading a dense matrix.

@@ -5,6 +5,7 @@
 
 pub(crate) mod dense;
 pub mod h5ad;
+pub mod h5ad_rows;
 pub mod h5ad_write;
 pub mod obs;
 pub(crate) mod sparse;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 pub use dense::DenseMatrix;
+pub use h5ad_rows::H5adRows;
 pub use obs::{Obs, ObsColumn, ObsValues};
 pub use sparse::CsrMatrix;
 pub use summary::Summary;
@@ -150,14 +152,15 @@ impl Dataset {
     /// matrix (e.g. scanpy's `pbmc68k_reduced` X) is still readable for its labels and metadata;
     /// `--layer raw` reads the counts of a processed file.
     pub fn check_expression(&self) -> Result<()> {
-        check_non_negative(self, &self.source)
+        check_non_negative(&self.matrix, 0, self, &self.source)
     }
 }
 
-fn check_non_negative(ds: &Dataset, path: &Path) -> Result<()> {
-    let m = &ds.matrix;
+/// [`Dataset::check_expression`] of the rows `first ..` of `ds`'s matrix held in `m` (a window read
+/// by [`H5adRows`]).
+pub fn check_non_negative(m: &CsrMatrix, first: usize, ds: &Dataset, path: &Path) -> Result<()> {
     if let Some(k) = m.data.iter().position(|&v| v < 0.0) {
-        let row = m.indptr.partition_point(|&p| p <= k) - 1;
+        let row = first + m.indptr.partition_point(|&p| p <= k) - 1;
         let gene = m.indices[k] as usize;
         return Err(Error::input(
             path,
@@ -215,20 +218,51 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Dataset> {
     if !path.exists() {
         return Err(Error::input(path, "no such file or folder"));
     }
-    let mut ds = if path.is_dir() || tenx::is_mtx_file(path) {
+    let ds = if path.is_dir() || tenx::is_mtx_file(path) {
         tenx::read_10x(path, opts)?
     } else {
         h5ad::read_h5ad(path, opts)?
     };
+    ds.matrix
+        .check_finite()
+        .map_err(|e| Error::input(path, e.to_string()))?;
+    finish_load(ds, path, opts)
+}
+
+/// [`load`] without the matrix when it can be read a window of cells at a time (an `.h5ad` file
+/// with a CSR or dense matrix): the data set's matrix then has the shape but no stored values, and
+/// the reader returned beside it reads the values (checked there: finite). Other inputs are read
+/// whole, as by [`load`], with no reader.
+pub fn load_by_rows(path: &Path, opts: &LoadOptions) -> Result<(Dataset, Option<H5adRows>)> {
+    if !path.exists() {
+        return Err(Error::input(path, "no such file or folder"));
+    }
+    if path.is_dir() || tenx::is_mtx_file(path) {
+        return Ok((load(path, opts)?, None));
+    }
+    let (ds, rows) = h5ad::read_h5ad_by_rows(path, opts)?;
+    if rows.is_none() {
+        ds.matrix
+            .check_finite()
+            .map_err(|e| Error::input(path, e.to_string()))?;
+    }
+    Ok((finish_load(ds, path, opts)?, rows))
+}
+
+/// [`load`] for the cells' ids and annotations only: the matrix's values are not read when the file
+/// allows it ([`load_by_rows`]; the matrix then has its shape and no stored values).
+pub fn load_obs(path: &Path, opts: &LoadOptions) -> Result<Dataset> {
+    load_by_rows(path, opts).map(|(ds, _)| ds)
+}
+
+/// The checks and renaming shared by [`load`] and [`load_by_rows`] (shape, unique names, labels).
+fn finish_load(mut ds: Dataset, path: &Path, opts: &LoadOptions) -> Result<Dataset> {
     if ds.matrix.n_rows == 0 {
         return Err(Error::input(path, "the data set has no cells"));
     }
     if ds.matrix.n_cols == 0 {
         return Err(Error::input(path, "the data set has no genes"));
     }
-    ds.matrix
-        .check_finite()
-        .map_err(|e| Error::input(path, e.to_string()))?;
     for (names, what) in [
         (&mut ds.gene_symbols, "gene symbol"),
         (&mut ds.cell_ids, "cell id"),

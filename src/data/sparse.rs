@@ -92,6 +92,29 @@ impl CsrMatrix {
         })
     }
 
+    /// An `n_rows x n_cols` matrix with no stored values.
+    pub fn zeros(n_rows: usize, n_cols: usize) -> Self {
+        CsrMatrix {
+            n_rows,
+            n_cols,
+            indptr: vec![0; n_rows + 1],
+            indices: Vec::new(),
+            data: Vec::new(),
+        }
+    }
+
+    /// Rows `start .. end` as a matrix of their own.
+    pub fn slice_rows(&self, start: usize, end: usize) -> CsrMatrix {
+        let (a, b) = (self.indptr[start], self.indptr[end]);
+        CsrMatrix {
+            n_rows: end - start,
+            n_cols: self.n_cols,
+            indptr: self.indptr[start..=end].iter().map(|&p| p - a).collect(),
+            indices: self.indices[a..b].to_vec(),
+            data: self.data[a..b].to_vec(),
+        }
+    }
+
     /// Build from a dense row-major array, storing only non-zero values.
     pub fn from_dense(n_rows: usize, n_cols: usize, dense: &[f32]) -> Self {
         let mut indptr = Vec::with_capacity(n_rows + 1);

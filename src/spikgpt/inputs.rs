@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::activations::{read_cells, Provenance};
 use crate::data::DenseMatrix;
-use crate::data::{load, LoadOptions};
+use crate::data::{load_obs, LoadOptions};
 use crate::error::{Error, Result};
 
 /// Cell embeddings with their provenance.
@@ -47,7 +47,7 @@ pub fn labels_for(
     key: &str,
     opts: &LoadOptions,
 ) -> Result<Vec<String>> {
-    let ds = load(data_path, opts)?;
+    let ds = load_obs(data_path, opts)?;
     let labels = ds.labels(key)?;
     match &emb.row_ids {
         Some(ids) => {

@@ -85,6 +85,7 @@ fn notebook_cells_run() -> Result<(), Box<dyn std::error::Error>> {
             label_key: "cell_type_annotations".into(),
             genesets: vec![],
             expression: Default::default(),
+            read_expression: Default::default(),
             pca_source: PcaSource::Activations,
             name: Some("SAE".into()),
             out: out.join("analysis").join(&name),

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use scsae::analysis::expression_rows::ExpressionRows;
 use scsae::analysis::gmt::read_gene_sets;
 use scsae::analysis::pipeline::{analyze_features, select_columns, AnalysisContext};
 use scsae::analysis::{fit_pca, AnalysisConfig, Direction, PcaSolver};
@@ -22,7 +23,10 @@ fn pca_on_expression_finds_a_b_cell_component_with_markers_and_enrichment() {
     // the bundled X is log2(1 + scaled counts): used as stored
     let ctx = AnalysisContext::new(
         &labels,
-        Some((ds.matrix.clone(), ds.gene_symbols.clone())),
+        Some((
+            ExpressionRows::from_matrix(ds.matrix.clone()),
+            ds.gene_symbols.clone(),
+        )),
         Some(&sets),
         &cfg,
     )
