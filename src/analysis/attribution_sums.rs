@@ -77,10 +77,11 @@ struct FeatureSums {
 }
 
 /// [`super::correlation::attribute_genes`] of the columns `cols` of `features` (cells in the order of
-/// `expr`'s rows), from sums (see the module). The expression is visited a block of cells at a
-/// time: once for the gene sums, then once per group of features whose accumulators fit in
-/// [`ACCUMULATOR_BYTES`] (the first of these visits also sums the genes' centred squares). Every
-/// sum runs over the cells in order, so the numbers do not depend on the blocks or the groups.
+/// `expr`'s rows), from sums (see the module). The genes' sums come with the expression
+/// ([`ExpressionRows::stats`]); the expression is visited a block of cells at a time once per group
+/// of varying features whose accumulators fit in [`ACCUMULATOR_BYTES`] (the first of these visits
+/// also sums the genes' centred squares; no visit when no feature varies). Every sum runs over the
+/// cells in order, so the numbers do not depend on the blocks or the groups.
 pub fn attribute_genes_by_sums(
     features: &SparseCodes,
     cols: &[usize],
@@ -102,12 +103,8 @@ pub fn attribute_genes_by_sums(
     let per_visit = (ACCUMULATOR_BYTES / (8 * ng.max(1))).max(1);
     let mut summaries = std::collections::HashMap::with_capacity(varying.len());
     let mut first_visit = true;
-    for group in varying.chunks(per_visit).map(Some).chain(
-        // genes' squares even when no feature varies
-        varying.is_empty().then_some(None),
-    ) {
+    for group in varying.chunks(per_visit) {
         let mut sums: Vec<FeatureSums> = group
-            .unwrap_or(&[])
             .iter()
             .map(|&col| FeatureSums {
                 col,

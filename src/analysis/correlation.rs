@@ -5,7 +5,6 @@
 //! `cells x genes`), so memory stays `O(cells x block)` however many genes there are. Per feature we
 //! keep the top positive and negative genes and every gene above the enrichment cut-off.
 
-use crate::analysis::expression_rows::{transform_note, NORMALISE_TOTAL};
 use faer::Mat;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -43,9 +42,17 @@ impl std::str::FromStr for ExpressionTransform {
     }
 }
 
+/// Target total per cell of the log1p normalisation (scanpy's `normalize_total(target_sum=1e4)`).
+pub const NORMALISE_TOTAL: f64 = 1e4;
+
+/// Whether `v` is a non-negative integer (a count).
+pub fn is_count(v: f32) -> bool {
+    v >= 0.0 && v.fract() == 0.0
+}
+
 /// Whether every stored value is a non-negative integer (a count matrix).
 pub fn looks_like_counts(m: &CsrMatrix) -> bool {
-    m.data.iter().all(|&v| v >= 0.0 && v.fract() == 0.0)
+    m.data.iter().all(|&v| is_count(v))
 }
 
 /// Scale each cell to `target` total and apply `ln(1 + x)`, like scanpy's `normalize_total` + `log1p`.
@@ -65,6 +72,31 @@ pub fn normalize_log1p_row(values: &mut [f32], target: f64) {
         for v in values {
             *v = ((*v as f64) * s).ln_1p() as f32;
         }
+    }
+}
+
+/// Whether `how` normalises (given whether the values are counts), and the sentence
+/// [`prepare_expression`] returns for it.
+pub fn transform_note(how: ExpressionTransform, counts: bool) -> (bool, String) {
+    match how {
+        ExpressionTransform::AsIs => (
+            false,
+            "expression used as stored (--expression as-is)".into(),
+        ),
+        ExpressionTransform::Log1p => (
+            true,
+            "expression normalised to 1e4 per cell and log1p-transformed (--expression log1p)"
+                .into(),
+        ),
+        ExpressionTransform::Auto if counts => (
+            true,
+            "expression holds integer counts: normalised to 1e4 per cell and log1p-transformed"
+                .into(),
+        ),
+        ExpressionTransform::Auto => (
+            false,
+            "expression holds non-integer values (already normalised): used as stored".into(),
+        ),
     }
 }
 

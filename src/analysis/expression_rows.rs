@@ -7,7 +7,8 @@
 //! the expression PCA) has the same bits whichever form holds the matrix.
 
 use crate::analysis::correlation::{
-    normalize_log1p, normalize_log1p_row, prepare_expression, ExpressionTransform,
+    is_count, normalize_log1p, normalize_log1p_row, prepare_expression, transform_note,
+    ExpressionTransform, NORMALISE_TOTAL,
 };
 use crate::analysis::pca::BLOCK_ROWS;
 use crate::data::{check_non_negative, CsrMatrix, Dataset, H5adRows};
@@ -15,9 +16,6 @@ use crate::error::{Error, Result};
 
 /// Rows of the file read at once at most when the analysed cells are a sparse subset of it.
 const WINDOW_ROWS: usize = 16_384;
-
-/// Target total per cell of the log1p normalisation (scanpy's `normalize_total(target_sum=1e4)`).
-pub const NORMALISE_TOTAL: f64 = 1e4;
 
 /// Where the analysed cells' expression is.
 #[derive(Debug)]
@@ -41,30 +39,6 @@ enum Source {
 pub struct ExpressionRows {
     source: Source,
     stats: GeneStats,
-}
-
-/// What [`prepare_expression`](crate::analysis::correlation::prepare_expression) says it did.
-pub fn transform_note(how: ExpressionTransform, counts: bool) -> (bool, String) {
-    match how {
-        ExpressionTransform::AsIs => (
-            false,
-            "expression used as stored (--expression as-is)".into(),
-        ),
-        ExpressionTransform::Log1p => (
-            true,
-            "expression normalised to 1e4 per cell and log1p-transformed (--expression log1p)"
-                .into(),
-        ),
-        ExpressionTransform::Auto if counts => (
-            true,
-            "expression holds integer counts: normalised to 1e4 per cell and log1p-transformed"
-                .into(),
-        ),
-        ExpressionTransform::Auto => (
-            false,
-            "expression holds non-integer values (already normalised): used as stored".into(),
-        ),
-    }
 }
 
 impl ExpressionRows {
@@ -97,7 +71,7 @@ impl ExpressionRows {
             check_non_negative(&w, start, ds, reader.path())?;
             while next < rows.len() && rows[next] < start + n {
                 let (idx, val) = w.row(rows[next] - start);
-                counts = counts && val.iter().all(|&v| v >= 0.0 && v.fract() == 0.0);
+                counts = counts && val.iter().all(|&v| is_count(v));
                 stored.add_row(idx, val);
                 row.clear();
                 row.extend_from_slice(val);

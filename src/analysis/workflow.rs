@@ -15,8 +15,8 @@ use super::{
 };
 use crate::activations::cell_blocks::CellBlocks;
 use crate::activations::{read_cells, require_layer, ActivationStore, CellMatrix, Provenance};
-use crate::data::DenseMatrix;
 use crate::data::{load_by_rows, LoadOptions};
+use crate::data::{Dataset, DenseMatrix, H5adRows};
 use crate::error::{Error, Result};
 use crate::io::file_name;
 use crate::io::lock::{check_not_finished, lock_for_writing};
@@ -250,6 +250,12 @@ impl CellRows {
     }
 }
 
+/// Read the whole matrix of `reader` into `ds` (opened without its values) and check it.
+fn read_whole(ds: &mut Dataset, reader: H5adRows) -> Result<()> {
+    ds.matrix = reader.read(0, reader.n_rows())?;
+    ds.check_expression()
+}
+
 /// The file written last, that marks a finished analysis folder.
 pub const REPORT_FILE: &str = "report.md";
 
@@ -288,14 +294,14 @@ pub fn analyze(
             Some(r)
         }
         (Some(r), _) => {
-            ds.matrix = r.read(0, r.n_rows())?;
+            read_whole(&mut ds, r)?;
             None
         }
-        (None, _) => None,
+        (None, _) => {
+            ds.check_expression()?;
+            None
+        }
     };
-    if reader.is_none() {
-        ds.check_expression()?;
-    }
     let all_labels = ds.labels(&inputs.label_key)?;
     let sets = if inputs.genesets.is_empty() {
         crate::analysis::gmt::parse_gmt(PAPER_GENESETS, Path::new("genesets/paper_immune.gmt"))?
@@ -365,8 +371,7 @@ pub fn analyze(
         Some(r) if increasing => ExpressionRows::by_rows(r, rows, &ds, inputs.expression)?,
         reader => {
             if let Some(r) = reader {
-                ds.matrix = r.read(0, r.n_rows())?;
-                ds.check_expression()?;
+                read_whole(&mut ds, r)?;
             }
             let m = ds.matrix.select_rows(&rows);
             ExpressionRows::in_memory(m, inputs.expression)

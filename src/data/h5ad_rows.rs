@@ -72,12 +72,9 @@ impl H5adRows {
                         .map_err(|e| format!("cannot read {matrix}/{name}: {e}"))
                         .map(|s| s.first().copied().unwrap_or(0))
                 };
-                let nnz = len(&data, "data")?;
-                if len(&indices, "indices")? != nnz {
-                    return Err(format!(
-                        "{matrix}: {} indices but {nnz} values",
-                        len(&indices, "indices")?
-                    ));
+                let (nnz, n_indices) = (len(&data, "data")?, len(&indices, "indices")?);
+                if n_indices != nnz {
+                    return Err(format!("{matrix}: {n_indices} indices but {nnz} values"));
                 }
                 let indptr = get("indptr")?
                     .read_i64()
