@@ -79,6 +79,17 @@ class LayerPooler:
             h.remove()
 
 
+def save_checkpoint(model, census: dict, outdir: Path) -> None:
+    """The model as a released checkpoint folder (the layout `scsae extract --model` reads)."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    sd = {k.replace("self_attn.in_proj_", "self_attn.Wqkv."): v.detach().clone().contiguous()
+          for k, v in model.state_dict().items()}
+    torch.save(sd, outdir / "best_model.pt")
+    args = dict(ARGS, input_emb_style="continuous", input_style="binned", max_seq_len=1200)
+    (outdir / "args.json").write_text(json.dumps(args, indent=2) + "\n")
+    (outdir / "vocab.json").write_text(json.dumps(census) + "\n")  # as shipped: no specials
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
@@ -88,6 +99,10 @@ def main():
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--cls-only", action="store_true", help="no per-layer mean pooling hooks")
     ap.add_argument("--data", default=str(REPO / "data/immune1000.h5ad"))
+    ap.add_argument("--save-checkpoint", metavar="DIR",
+                    help="also write the timed model as a checkpoint folder in the released layout "
+                         "(best_model.pt with flash-attn Wqkv names, args.json, vocab.json as shipped), "
+                         "so `scsae extract --model DIR` runs the same weights")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -122,6 +137,8 @@ def main():
             explicit_zero_prob=False, use_fast_transformer=True, fast_transformer_backend="flash",
             pre_norm=False,
         )
+    if a.save_checkpoint:
+        save_checkpoint(model, census, Path(a.save_checkpoint))
     model.to(a.device)
     model.eval()
     setup_s = time.perf_counter() - t0

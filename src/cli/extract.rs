@@ -10,7 +10,7 @@ use crate::data::h5ad_write::check_h5ad_target;
 use crate::data::{load, MatrixLayer};
 use crate::error::{Error, Result};
 use crate::runtime::Runtime;
-use crate::scgpt::extract::Shard;
+use crate::scgpt::extract::{Shard, CPU_BATCH_TOKENS, GPU_BATCH_TOKENS};
 use crate::scgpt::{extract, ExtractOptions, ExtractReport, LayerSelection, Scgpt};
 
 /// Arguments of `scsae extract`.
@@ -40,9 +40,10 @@ pub struct ExtractArgs {
     /// Cells per forward batch (results do not depend on it).
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// Padded tokens per forward batch (bounds memory; results do not depend on it).
-    #[arg(long, default_value_t = 32_768)]
-    pub max_batch_tokens: usize,
+    /// Padded tokens per forward batch (bounds memory; results do not depend on it) [default: 4096 on
+    /// the CPU, 32768 on a GPU].
+    #[arg(long)]
+    pub max_batch_tokens: Option<usize>,
     /// Leave `<cls>` out of the per-cell mean over tokens (it is included by default).
     #[arg(long)]
     pub mean_without_cls: bool,
@@ -112,7 +113,11 @@ pub fn run(args: &ExtractArgs, rt: &Runtime) -> Result<ExtractReport> {
         max_tokens: args.max_tokens,
         max_length: args.max_length,
         batch_size: args.batch_size,
-        max_batch_tokens: args.max_batch_tokens,
+        max_batch_tokens: args.max_batch_tokens.unwrap_or(if rt.device.is_cpu() {
+            CPU_BATCH_TOKENS
+        } else {
+            GPU_BATCH_TOKENS
+        }),
         mean_includes_cls: !args.mean_without_cls,
         resume: args.resume,
         progress: true,

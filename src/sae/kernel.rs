@@ -23,6 +23,8 @@ use crate::error::Result;
 use crate::sae::config::LossConvention;
 use crate::sae::linalg::{matmul, Operand};
 use crate::sae::sparse_kernel::{self, SparseRows, SPARSE_MAX_DENSITY};
+use crate::sae::vector_ops;
+use rayon::prelude::*;
 
 /// Borrowed SAE parameters.
 #[derive(Debug, Clone, Copy)]
@@ -90,6 +92,18 @@ fn kth_largest(vals: &[f32], k: usize) -> (f32, usize) {
 
 /// Keep the `k` largest entries of `vals` (ties: lowest index first), zeroing the rest; then ReLU.
 fn keep_top_k(vals: &mut [f32], k: usize) {
+    if k <= SMALL_K {
+        keep_top_small_k(vals, k)
+    } else {
+        keep_top_k_by_selection(vals, k)
+    }
+}
+
+/// Largest `k` taken by [`keep_top_small_k`]; larger `k` (BatchTopK's `n x k` over a batch) select.
+const SMALL_K: usize = 64;
+
+/// [`keep_top_k`] through a selection of the `k`-th largest value.
+fn keep_top_k_by_selection(vals: &mut [f32], k: usize) {
     if k >= vals.len() {
         for v in vals.iter_mut() {
             *v = v.max(0.0);
@@ -110,6 +124,59 @@ fn keep_top_k(vals: &mut [f32], k: usize) {
     }
 }
 
+/// [`keep_top_k`] for small `k`: one pass with a candidate buffer. An entry becomes a candidate
+/// only when it beats the `k`-th best of the last compaction (strictly larger value: an equal value
+/// comes later, so it ranks lower); a full buffer (`4k`) is cut back to its best `k` by selection.
+/// After the first few hundred entries almost nothing qualifies, so a row of `m` costs about `m`
+/// comparisons.
+fn keep_top_small_k(vals: &mut [f32], k: usize) {
+    if k >= vals.len() {
+        for v in vals.iter_mut() {
+            *v = v.max(0.0);
+        }
+        return;
+    }
+    if k == 0 {
+        vals.fill(0.0);
+        return;
+    }
+    // best first: larger value, then lower index
+    let order = |a: &(f32, usize), b: &(f32, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+    let mut buf: Vec<(f32, usize)> = Vec::with_capacity(4 * k);
+    buf.extend(vals[..k].iter().copied().zip(0..k));
+    let mut threshold = buf
+        .iter()
+        .copied()
+        .max_by(order)
+        .map(|w| w.0)
+        .unwrap_or(f32::MIN);
+    for (j, &v) in vals.iter().enumerate().skip(k) {
+        if v.total_cmp(&threshold).is_gt() {
+            buf.push((v, j));
+            if buf.len() == 4 * k {
+                buf.select_nth_unstable_by(k - 1, order);
+                buf.truncate(k);
+                threshold = buf[..k]
+                    .iter()
+                    .copied()
+                    .max_by(order)
+                    .map(|w| w.0)
+                    .unwrap_or(f32::MIN);
+            }
+        }
+    }
+    if buf.len() > k {
+        buf.select_nth_unstable_by(k - 1, order);
+        buf.truncate(k);
+    }
+    vals.fill(0.0);
+    for (v, j) in buf {
+        if v > 0.0 {
+            vals[j] = v;
+        }
+    }
+}
+
 /// Apply the sparsifier to `pre` (`[n, d_sae]`), returning the codes `z`.
 pub fn activate(pre: &[f32], d_sae: usize, s: Sparsifier<'_>) -> Vec<f32> {
     let mut z = pre.to_vec();
@@ -120,9 +187,8 @@ pub fn activate(pre: &[f32], d_sae: usize, s: Sparsifier<'_>) -> Vec<f32> {
             }
         }
         Sparsifier::TopK(k) => {
-            for row in z.chunks_exact_mut(d_sae) {
-                keep_top_k(row, k);
-            }
+            z.par_chunks_mut(d_sae.max(1))
+                .for_each(|row| keep_top_k(row, k));
         }
         Sparsifier::BatchTopK(k) => {
             let n = z.len() / d_sae.max(1);
@@ -291,16 +357,22 @@ pub fn loss_and_grads(
         fired: vec![0; m],
         ..BatchStats::default()
     };
+    // per block of rows (in parallel), then combined in row order: the same numbers on any
+    // thread count
+    let parts: Vec<CodeStats> = z
+        .par_chunks((STAT_ROWS * m).max(1))
+        .map(|block| code_stats(block, m))
+        .collect();
     let mut l1 = 0f64;
     let mut min_active: Option<f32> = None;
-    for row in z.chunks_exact(m) {
-        for (j, &v) in row.iter().enumerate() {
-            if v > 0.0 {
-                l1 += v as f64;
-                stats.active += 1;
-                stats.fired[j] += 1;
-                min_active = Some(min_active.map_or(v, |a| a.min(v)));
-            }
+    for part in parts {
+        l1 += part.l1;
+        stats.active += part.active;
+        for (f, c) in stats.fired.iter_mut().zip(&part.fired) {
+            *f += c;
+        }
+        if let Some(v) = part.min_active {
+            min_active = Some(min_active.map_or(v, |a| a.min(v)));
         }
     }
     stats.min_active = min_active;
@@ -332,18 +404,17 @@ pub fn loss_and_grads(
     }
     let mut g_out = vec![0f32; n * d];
     let scale = (2.0 * c_r) as f32;
-    for ((xr, hr), gr) in x
-        .chunks_exact(d)
-        .zip(xhat.chunks_exact(d))
-        .zip(g_out.chunks_exact_mut(d))
-    {
-        for (((xv, hv), gv), mu) in xr.iter().zip(hr).zip(gr.iter_mut()).zip(&col_mean) {
-            let e = hv - xv;
-            stats.sse += (e as f64) * (e as f64);
-            let dev_ = *xv as f64 - mu;
-            stats.sst += dev_ * dev_;
-            *gv = scale * e;
-        }
+    let sums: Vec<(f64, f64)> = g_out
+        .par_chunks_mut((STAT_ROWS * d).max(1))
+        .enumerate()
+        .map(|(b, g)| {
+            let rows = b * STAT_ROWS * d..b * STAT_ROWS * d + g.len();
+            error_block(g, &x[rows.clone()], &xhat[rows], &col_mean, scale)
+        })
+        .collect();
+    for (sse, sst) in sums {
+        stats.sse += sse;
+        stats.sst += sst;
     }
     let aux_part = aux_sel
         .map(|(sel, scale)| aux_gradient(p, x, &xhat, &sel, scale, c_r))
@@ -413,11 +484,10 @@ pub fn loss_and_grads(
         )?,
     };
     drop(z);
-    for (i, g) in b_dec_grad.iter_mut().enumerate() {
-        let w = &p.w_enc[i * m..(i + 1) * m];
-        let dot: f32 = w.iter().zip(&b_enc_grad).map(|(a, b)| a * b).sum();
-        *g -= dot;
-    }
+    b_dec_grad
+        .par_iter_mut()
+        .zip(p.w_enc.par_chunks(m.max(1)))
+        .for_each(|(g, w)| *g -= vector_ops::dot_product(w, &b_enc_grad));
     Ok((
         stats,
         Grads {
@@ -428,6 +498,70 @@ pub fn loss_and_grads(
             threshold: threshold_grad,
         },
     ))
+}
+
+/// Rows per work item of the step's statistics passes.
+const STAT_ROWS: usize = 32;
+
+/// Statistics of a block of codes: sum, active count, per-latent fired counts, smallest active.
+struct CodeStats {
+    l1: f64,
+    active: u64,
+    fired: Vec<u32>,
+    min_active: Option<f32>,
+}
+
+fn code_stats(block: &[f32], m: usize) -> CodeStats {
+    let mut st = CodeStats {
+        l1: 0.0,
+        active: 0,
+        fired: vec![0; m],
+        min_active: None,
+    };
+    for row in block.chunks_exact(m) {
+        for (j, &v) in row.iter().enumerate() {
+            if v > 0.0 {
+                st.l1 += v as f64;
+                st.active += 1;
+                st.fired[j] += 1;
+                st.min_active = Some(st.min_active.map_or(v, |a| a.min(v)));
+            }
+        }
+    }
+    st
+}
+
+crate::multiversion!(
+    /// Reconstruction error of a block of rows: writes `g = scale (xhat - x)` and returns the sums
+    /// of squared errors and of squared deviations from `col_mean`.
+    fn error_block(g: &mut [f32], x: &[f32], xhat: &[f32], col_mean: &[f64], scale: f32) -> (f64, f64)
+        => error_block_body
+);
+
+#[inline(always)]
+fn error_block_body(
+    g: &mut [f32],
+    x: &[f32],
+    xhat: &[f32],
+    col_mean: &[f64],
+    scale: f32,
+) -> (f64, f64) {
+    let d = col_mean.len();
+    let (mut sse, mut sst) = ([0f64; 8], [0f64; 8]);
+    for ((xr, hr), gr) in x
+        .chunks_exact(d)
+        .zip(xhat.chunks_exact(d))
+        .zip(g.chunks_exact_mut(d))
+    {
+        for i in 0..d {
+            let e = hr[i] - xr[i];
+            sse[i % 8] += (e as f64) * (e as f64);
+            let dev = xr[i] as f64 - col_mean[i];
+            sst[i % 8] += dev * dev;
+            gr[i] = scale * e;
+        }
+    }
+    (sse.iter().sum(), sst.iter().sum())
 }
 
 /// What the dense backward from `g_out` to the encoder needs.
@@ -648,6 +782,31 @@ fn aux_gradient(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn small_k_pass_equals_the_selection() {
+        let mut rng = 0x9e37_79b9_u64;
+        for case in 0..300usize {
+            let len = 1 + case % 97;
+            let row: Vec<f32> = (0..len)
+                .map(|_| {
+                    rng = rng.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    // few distinct values: many ties, negatives and zeros
+                    ((rng >> 33) % 9) as f32 - 3.0
+                })
+                .collect();
+            for k in [0, 1, 2, 5, 31, len.saturating_sub(1), len, len + 3] {
+                let (mut a, mut b) = (row.clone(), row.clone());
+                keep_top_small_k(&mut a, k);
+                if k == 0 {
+                    assert!(a.iter().all(|v| *v == 0.0));
+                    continue;
+                }
+                keep_top_k_by_selection(&mut b, k);
+                assert_eq!(a, b, "row {row:?} k {k}");
+            }
+        }
+    }
 
     #[test]
     fn top_k_keeps_the_largest_and_breaks_ties_by_index() {

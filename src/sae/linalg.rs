@@ -1,7 +1,10 @@
-//! Dense matrix products on row-major `f32` buffers, run by candle on the runtime's device.
+//! Dense matrix products on row-major `f32` buffers: on the CPU straight through the `gemm` crate
+//! (the kernel candle's CPU matmul calls, here without copying the operands into tensors and back),
+//! on other devices through candle.
 //!
-//! candle's CPU matmul (the `gemm` crate) splits work over output blocks only, so every output element
-//! is accumulated in the same order whatever the thread count: results do not depend on `--threads`.
+//! `gemm` splits work over output blocks only, so every output element is accumulated in the same
+//! order whatever the thread count: results do not depend on `--threads`, and equal candle's CPU
+//! matmul bit for bit (same call, same parallelism).
 
 use candle_core::{Device, Tensor};
 
@@ -45,10 +48,91 @@ impl<'a> Operand<'a> {
     }
 }
 
+impl Operand<'_> {
+    /// Rows and columns of the operand as used (after the optional transpose).
+    fn shape(&self) -> (usize, usize) {
+        if self.t {
+            (self.cols, self.rows)
+        } else {
+            (self.rows, self.cols)
+        }
+    }
+    /// (column stride, row stride) of the operand as used.
+    fn strides(&self) -> (isize, isize) {
+        let c = self.cols as isize;
+        if self.t {
+            (c, 1)
+        } else {
+            (1, c)
+        }
+    }
+}
+
 /// `a @ b` as a row-major buffer.
 pub fn matmul(dev: &Device, a: Operand<'_>, b: Operand<'_>) -> Result<Vec<f32>> {
+    if dev.is_cpu() {
+        let (m, _) = a.shape();
+        let (_, n) = b.shape();
+        let mut out = vec![0f32; m * n];
+        matmul_into(&mut out, a, b, false);
+        return Ok(out);
+    }
     let c = a.tensor(dev)?.matmul(&b.tensor(dev)?)?;
     Ok(c.flatten_all()?.to_vec1::<f32>()?)
+}
+
+/// `out = a @ b` (or `out += a @ b` with `accumulate`) on the CPU, `out` row-major `[m, n]`.
+///
+/// Panics when the shapes disagree (a programming error, not bad input).
+pub fn matmul_into(out: &mut [f32], a: Operand<'_>, b: Operand<'_>, accumulate: bool) {
+    let (m, k) = a.shape();
+    let (kb, n) = b.shape();
+    assert!(
+        k == kb && a.data.len() == a.rows * a.cols && b.data.len() == b.rows * b.cols,
+        "matmul shapes {m}x{k} @ {kb}x{n}"
+    );
+    assert_eq!(out.len(), m * n, "matmul output of {m}x{n}");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            out.fill(0.0);
+        }
+        return;
+    }
+    let threads = rayon::current_num_threads();
+    let parallelism = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    let ((a_cs, a_rs), (b_cs, b_rs)) = (a.strides(), b.strides());
+    // SAFETY: the pointers cover `m x k`, `k x n` and `m x n` elements with the given strides
+    // (asserted above), and `out` does not alias the operands (it is borrowed mutably).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a_cs,
+            a_rs,
+            b.data.as_ptr(),
+            b_cs,
+            b_rs,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
 }
 
 #[cfg(test)]
@@ -68,5 +152,58 @@ mod tests {
         // a @ a^T
         let c = matmul(&Device::Cpu, Operand::n(&a, 2, 3), Operand::t(&a, 2, 3)).unwrap();
         assert_eq!(c, vec![14., 32., 32., 77.]);
+        // accumulate into an existing buffer: out += a @ a^T
+        let mut out = vec![1., 2., 3., 4.];
+        matmul_into(&mut out, Operand::n(&a, 2, 3), Operand::t(&a, 2, 3), true);
+        assert_eq!(out, vec![15., 34., 35., 81.]);
+    }
+
+    #[test]
+    fn direct_products_equal_candle_bit_for_bit() {
+        // realistic sizes (the gemm kernels with blocking and threads), every transpose combination
+        let (m, k, n) = (37, 300, 129);
+        let gen = |len: usize, s: u32| -> Vec<f32> {
+            (0..len)
+                .map(|i| {
+                    ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(s) % 1000) as f32 / 500.0
+                        - 1.0
+                })
+                .collect()
+        };
+        let (a, b) = (gen(m * k, 1), gen(k * n, 2));
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let oa = if ta {
+                Operand::t(&a, k, m)
+            } else {
+                Operand::n(&a, m, k)
+            };
+            let ob = if tb {
+                Operand::t(&b, n, k)
+            } else {
+                Operand::n(&b, k, n)
+            };
+            let ours = matmul(&Device::Cpu, oa, ob).unwrap();
+            let candle = oa
+                .tensor(&Device::Cpu)
+                .unwrap()
+                .matmul(&ob.tensor(&Device::Cpu).unwrap())
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            assert_eq!(ours, candle, "transposes {ta} {tb}");
+            // and against plain f64 loops
+            for i in [0, m / 2, m - 1] {
+                for j in [0, n / 3, n - 1] {
+                    let at =
+                        |r: usize, c: usize| if ta { a[c * m + r] } else { a[r * k + c] } as f64;
+                    let bt =
+                        |r: usize, c: usize| if tb { b[c * k + r] } else { b[r * n + c] } as f64;
+                    let want: f64 = (0..k).map(|l| at(i, l) * bt(l, j)).sum();
+                    assert!((ours[i * n + j] as f64 - want).abs() < 1e-4, "{i} {j}");
+                }
+            }
+        }
     }
 }

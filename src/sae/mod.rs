@@ -33,6 +33,7 @@ pub mod stream;
 pub mod stream_train;
 pub mod sweep;
 pub mod train;
+pub mod vector_ops;
 pub(crate) mod zscore;
 
 pub use config::{Arch, InputLevel, LossConvention, TrainConfig};

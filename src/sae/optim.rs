@@ -1,6 +1,8 @@
 //! Adam (PyTorch's formulation, no weight decay) fused over flat `f32` buffers, global gradient-norm
 //! clipping and the cosine learning-rate schedule.
 
+use crate::sae::vector_ops::{self, AdamStep};
+
 /// Adam state for a fixed list of parameter buffers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Adam {
@@ -34,24 +36,36 @@ impl Adam {
     /// One update with learning rate `lr`, exactly as `torch.optim.Adam` (foreach=False):
     /// `p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)`.
     pub fn step(&mut self, params: &mut [&mut [f32]], grads: &[&[f32]], lr: f64) {
+        self.step_scaled(params, grads, lr, 1.0);
+    }
+
+    /// [`Adam::step`] on the gradients times `grad_scale` (the clipping coefficient of
+    /// [`clip_coefficient`]), without writing the scaled gradients anywhere: the same bits as scaling
+    /// them first.
+    pub fn step_scaled(
+        &mut self,
+        params: &mut [&mut [f32]],
+        grads: &[&[f32]],
+        lr: f64,
+        grad_scale: f32,
+    ) {
         self.t += 1;
         let t = self.t as i32;
         let bc1 = 1.0 - self.beta1.powi(t);
         let bc2_sqrt = (1.0 - self.beta2.powi(t)).sqrt();
-        let step_size = (lr / bc1) as f32;
         let (b1, b2) = (self.beta1 as f32, self.beta2 as f32);
-        let (one_b1, one_b2) = (1.0 - b1, 1.0 - b2);
-        let inv_bc2 = (1.0 / bc2_sqrt) as f32;
-        let eps = self.eps as f32;
+        let s = AdamStep {
+            b1,
+            one_b1: 1.0 - b1,
+            b2,
+            one_b2: 1.0 - b2,
+            step_size: (lr / bc1) as f32,
+            inv_bc2: (1.0 / bc2_sqrt) as f32,
+            eps: self.eps as f32,
+            grad_scale,
+        };
         for (k, (p, g)) in params.iter_mut().zip(grads).enumerate() {
-            let (m, v) = (&mut self.m[k], &mut self.v[k]);
-            for i in 0..p.len() {
-                let gi = g[i];
-                m[i] = b1 * m[i] + one_b1 * gi;
-                v[i] = b2 * v[i] + one_b2 * gi * gi;
-                let denom = v[i].sqrt() * inv_bc2 + eps;
-                p[i] -= step_size * m[i] / denom;
-            }
+            vector_ops::adam(p, g, &mut self.m[k], &mut self.v[k], s);
         }
     }
 
@@ -64,27 +78,22 @@ impl Adam {
     }
 }
 
-/// Scale all gradients so that their joint L2 norm is at most `max_norm` (PyTorch
-/// `clip_grad_norm_`: coefficient `max_norm / (norm + 1e-6)`, capped at 1). Returns the norm before
-/// clipping. `max_norm == 0` disables clipping.
-pub fn clip_grad_norm(grads: &mut [&mut [f32]], max_norm: f64) -> f64 {
-    let total: f64 = grads
+/// Global gradient-norm clipping as PyTorch's `clip_grad_norm_`: the joint L2 norm of `grads` and
+/// the factor to scale them by, `max_norm / (norm + 1e-6)` capped at 1 (1 when `max_norm == 0`).
+/// The factor is applied inside [`Adam::step_scaled`], so the gradients are never rewritten.
+pub fn clip_coefficient(grads: &[&[f32]], max_norm: f64) -> (f64, f32) {
+    let total = grads
         .iter()
-        .map(|g| g.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>())
+        .map(|g| vector_ops::sum_squares(g))
         .sum::<f64>()
         .sqrt();
     if max_norm > 0.0 {
         let coef = max_norm / (total + 1e-6);
         if coef < 1.0 {
-            let c = coef as f32;
-            for g in grads.iter_mut() {
-                for v in g.iter_mut() {
-                    *v *= c;
-                }
-            }
+            return (total, coef as f32);
         }
     }
-    total
+    (total, 1.0)
 }
 
 /// Learning rate at step `step` (0-based) of `total`: cosine decay from `lr` to 0
@@ -130,14 +139,20 @@ mod tests {
 
     #[test]
     fn clipping_scales_to_the_max_norm() {
-        let mut a = vec![3.0f32];
-        let mut b = vec![4.0f32];
-        let n = clip_grad_norm(&mut [&mut a, &mut b], 1.0);
+        let (n, c) = clip_coefficient(&[&[3.0], &[4.0]], 1.0);
         assert!((n - 5.0).abs() < 1e-9);
-        assert!((a[0] - 0.6).abs() < 1e-6 && (b[0] - 0.8).abs() < 1e-6);
-        let mut c = vec![0.3f32];
-        clip_grad_norm(&mut [&mut c], 1.0);
-        assert_eq!(c[0], 0.3);
+        assert!((3.0 * c - 0.6).abs() < 1e-6 && (4.0 * c - 0.8).abs() < 1e-6);
+        assert_eq!(clip_coefficient(&[&[0.3]], 1.0), (0.30000001192092896, 1.0));
+        assert_eq!(clip_coefficient(&[&[30.0]], 0.0).1, 1.0);
+        // the scaled Adam step equals Adam on the scaled gradient, bit for bit
+        let (mut a, mut b) = (
+            Adam::new(&[2], 0.9, 0.999, 1e-8),
+            Adam::new(&[2], 0.9, 0.999, 1e-8),
+        );
+        let (mut p, mut q) = (vec![1.0f32, -2.0], vec![1.0f32, -2.0]);
+        a.step_scaled(&mut [&mut p], &[&[3.0, 4.0]], 0.1, c);
+        b.step(&mut [&mut q], &[&[3.0 * c, 4.0 * c]], 0.1);
+        assert_eq!(p, q);
     }
 
     #[test]

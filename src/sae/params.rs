@@ -4,6 +4,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::sae::kernel::ParamsView;
+use crate::sae::vector_ops;
 
 /// Owned SAE parameters in the SAELens layout.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,19 +71,16 @@ impl Params {
 
     /// Scale every decoder row to unit L2 norm (rows of norm 0 are left as they are).
     pub fn normalize_decoder(&mut self) {
-        for row in self.w_dec.chunks_exact_mut(self.d_in) {
-            let norm = row
-                .iter()
-                .map(|v| (*v as f64) * (*v as f64))
-                .sum::<f64>()
-                .sqrt();
+        use rayon::prelude::*;
+        self.w_dec.par_chunks_mut(self.d_in.max(1)).for_each(|row| {
+            let norm = vector_ops::norm(row);
             if norm > 0.0 {
                 let inv = (1.0 / norm) as f32;
                 for v in row.iter_mut() {
                     *v *= inv;
                 }
             }
-        }
+        });
     }
 
     /// Remove from `grad` (shaped like `W_dec`) each row's component parallel to the (unit) decoder row.

@@ -93,11 +93,33 @@ impl SparseRows {
     }
 }
 
-/// `out += a * w`.
-#[inline]
-fn axpy(out: &mut [f32], a: f32, w: &[f32]) {
-    for (o, x) in out.iter_mut().zip(w) {
-        *o += a * x;
+use crate::sae::vector_ops::{axpy, dot};
+
+crate::multiversion!(
+    /// `out += sum_t vals[t] * mat[idx[t]]` (rows of the row-major `mat`, `out.len()` columns).
+    fn axpy_rows(out: &mut [f32], idx: &[u32], vals: &[f32], mat: &[f32]) => axpy_rows_body
+);
+
+#[inline(always)]
+fn axpy_rows_body(out: &mut [f32], idx: &[u32], vals: &[f32], mat: &[f32]) {
+    let d = out.len();
+    for (&j, &v) in idx.iter().zip(vals) {
+        let j = j as usize;
+        axpy(out, v, &mat[j * d..(j + 1) * d]);
+    }
+}
+
+crate::multiversion!(
+    /// `out[t] = x . mat[idx[t]] + add` (rows of the row-major `mat`, `x.len()` columns).
+    fn dots_at(out: &mut [f32], x: &[f32], idx: &[u32], mat: &[f32], add: f32) => dots_at_body
+);
+
+#[inline(always)]
+fn dots_at_body(out: &mut [f32], x: &[f32], idx: &[u32], mat: &[f32], add: f32) {
+    let d = x.len();
+    for (o, &j) in out.iter_mut().zip(idx) {
+        let j = j as usize;
+        *o = dot(x, &mat[j * d..(j + 1) * d]) + add;
     }
 }
 
@@ -107,10 +129,7 @@ pub fn decode(p: &ParamsView<'_>, z: &SparseRows) -> Vec<f32> {
     let mut out = vec![0f32; z.rows() * d];
     out.par_chunks_mut(d.max(1)).enumerate().for_each(|(r, o)| {
         let (cs, vs) = z.row(r);
-        for (&j, &v) in cs.iter().zip(vs) {
-            let j = j as usize;
-            axpy(o, v, &p.w_dec[j * d..(j + 1) * d]);
-        }
+        axpy_rows(o, cs, vs, p.w_dec);
         for (o, b) in o.iter_mut().zip(p.b_dec) {
             *o += b;
         }
@@ -124,10 +143,7 @@ pub fn codes_t_times(z: &SparseRows, g: &[f32], d: usize, d_sae: usize) -> Vec<f
     let mut out = vec![0f32; d_sae * d];
     out.par_chunks_mut(d.max(1)).enumerate().for_each(|(j, o)| {
         let (rs, vs) = zt.row(j);
-        for (&r, &v) in rs.iter().zip(vs) {
-            let r = r as usize;
-            axpy(o, v, &g[r * d..(r + 1) * d]);
-        }
+        axpy_rows(o, rs, vs, g);
     });
     out
 }
@@ -153,11 +169,7 @@ pub fn pre_gradient(
         rest = b;
     }
     parts.into_par_iter().for_each(|(r, out)| {
-        let gr = &g_out[r * d..(r + 1) * d];
-        for (o, &j) in out.iter_mut().zip(z.row(r).0) {
-            let w = &p.w_dec[j as usize * d..(j as usize + 1) * d];
-            *o = gr.iter().zip(w).map(|(a, b)| a * b).sum::<f32>() + l1;
-        }
+        dots_at(out, &g_out[r * d..(r + 1) * d], z.row(r).0, p.w_dec, l1);
     });
     let g = SparseRows {
         indptr: z.indptr.clone(),
@@ -193,24 +205,29 @@ pub fn pre_gradient(
 }
 
 /// `x^T g` (`[d, d_sae]`) for dense `x` (`[n, d]`) and sparse `g` (`[n, d_sae]`).
+///
+/// Computed as `(g^T x)^T`: each latent's row of `g^T x` is a sum of rows of `x` (vectorised, in row
+/// order, the same products and order as the element-by-element definition), then transposed.
 pub fn dense_t_times(x: &[f32], g: &SparseRows, d: usize, d_sae: usize) -> Vec<f32> {
-    let n = g.rows();
-    // x transposed, so that each output row reads one contiguous column of x
-    let mut xt = vec![0f32; d * n];
-    for (r, row) in x.chunks_exact(d.max(1)).enumerate() {
-        for (i, &v) in row.iter().enumerate() {
-            xt[i * n + r] = v;
-        }
-    }
-    let mut out = vec![0f32; d * d_sae];
-    out.par_chunks_mut(d_sae.max(1))
+    let gtx = codes_t_times(g, x, d, d_sae); // [d_sae, d]
+    transpose_dense(&gtx, d_sae, d)
+}
+
+/// The transpose of the row-major `rows x cols` matrix `a`, in parallel blocks of output rows.
+pub fn transpose_dense(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    const B: usize = 32;
+    let mut out = vec![0f32; rows * cols];
+    out.par_chunks_mut((B * rows).max(1))
         .enumerate()
-        .for_each(|(i, o)| {
-            let col = &xt[i * n..(i + 1) * n];
-            for (r, &a) in col.iter().enumerate() {
-                let (cs, vs) = g.row(r);
-                for (&j, &v) in cs.iter().zip(vs) {
-                    o[j as usize] += a * v;
+        .for_each(|(bi, block)| {
+            let c0 = bi * B;
+            let nc = block.len() / rows.max(1);
+            for r0 in (0..rows).step_by(B) {
+                for r in r0..(r0 + B).min(rows) {
+                    let src = &a[r * cols + c0..r * cols + c0 + nc];
+                    for (c, &v) in src.iter().enumerate() {
+                        block[c * rows + r] = v;
+                    }
                 }
             }
         });

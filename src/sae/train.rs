@@ -19,7 +19,7 @@ use crate::sae::input::{read_inputs, InputSpec, Inputs};
 use crate::sae::kernel::{loss_and_grads, AuxK, JumpTerms, LossTerms, Sparsifier};
 use crate::sae::metrics::{evaluate, Metrics};
 use crate::sae::model::Sae;
-use crate::sae::optim::{clip_grad_norm, learning_rate, warmed_lambda, Adam};
+use crate::sae::optim::{clip_coefficient, learning_rate, warmed_lambda, Adam};
 use crate::sae::params::Params;
 use crate::sae::run::{RunCore, RunSource};
 use crate::sae::saelens::{CFG_FILE, WEIGHTS_FILE};
@@ -203,19 +203,13 @@ pub fn train_step(
     if cfg.project_decoder_grad {
         state.params.project_decoder_grad(&mut g.w_dec);
     }
-    clip_grad_norm(
-        &mut [
-            &mut g.w_enc,
-            &mut g.w_dec,
-            &mut g.b_enc,
-            &mut g.b_dec,
-            &mut g.threshold,
-        ],
+    let (_, grad_scale) = clip_coefficient(
+        &[&g.w_enc, &g.w_dec, &g.b_enc, &g.b_dec, &g.threshold],
         cfg.grad_clip,
     );
     let lr = learning_rate(cfg.lr, step, total_steps, cfg.cosine);
     let p = &mut state.params;
-    state.adam.step(
+    state.adam.step_scaled(
         &mut [
             &mut p.w_enc,
             &mut p.w_dec,
@@ -225,6 +219,7 @@ pub fn train_step(
         ],
         &[&g.w_enc, &g.w_dec, &g.b_enc, &g.b_dec, &g.threshold],
         lr,
+        grad_scale,
     );
     p.normalize_decoder();
     if cfg.arch.learns_threshold() {

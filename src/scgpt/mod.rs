@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod attention_cpu;
 pub mod checkpoint;
 pub(crate) mod config;
 pub mod expr_head;

@@ -16,6 +16,7 @@
 use candle_core::{DType, Device, Tensor};
 
 use crate::error::{Error, Result};
+use crate::scgpt::attention_cpu;
 use crate::scgpt::config::ScgptConfig;
 use crate::scgpt::tokenize::TokenizedCell;
 
@@ -275,7 +276,23 @@ impl ScgptModel {
         let d = self.d_model();
         let h = self.config.nheads;
         let hd = self.config.head_dim();
-        let qkv = block.qkv.forward(x)?.reshape((b, l, 3, h, hd))?;
+        let qkv = block.qkv.forward(x)?;
+        if qkv.device().is_cpu() && qkv.dtype() == DType::F32 {
+            let o = {
+                let (storage, layout) = qkv.storage_and_layout();
+                let data = match &*storage {
+                    candle_core::Storage::Cpu(s) => s.as_slice::<f32>()?,
+                    _ => unreachable!("checked: a CPU tensor"),
+                };
+                let (a, z) = layout
+                    .contiguous_offsets()
+                    .ok_or_else(|| Error::invalid("attention: non-contiguous projections"))?;
+                attention_cpu::attention(&data[a..z], b, l, h, hd, lengths)
+            };
+            let o = Tensor::from_vec(o, (b * l, d), x.device())?;
+            return block.out_proj.forward(&o);
+        }
+        let qkv = qkv.reshape((b, l, 3, h, hd))?;
         let scale = 1.0 / (hd as f64).sqrt();
         let mut outs = Vec::with_capacity(b);
         for (i, &len) in lengths.iter().enumerate() {

@@ -1,0 +1,269 @@
+//! The element passes of an SAE training step, vectorised and split over threads without changing
+//! results with the thread count.
+//!
+//! Each loop is compiled for the widest instruction set the CPU has (AVX-512, AVX2 + FMA, or the
+//! baseline; [`crate::multiversion`]) and picked at run time. Rust never fuses a
+//! multiply and an add, so every element-wise result has the same bits on every instruction set.
+//! Sums (dot products, sums of squares) use a fixed number of independent partial sums
+//! ([`LANES`]) combined in a fixed order, and long vectors are cut into fixed chunks ([`CHUNK`])
+//! summed in order: the rounding depends on the data's length only, never on threads or the CPU.
+
+use rayon::prelude::*;
+
+/// Defines `fn NAME(args) -> R` that runs `BODY(args)` (an `#[inline(always)]` function) compiled
+/// for AVX-512 or AVX2 + FMA when the CPU has them (checked at run time, cached by std), and for the
+/// baseline otherwise. Rust never contracts `a * b + c` into an FMA, so every version computes the
+/// same bits.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! multiversion {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($a:ident : $t:ty),* $(,)?) $(-> $r:ty)? => $body:path) => {
+        $(#[$m])*
+        $vis fn $name($($a: $t),*) $(-> $r)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
+                fn v4($($a: $t),*) $(-> $r)? {
+                    $body($($a),*)
+                }
+                #[target_feature(enable = "avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
+                fn v3($($a: $t),*) $(-> $r)? {
+                    $body($($a),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512dq")
+                    && std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                    && std::arch::is_x86_feature_detected!("bmi1")
+                    && std::arch::is_x86_feature_detected!("bmi2")
+                    && std::arch::is_x86_feature_detected!("lzcnt")
+                    && std::arch::is_x86_feature_detected!("popcnt")
+                {
+                    // SAFETY: every feature v4 is compiled for was detected on this CPU.
+                    return unsafe { v4($($a),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                    && std::arch::is_x86_feature_detected!("bmi1")
+                    && std::arch::is_x86_feature_detected!("bmi2")
+                    && std::arch::is_x86_feature_detected!("lzcnt")
+                    && std::arch::is_x86_feature_detected!("popcnt")
+                {
+                    // SAFETY: every feature v3 is compiled for was detected on this CPU.
+                    return unsafe { v3($($a),*) };
+                }
+            }
+            $body($($a),*)
+        }
+    };
+}
+
+/// Independent partial sums of a dot product or a sum of squares (one AVX-512 register of f32).
+pub const LANES: usize = 16;
+/// Elements per parallel work item of a long vector.
+pub const CHUNK: usize = 1 << 14;
+
+/// `sum_i a[i] b[i]` in f32, in [`LANES`] partial sums combined pairwise.
+#[inline(always)]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    let mut acc = [0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..LANES {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    for (l, (x, y)) in ra.iter().zip(rb).enumerate() {
+        acc[l] += x * y;
+    }
+    combine(acc)
+}
+
+/// Pairwise sum of the partial sums (a fixed tree).
+#[inline(always)]
+fn combine(mut acc: [f32; LANES]) -> f32 {
+    let mut w = LANES / 2;
+    while w > 0 {
+        for l in 0..w {
+            acc[l] += acc[l + w];
+        }
+        w /= 2;
+    }
+    acc[0]
+}
+
+crate::multiversion!(
+    /// `sum_i a[i] b[i]`: [`dot`] as a stand-alone call.
+    pub fn dot_product(a: &[f32], b: &[f32]) -> f32 => dot
+);
+
+crate::multiversion!(fn sum_squares_chunk(v: &[f32]) -> f64 => sum_squares_body);
+
+/// `sum_i v[i]^2` in f64 (eight partial sums), one chunk.
+#[inline(always)]
+fn sum_squares_body(v: &[f32]) -> f64 {
+    let mut acc = [0f64; 8];
+    let c = v.chunks_exact(8);
+    let r = c.remainder();
+    for x in c {
+        for l in 0..8 {
+            acc[l] += (x[l] as f64) * (x[l] as f64);
+        }
+    }
+    for (l, x) in r.iter().enumerate() {
+        acc[l] += (*x as f64) * (*x as f64);
+    }
+    ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
+}
+
+/// `sum_i v[i]^2` in f64: [`CHUNK`]-element chunks summed in parallel, then in order.
+pub fn sum_squares(v: &[f32]) -> f64 {
+    if v.len() <= CHUNK {
+        return sum_squares_chunk(v);
+    }
+    let parts: Vec<f64> = v.par_chunks(CHUNK).map(sum_squares_chunk).collect();
+    parts.iter().sum()
+}
+
+/// The Euclidean norm of one short vector (a decoder row): [`sum_squares`] without threads.
+pub fn norm(v: &[f32]) -> f64 {
+    sum_squares_chunk(v).sqrt()
+}
+
+/// `out[i] += a * w[i]`.
+#[inline(always)]
+pub fn axpy(out: &mut [f32], a: f32, w: &[f32]) {
+    for (o, x) in out.iter_mut().zip(w) {
+        *o += a * x;
+    }
+}
+
+/// Constants of one Adam step (PyTorch's `torch.optim.Adam`, no weight decay, not amsgrad).
+#[derive(Debug, Clone, Copy)]
+pub struct AdamStep {
+    /// `beta1`.
+    pub b1: f32,
+    /// `1 - beta1`.
+    pub one_b1: f32,
+    /// `beta2`.
+    pub b2: f32,
+    /// `1 - beta2`.
+    pub one_b2: f32,
+    /// `lr / (1 - beta1^t)`.
+    pub step_size: f32,
+    /// `1 / sqrt(1 - beta2^t)`.
+    pub inv_bc2: f32,
+    /// `eps`.
+    pub eps: f32,
+    /// Factor applied to every gradient first (the clipping coefficient, 1 when not clipped).
+    pub grad_scale: f32,
+}
+
+/// One Adam update of `p` with gradient `g` and moments `m`, `v` (all the same length), in
+/// parallel chunks; element by element the same arithmetic as PyTorch's single-tensor Adam.
+pub fn adam(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: AdamStep) {
+    assert!(g.len() == p.len() && m.len() == p.len() && v.len() == p.len());
+    p.par_chunks_mut(CHUNK)
+        .zip(g.par_chunks(CHUNK))
+        .zip(m.par_chunks_mut(CHUNK))
+        .zip(v.par_chunks_mut(CHUNK))
+        .for_each(|(((p, g), m), v)| adam_chunk(p, g, m, v, s));
+}
+
+crate::multiversion!(
+    fn adam_chunk(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: AdamStep) => adam_body
+);
+
+#[inline(always)]
+fn adam_body(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: AdamStep) {
+    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        let g = g * s.grad_scale; // exact when 1
+        *m = s.b1 * *m + s.one_b1 * g;
+        *v = s.b2 * *v + s.one_b2 * g * g;
+        let denom = v.sqrt() * s.inv_bc2 + s.eps;
+        *p -= s.step_size * *m / denom;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(len: usize, seed: u32) -> Vec<f32> {
+        (0..len)
+            .map(|i| {
+                let h = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed);
+                (h % 20_001) as f32 / 10_000.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sums_match_f64_loops() {
+        for len in [0, 1, 15, 16, 17, 513, CHUNK + 5, 3 * CHUNK + 1] {
+            let (a, b) = (data(len, 1), data(len, 2));
+            let want: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
+            // f32 partial sums of len / 16 terms each: rounding grows with their length
+            let scale: f64 = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| (*x as f64 * *y as f64).abs())
+                .sum();
+            let tol = 1e-6 * scale * (1.0 + (len / LANES) as f64).sqrt() + 1e-12;
+            assert!((dot(&a, &b) as f64 - want).abs() < tol, "{len}");
+            assert_eq!(dot(&a, &b), dot_product(&a, &b));
+            let want: f64 = a.iter().map(|x| (*x as f64) * (*x as f64)).sum();
+            assert!(
+                (sum_squares(&a) - want).abs() < 1e-9 * want.max(1.0),
+                "{len}"
+            );
+            if len <= CHUNK {
+                assert_eq!(norm(&a), sum_squares(&a).sqrt());
+            }
+        }
+    }
+
+    #[test]
+    fn sums_do_not_depend_on_the_thread_count() {
+        let a = data(5 * CHUNK + 77, 3);
+        let pool = |n| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap()
+        };
+        let one = pool(1).install(|| sum_squares(&a));
+        let three = pool(3).install(|| sum_squares(&a));
+        assert_eq!(one.to_bits(), three.to_bits());
+    }
+
+    #[test]
+    fn adam_equals_the_scalar_update() {
+        let n = 2 * CHUNK + 9;
+        let (g, p0) = (data(n, 4), data(n, 5));
+        let s = AdamStep {
+            b1: 0.9,
+            one_b1: 0.1,
+            b2: 0.999,
+            one_b2: 1.0 - 0.999,
+            step_size: 0.01,
+            inv_bc2: 1.0 / (1.0f64 - 0.999).sqrt() as f32,
+            eps: 1e-8,
+            grad_scale: 0.5,
+        };
+        let (mut p, mut m, mut v) = (p0.clone(), data(n, 6), vec![0.01f32; n]);
+        let (m0, v0) = (m.clone(), v.clone());
+        adam(&mut p, &g, &mut m, &mut v, s);
+        for i in [0, 1, CHUNK, n - 1] {
+            let gi = g[i] * 0.5;
+            let mi = 0.9 * m0[i] + 0.1 * gi;
+            let vi = 0.999 * v0[i] + (1.0 - 0.999) * gi * gi;
+            let pi = p0[i] - 0.01 * mi / (vi.sqrt() * s.inv_bc2 + 1e-8);
+            assert_eq!((p[i], m[i], v[i]), (pi, mi, vi), "{i}");
+        }
+    }
+}
