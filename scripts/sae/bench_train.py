@@ -83,7 +83,7 @@ def torch_run(args):
                   os.path.join(args.out, "checkpoint.safetensors"))
     with torch.no_grad():
         sse = sst = l0 = 0.0
-        fired = torch.zeros(M, dtype=torch.bool)
+        fired = torch.zeros(M, dtype=torch.int64)
         mu = x.mean(0)
         for s in range(0, n, 4096):
             xb = x[s:s + 4096]
@@ -92,8 +92,10 @@ def torch_run(args):
             sse += float(((xh - xb) ** 2).sum())
             sst += float(((xb - mu) ** 2).sum())
             l0 += float((z > 0).sum())
-            fired |= (z > 0).any(0)
-    print(json.dumps({"mse": sse / (n * d), "r2": 1 - sse / sst, "l0": l0 / n, "alive": int(fired.sum())}))
+            fired += (z > 0).sum(0)
+    # alive as scsae's metrics.json counts it: firing on at least 1 % of the inputs
+    alive = int((fired >= 0.01 * n).sum())
+    print(json.dumps({"mse": sse / (n * d), "r2": 1 - sse / sst, "l0": l0 / n, "alive": alive}))
 
 
 def timed(cmd):

@@ -114,16 +114,15 @@ pub fn write_cell_tables(
         )
         .f64("activation", col(&|_, _, s| s.activation as f64))
         .f64("attribution", col(&|_, _, s| s.attribution))
-        .f64(
+        .opt_f64(
             "share_of_delta",
-            col(&|i, _, s| {
-                let delta = attrs[i].delta();
-                if delta != 0.0 {
-                    s.attribution / delta
-                } else {
-                    f64::NAN
-                }
-            }),
+            // undefined (missing, not NaN) when the cell's score does not move from the baseline
+            rows.iter()
+                .map(|&(i, _, s)| {
+                    let delta = attrs[i].delta();
+                    (delta != 0.0).then(|| s.attribution / delta)
+                })
+                .collect(),
         );
     with_meaning(t, &mean).write(dir, &format!("{stem}_features"))
 }
