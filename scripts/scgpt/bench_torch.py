@@ -79,17 +79,6 @@ class LayerPooler:
             h.remove()
 
 
-def save_checkpoint(model, census: dict, outdir: Path) -> None:
-    """The model as a released checkpoint folder (the layout `scsae extract --model` reads)."""
-    outdir.mkdir(parents=True, exist_ok=True)
-    sd = {k.replace("self_attn.in_proj_", "self_attn.Wqkv."): v.detach().clone().contiguous()
-          for k, v in model.state_dict().items()}
-    torch.save(sd, outdir / "best_model.pt")
-    args = dict(ARGS, input_emb_style="continuous", input_style="binned", max_seq_len=1200)
-    (outdir / "args.json").write_text(json.dumps(args, indent=2) + "\n")
-    (outdir / "vocab.json").write_text(json.dumps(census) + "\n")  # as shipped: no specials
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
@@ -137,8 +126,11 @@ def main():
             explicit_zero_prob=False, use_fast_transformer=True, fast_transformer_backend="flash",
             pre_norm=False,
         )
-    if a.save_checkpoint:
-        save_checkpoint(model, census, Path(a.save_checkpoint))
+    if a.save_checkpoint:  # the fixtures' writer: released layout, vocab.json as shipped
+        import make_fixtures
+
+        args = make_fixtures.released_args(make_fixtures.FULL_ARGS)
+        make_fixtures.save_checkpoint(model, census, args, Path(a.save_checkpoint))
     model.to(a.device)
     model.eval()
     setup_s = time.perf_counter() - t0

@@ -71,35 +71,25 @@ impl Operand<'_> {
 /// `a @ b` as a row-major buffer.
 pub fn matmul(dev: &Device, a: Operand<'_>, b: Operand<'_>) -> Result<Vec<f32>> {
     if dev.is_cpu() {
-        let (m, _) = a.shape();
-        let (_, n) = b.shape();
-        let mut out = vec![0f32; m * n];
-        matmul_into(&mut out, a, b, false);
-        return Ok(out);
+        return Ok(cpu_matmul(a, b));
     }
     let c = a.tensor(dev)?.matmul(&b.tensor(dev)?)?;
     Ok(c.flatten_all()?.to_vec1::<f32>()?)
 }
 
-/// `out = a @ b` (or `out += a @ b` with `accumulate`) on the CPU, `out` row-major `[m, n]`.
+/// `a @ b` on the CPU through `gemm`, row-major `[m, n]`.
 ///
 /// Panics when the shapes disagree (a programming error, not bad input).
-pub fn matmul_into(out: &mut [f32], a: Operand<'_>, b: Operand<'_>, accumulate: bool) {
+fn cpu_matmul(a: Operand<'_>, b: Operand<'_>) -> Vec<f32> {
     let (m, k) = a.shape();
     let (kb, n) = b.shape();
     assert!(
         k == kb && a.data.len() == a.rows * a.cols && b.data.len() == b.rows * b.cols,
         "matmul shapes {m}x{k} @ {kb}x{n}"
     );
-    assert_eq!(out.len(), m * n, "matmul output of {m}x{n}");
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            out.fill(0.0);
-        }
-        return;
+    let mut out = vec![0f32; m * n];
+    if m == 0 || n == 0 || k == 0 {
+        return out;
     }
     let threads = rayon::current_num_threads();
     let parallelism = if threads > 1 {
@@ -118,14 +108,14 @@ pub fn matmul_into(out: &mut [f32], a: Operand<'_>, b: Operand<'_>, accumulate: 
             out.as_mut_ptr(),
             1,
             n as isize,
-            accumulate,
+            false,
             a.data.as_ptr(),
             a_cs,
             a_rs,
             b.data.as_ptr(),
             b_cs,
             b_rs,
-            if accumulate { 1.0 } else { 0.0 },
+            0.0,
             1.0,
             false,
             false,
@@ -133,6 +123,7 @@ pub fn matmul_into(out: &mut [f32], a: Operand<'_>, b: Operand<'_>, accumulate: 
             parallelism,
         )
     }
+    out
 }
 
 #[cfg(test)]
@@ -152,10 +143,6 @@ mod tests {
         // a @ a^T
         let c = matmul(&Device::Cpu, Operand::n(&a, 2, 3), Operand::t(&a, 2, 3)).unwrap();
         assert_eq!(c, vec![14., 32., 32., 77.]);
-        // accumulate into an existing buffer: out += a @ a^T
-        let mut out = vec![1., 2., 3., 4.];
-        matmul_into(&mut out, Operand::n(&a, 2, 3), Operand::t(&a, 2, 3), true);
-        assert_eq!(out, vec![15., 34., 35., 81.]);
     }
 
     #[test]
