@@ -71,11 +71,8 @@ pub fn pre_activations(
         }
     }
     let mut pre = matmul(dev, Operand::n(&xc, n, d), Operand::n(p.w_enc, d, p.d_sae))?;
-    for row in pre.chunks_exact_mut(p.d_sae) {
-        for (v, b) in row.iter_mut().zip(p.b_enc) {
-            *v += b;
-        }
-    }
+    pre.par_chunks_mut((STAT_ROWS * p.d_sae).max(1))
+        .for_each(|block| add_rows(block, p.b_enc));
     Ok((xc, pre))
 }
 
@@ -136,13 +133,25 @@ fn keep_top_small_k(vals: &mut [f32], k: usize) {
         }
         return;
     }
+    let mut buf = Vec::with_capacity(4 * k);
+    top_small_k(vals, k, &mut buf);
+    vals.fill(0.0);
+    for (v, j) in buf {
+        if v > 0.0 {
+            vals[j] = v;
+        }
+    }
+}
+
+/// The `k` best `(value, index)` pairs of `vals` (`k < vals.len()`; larger value first, then lower
+/// index; unordered in `buf`) by [`keep_top_small_k`]'s candidate buffer.
+fn top_small_k(vals: &[f32], k: usize, buf: &mut Vec<(f32, usize)>) {
+    buf.clear();
     if k == 0 {
-        vals.fill(0.0);
         return;
     }
     // best first: larger value, then lower index
     let order = |a: &(f32, usize), b: &(f32, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-    let mut buf: Vec<(f32, usize)> = Vec::with_capacity(4 * k);
     buf.extend(vals[..k].iter().copied().zip(0..k));
     let mut threshold = buf
         .iter()
@@ -150,7 +159,13 @@ fn keep_top_small_k(vals: &mut [f32], k: usize) {
         .max_by(order)
         .map(|w| w.0)
         .unwrap_or(f32::MIN);
-    for (j, &v) in vals.iter().enumerate().skip(k) {
+    let mut j = k;
+    loop {
+        j = first_not_below(vals, j, threshold);
+        if j == vals.len() {
+            break;
+        }
+        let v = vals[j];
         if v.total_cmp(&threshold).is_gt() {
             buf.push((v, j));
             if buf.len() == 4 * k {
@@ -164,17 +179,80 @@ fn keep_top_small_k(vals: &mut [f32], k: usize) {
                     .unwrap_or(f32::MIN);
             }
         }
+        j += 1;
     }
     if buf.len() > k {
         buf.select_nth_unstable_by(k - 1, order);
         buf.truncate(k);
     }
-    vals.fill(0.0);
-    for (v, j) in buf {
-        if v > 0.0 {
-            vals[j] = v;
+}
+
+crate::multiversion!(
+    /// The first index `j >= from` with `vals[j] >= t` or `vals[j]` NaN, or `vals.len()`.
+    fn first_not_below(vals: &[f32], from: usize, t: f32) -> usize => first_not_below_body
+);
+
+/// [`first_not_below`]: blocks of 16 tested at once (one vector compare), then the block's first.
+#[inline(always)]
+fn first_not_below_body(vals: &[f32], from: usize, t: f32) -> usize {
+    const B: usize = 16;
+    let mut j = from;
+    while j + B <= vals.len() {
+        let b: &[f32; B] = vals[j..j + B].try_into().expect("block");
+        let mut any = false;
+        for v in b {
+            any |= (*v >= t) | v.is_nan();
         }
+        if any {
+            break;
+        }
+        j += B;
     }
+    while j < vals.len() && vals[j] < t {
+        j += 1;
+    }
+    j
+}
+
+/// Per row of `pre` (`[n, m]`), the codes of `TopK(k)` (`k <=` [`SMALL_K`], `k < m`) straight as
+/// sparse rows, with their statistics: [`activate`] then [`SparseRows::from_dense`] and the code
+/// statistics, without the dense codes.
+fn sparse_top_k(pre: &[f32], m: usize, k: usize) -> (SparseRows, CodeStats) {
+    let blocks: Vec<(SparseRows, CodeStats)> = pre
+        .par_chunks((STAT_ROWS * m).max(1))
+        .map(|block| {
+            let mut rows = SparseRows {
+                indptr: vec![0],
+                ..SparseRows::default()
+            };
+            let mut st = CodeStats::new(m);
+            let mut buf = Vec::with_capacity(4 * k);
+            for row in block.chunks_exact(m) {
+                top_small_k(row, k, &mut buf);
+                buf.sort_unstable_by_key(|w| w.1);
+                for &(v, j) in buf.iter().filter(|w| w.0 > 0.0) {
+                    rows.idx.push(j as u32);
+                    rows.val.push(v);
+                    st.add(j, v);
+                }
+                rows.indptr.push(rows.idx.len());
+            }
+            (rows, st)
+        })
+        .collect();
+    let mut out = SparseRows {
+        indptr: vec![0],
+        ..SparseRows::default()
+    };
+    let mut st = CodeStats::new(m);
+    for (rows, part) in blocks {
+        let base = out.idx.len();
+        out.indptr.extend(rows.indptr[1..].iter().map(|p| p + base));
+        out.idx.extend(rows.idx);
+        out.val.extend(rows.val);
+        st.merge(part);
+    }
+    (out, st)
 }
 
 /// Apply the sparsifier to `pre` (`[n, d_sae]`), returning the codes `z`.
@@ -182,9 +260,12 @@ pub fn activate(pre: &[f32], d_sae: usize, s: Sparsifier<'_>) -> Vec<f32> {
     let mut z = pre.to_vec();
     match s {
         Sparsifier::Relu => {
-            for v in z.iter_mut() {
-                *v = v.max(0.0);
-            }
+            z.par_chunks_mut((STAT_ROWS * d_sae).max(1))
+                .for_each(|block| {
+                    for v in block.iter_mut() {
+                        *v = v.max(0.0);
+                    }
+                });
         }
         Sparsifier::TopK(k) => {
             z.par_chunks_mut(d_sae.max(1))
@@ -198,13 +279,16 @@ pub fn activate(pre: &[f32], d_sae: usize, s: Sparsifier<'_>) -> Vec<f32> {
             keep_top_k(&mut z, (n * k).max(1));
         }
         Sparsifier::Threshold(th) => {
-            for row in z.chunks_exact_mut(d_sae) {
-                for (v, t) in row.iter_mut().zip(th) {
-                    if !(*v > *t && *v > 0.0) {
-                        *v = 0.0;
+            z.par_chunks_mut((STAT_ROWS * d_sae).max(1))
+                .for_each(|block| {
+                    for row in block.chunks_exact_mut(d_sae) {
+                        for (v, t) in row.iter_mut().zip(th) {
+                            if !(*v > *t && *v > 0.0) {
+                                *v = 0.0;
+                            }
+                        }
                     }
-                }
-            }
+                });
         }
     }
     z
@@ -351,39 +435,55 @@ pub fn loss_and_grads(
     let (lambda, conv, aux) = (terms.lambda, terms.conv, terms.aux);
     let (d, m) = (p.d_in, p.d_sae);
     let (xc, pre) = pre_activations(dev, p, x, n)?;
-    let z = activate(&pre, m, s);
-    let mut stats = BatchStats {
-        n,
-        fired: vec![0; m],
-        ..BatchStats::default()
-    };
-    // per block of rows (in parallel), then combined in row order: the same numbers on any
-    // thread count
-    let parts: Vec<CodeStats> = z
-        .par_chunks((STAT_ROWS * m).max(1))
-        .map(|block| code_stats(block, m))
-        .collect();
-    let mut l1 = 0f64;
-    let mut min_active: Option<f32> = None;
-    for part in parts {
-        l1 += part.l1;
-        stats.active += part.active;
-        for (f, c) in stats.fired.iter_mut().zip(&part.fired) {
-            *f += c;
-        }
-        if let Some(v) = part.min_active {
-            min_active = Some(min_active.map_or(v, |a| a.min(v)));
-        }
-    }
-    stats.min_active = min_active;
-    // sparse codes on the CPU: the products with z as sparse products (see sparse_kernel); the
-    // codes are never negative, so the active ones counted above are the non-zero ones
-    let zs = (dev.is_cpu()
+    let sparse_ok = dev.is_cpu()
         && terms.prefixes.is_empty()
         && terms.jump.is_none()
-        && terms.max_sparse_density > 0.0
-        && stats.active as f64 <= terms.max_sparse_density * z.len() as f64)
-        .then(|| SparseRows::from_dense(&z, m));
+        && terms.max_sparse_density > 0.0;
+    // TopK with few codes per row: straight to sparse rows (the codes are never negative, so the
+    // active ones counted are the non-zero ones)
+    let direct_k = match s {
+        Sparsifier::TopK(k)
+            if sparse_ok
+                && k <= SMALL_K
+                && k < m
+                && k as f64 <= terms.max_sparse_density * m as f64 =>
+        {
+            Some(k)
+        }
+        _ => None,
+    };
+    let (z, zs, codes) = match direct_k {
+        Some(k) => {
+            let (zs, codes) = sparse_top_k(&pre, m, k);
+            (Vec::new(), Some(zs), codes)
+        }
+        None => {
+            let z = activate(&pre, m, s);
+            // per block of rows (in parallel), then combined in row order: the same numbers on
+            // any thread count
+            let mut codes = CodeStats::new(m);
+            for part in z
+                .par_chunks((STAT_ROWS * m).max(1))
+                .map(|block| code_stats(block, m))
+                .collect::<Vec<_>>()
+            {
+                codes.merge(part);
+            }
+            // sparse codes on the CPU: the products with z as sparse products (see sparse_kernel)
+            let zs = (sparse_ok
+                && codes.active as f64 <= terms.max_sparse_density * z.len() as f64)
+                .then(|| SparseRows::from_dense(&z, m));
+            (z, zs, codes)
+        }
+    };
+    let l1 = codes.l1;
+    let mut stats = BatchStats {
+        n,
+        active: codes.active,
+        fired: codes.fired,
+        min_active: codes.min_active,
+        ..BatchStats::default()
+    };
     let xhat = match &zs {
         Some(zs) => sparse_kernel::decode(p, zs),
         None => decode(dev, p, &z, n)?,
@@ -511,24 +611,116 @@ struct CodeStats {
     min_active: Option<f32>,
 }
 
-fn code_stats(block: &[f32], m: usize) -> CodeStats {
-    let mut st = CodeStats {
-        l1: 0.0,
-        active: 0,
-        fired: vec![0; m],
-        min_active: None,
-    };
-    for row in block.chunks_exact(m) {
-        for (j, &v) in row.iter().enumerate() {
-            if v > 0.0 {
-                st.l1 += v as f64;
-                st.active += 1;
-                st.fired[j] += 1;
-                st.min_active = Some(st.min_active.map_or(v, |a| a.min(v)));
-            }
+impl CodeStats {
+    fn new(m: usize) -> CodeStats {
+        CodeStats {
+            l1: 0.0,
+            active: 0,
+            fired: vec![0; m],
+            min_active: None,
         }
     }
+
+    /// Count the active code `v > 0` of latent `j`.
+    fn add(&mut self, j: usize, v: f32) {
+        self.l1 += v as f64;
+        self.active += 1;
+        self.fired[j] += 1;
+        self.min_active = Some(self.min_active.map_or(v, |a| a.min(v)));
+    }
+
+    /// Add the statistics of the rows after these.
+    fn merge(&mut self, o: CodeStats) {
+        self.l1 += o.l1;
+        self.active += o.active;
+        for (f, c) in self.fired.iter_mut().zip(&o.fired) {
+            *f += c;
+        }
+        if let Some(v) = o.min_active {
+            self.min_active = Some(self.min_active.map_or(v, |a| a.min(v)));
+        }
+    }
+}
+
+crate::multiversion!(
+    /// [`CodeStats`] of a block of rows of codes (never negative).
+    fn code_stats(block: &[f32], m: usize) -> CodeStats => code_stats_body
+);
+
+/// [`code_stats`] without branches: the codes are never negative, so zeros add nothing to the sums
+/// and counts; the sums run in eight partial sums (element `j` of a row into sum `j % 8`) added
+/// pairwise at the end.
+#[inline(always)]
+fn code_stats_body(block: &[f32], m: usize) -> CodeStats {
+    const L: usize = 8;
+    let mut st = CodeStats::new(m);
+    let (mut l1, mut active, mut min) = ([0f64; L], [0u32; L], [f32::INFINITY; L]);
+    for row in block.chunks_exact(m) {
+        for (zs, fs) in row.chunks_exact(L).zip(st.fired.chunks_exact_mut(L)) {
+            let zs: &[f32; L] = zs.try_into().expect("lanes");
+            let fs: &mut [u32; L] = fs.try_into().expect("lanes");
+            for l in 0..L {
+                l1[l] += zs[l] as f64;
+            }
+            for l in 0..L {
+                let on = (zs[l] > 0.0) as u32;
+                fs[l] += on;
+                active[l] += on;
+            }
+            for l in 0..L {
+                let c = if zs[l] > 0.0 { zs[l] } else { f32::INFINITY };
+                min[l] = if c < min[l] { c } else { min[l] };
+            }
+        }
+        let start = m - m % L;
+        for (l, &v) in row[start..].iter().enumerate() {
+            let on = v > 0.0;
+            l1[l] += if on { v as f64 } else { 0.0 };
+            st.fired[start + l] += on as u32;
+            active[l] += on as u32;
+            min[l] = if on && v < min[l] { v } else { min[l] };
+        }
+    }
+    st.l1 = ((l1[0] + l1[4]) + (l1[2] + l1[6])) + ((l1[1] + l1[5]) + (l1[3] + l1[7]));
+    st.active = active.iter().map(|&a| a as u64).sum();
+    let min = min
+        .iter()
+        .fold(f32::INFINITY, |a, &b| if b < a { b } else { a });
+    st.min_active = (st.active > 0).then_some(min);
     st
+}
+
+crate::multiversion!(
+    /// `g = if z > 0 { g + add } else { 0 }`, element by element.
+    fn mask_to_active(g: &mut [f32], z: &[f32], add: f32) => mask_to_active_body
+);
+
+#[inline(always)]
+fn mask_to_active_body(g: &mut [f32], z: &[f32], add: f32) {
+    for (g, &zv) in g.iter_mut().zip(z) {
+        *g = if zv > 0.0 { *g + add } else { 0.0 };
+    }
+}
+
+crate::multiversion!(
+    /// `out += v`, element by element.
+    fn add_to(out: &mut [f32], v: &[f32]) => add_to_body
+);
+
+#[inline(always)]
+fn add_to_body(out: &mut [f32], v: &[f32]) {
+    for (o, v) in out.iter_mut().zip(v) {
+        *o += v;
+    }
+}
+
+/// `row += b` for each row of `block` (rows of `b.len()`).
+fn add_rows(block: &mut [f32], b: &[f32]) {
+    for row in block.chunks_exact_mut(b.len().max(1)) {
+        for (v, b) in row.iter_mut().zip(b) {
+            *v += b;
+        }
+    }
 }
 
 crate::multiversion!(
@@ -595,19 +787,26 @@ fn dense_pre_gradients(
         (Some(j), Some(pre)) => jump_threshold_grad(&j, pre, &g_pre, m, b.c0),
         _ => Vec::new(),
     };
-    for (g, &zv) in g_pre.iter_mut().zip(z) {
-        *g = if zv > 0.0 { *g + b.l1_grad } else { 0.0 };
-    }
+    let l1_grad = b.l1_grad;
+    g_pre
+        .par_chunks_mut((STAT_ROWS * m).max(1))
+        .zip(z.par_chunks((STAT_ROWS * m).max(1)))
+        .for_each(|(g, z)| mask_to_active(g, z, l1_grad));
     for &(r, j, v) in b.aux_pre {
         g_pre[r * m + j] += v;
     }
     let gw_enc = matmul(dev, Operand::t(b.xc, n, d), Operand::n(&g_pre, n, m))?;
+    // column sums in row order, blocks of columns in parallel
+    const COLS: usize = 256;
     let mut b_enc_grad = vec![0f32; m];
-    for row in g_pre.chunks_exact(m) {
-        for (g, v) in b_enc_grad.iter_mut().zip(row) {
-            *g += v;
-        }
-    }
+    b_enc_grad
+        .par_chunks_mut(COLS)
+        .enumerate()
+        .for_each(|(c, out)| {
+            for row in g_pre.chunks_exact(m) {
+                add_to(out, &row[c * COLS..c * COLS + out.len()]);
+            }
+        });
     Ok((gw_enc, b_enc_grad, threshold_grad))
 }
 
@@ -831,5 +1030,68 @@ mod tests {
             Sparsifier::Threshold(&th),
         );
         assert_eq!(z, vec![0.0, 0.1, 0.4, 2.0, 0.0, 0.0]);
+    }
+
+    /// Planted rows: few distinct values (ties), negatives, zeros; `m` not a multiple of 8 or 16.
+    fn planted(n: usize, m: usize, seed: u64) -> Vec<f32> {
+        let mut rng = seed;
+        (0..n * m)
+            .map(|_| {
+                rng = rng.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                ((rng >> 33) % 23) as f32 * 0.25 - 3.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sparse_top_k_equals_the_dense_codes_and_their_statistics() {
+        for (n, m, k) in [(70, 45, 3), (33, 200, 32), (5, 9, 8), (40, 64, 1)] {
+            let pre = planted(n, m, (n * m + k) as u64);
+            let z = activate(&pre, m, Sparsifier::TopK(k));
+            let (zs, st) = sparse_top_k(&pre, m, k);
+            assert_eq!(zs, SparseRows::from_dense(&z, m), "n {n} m {m} k {k}");
+            // statistics by hand: every positive code
+            let pos: Vec<(usize, f32)> = z
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| **v > 0.0)
+                .map(|(i, v)| (i % m, *v))
+                .collect();
+            assert_eq!(st.active, pos.len() as u64);
+            let mut fired = vec![0u32; m];
+            for &(j, _) in &pos {
+                fired[j] += 1;
+            }
+            assert_eq!(st.fired, fired);
+            let l1: f64 = pos.iter().map(|p| p.1 as f64).sum();
+            assert!((st.l1 - l1).abs() <= 1e-12 * l1.max(1.0));
+            let min = pos.iter().map(|p| p.1).fold(f32::INFINITY, f32::min);
+            assert_eq!(st.min_active, (!pos.is_empty()).then_some(min));
+            // and the branch-free statistics of the dense codes agree
+            let dense = code_stats(&z, m);
+            assert_eq!(
+                (dense.active, &dense.fired, dense.min_active),
+                (st.active, &st.fired, st.min_active)
+            );
+            assert!((dense.l1 - l1).abs() <= 1e-12 * l1.max(1.0));
+        }
+        let none = code_stats(&[0.0; 12], 4);
+        assert_eq!((none.active, none.min_active, none.l1), (0, None, 0.0));
+    }
+
+    #[test]
+    fn first_not_below_finds_the_first_candidate() {
+        let vals = planted(1, 100, 7);
+        for t in [-4.0f32, -1.0, 0.0, 1.5, 2.5, 10.0] {
+            for from in [0, 1, 15, 16, 17, 63, 99, 100] {
+                let want = (from..vals.len())
+                    .find(|&j| vals[j] >= t || vals[j].is_nan())
+                    .unwrap_or(vals.len());
+                assert_eq!(first_not_below(&vals, from, t), want, "t {t} from {from}");
+            }
+        }
+        let mut v = vec![-1.0f32; 40];
+        v[33] = f32::NAN;
+        assert_eq!(first_not_below(&v, 0, 0.0), 33);
     }
 }

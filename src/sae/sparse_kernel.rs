@@ -93,7 +93,7 @@ impl SparseRows {
     }
 }
 
-use crate::sae::vector_ops::{axpy, dot};
+use crate::sae::vector_ops::{dot, LANES};
 
 crate::multiversion!(
     /// `out += sum_t vals[t] * mat[idx[t]]` (rows of the row-major `mat`, `out.len()` columns).
@@ -105,7 +105,9 @@ fn axpy_rows_body(out: &mut [f32], idx: &[u32], vals: &[f32], mat: &[f32]) {
     let d = out.len();
     for (&j, &v) in idx.iter().zip(vals) {
         let j = j as usize;
-        axpy(out, v, &mat[j * d..(j + 1) * d]);
+        for (o, w) in out.iter_mut().zip(&mat[j * d..(j + 1) * d]) {
+            *o += v * w;
+        }
     }
 }
 
@@ -114,13 +116,64 @@ crate::multiversion!(
     fn dots_at(out: &mut [f32], x: &[f32], idx: &[u32], mat: &[f32], add: f32) => dots_at_body
 );
 
+/// [`dots_at`]: four dot products at a time sharing the loads of `x`, each [`dot`]'s bit for bit.
 #[inline(always)]
 fn dots_at_body(out: &mut [f32], x: &[f32], idx: &[u32], mat: &[f32], add: f32) {
     let d = x.len();
-    for (o, &j) in out.iter_mut().zip(idx) {
-        let j = j as usize;
-        *o = dot(x, &mat[j * d..(j + 1) * d]) + add;
+    let row = |j: u32| &mat[j as usize * d..(j as usize + 1) * d];
+    let mut q = 0;
+    while q + 4 <= idx.len() {
+        let v = dot4(
+            x,
+            [
+                row(idx[q]),
+                row(idx[q + 1]),
+                row(idx[q + 2]),
+                row(idx[q + 3]),
+            ],
+        );
+        for (o, v) in out[q..q + 4].iter_mut().zip(v) {
+            *o = v + add;
+        }
+        q += 4;
     }
+    for (o, &j) in out[q..].iter_mut().zip(&idx[q..]) {
+        *o = dot(x, row(j)) + add;
+    }
+}
+
+/// `[x . w[0], .., x . w[3]]`, each exactly as [`dot`] computes it.
+#[inline(always)]
+fn dot4(x: &[f32], w: [&[f32]; 4]) -> [f32; 4] {
+    let d = x.len();
+    let [w0, w1, w2, w3] = w;
+    let (w0, w1, w2, w3) = (&w0[..d], &w1[..d], &w2[..d], &w3[..d]);
+    let (mut a0, mut a1, mut a2, mut a3) =
+        ([0f32; LANES], [0f32; LANES], [0f32; LANES], [0f32; LANES]);
+    let full = d - d % LANES;
+    let mut o = 0;
+    while o < full {
+        let xs: &[f32; LANES] = x[o..o + LANES].try_into().expect("lanes");
+        let v0: &[f32; LANES] = w0[o..o + LANES].try_into().expect("lanes");
+        let v1: &[f32; LANES] = w1[o..o + LANES].try_into().expect("lanes");
+        let v2: &[f32; LANES] = w2[o..o + LANES].try_into().expect("lanes");
+        let v3: &[f32; LANES] = w3[o..o + LANES].try_into().expect("lanes");
+        for l in 0..LANES {
+            a0[l] += xs[l] * v0[l];
+            a1[l] += xs[l] * v1[l];
+            a2[l] += xs[l] * v2[l];
+            a3[l] += xs[l] * v3[l];
+        }
+        o += LANES;
+    }
+    for l in 0..d - full {
+        let xv = x[full + l];
+        a0[l] += xv * w0[full + l];
+        a1[l] += xv * w1[full + l];
+        a2[l] += xv * w2[full + l];
+        a3[l] += xv * w3[full + l];
+    }
+    [a0, a1, a2, a3].map(crate::sae::vector_ops::combine)
 }
 
 /// `z W_dec + b_dec` for sparse codes `z`.
@@ -213,20 +266,30 @@ pub fn dense_t_times(x: &[f32], g: &SparseRows, d: usize, d_sae: usize) -> Vec<f
     transpose_dense(&gtx, d_sae, d)
 }
 
-/// The transpose of the row-major `rows x cols` matrix `a`, in parallel blocks of output rows.
+/// The transpose of the row-major `rows x cols` matrix `a`, in parallel blocks of output rows,
+/// tile by tile (8 x 8: reads and writes of a tile stay within a few cache lines per set, where
+/// long power-of-two strides would thrash one cache set).
 pub fn transpose_dense(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    const B: usize = 32;
+    const T: usize = 8;
+    const BLOCK: usize = 64;
     let mut out = vec![0f32; rows * cols];
-    out.par_chunks_mut((B * rows).max(1))
+    if rows == 0 || cols == 0 {
+        return out;
+    }
+    out.par_chunks_mut(BLOCK * rows)
         .enumerate()
         .for_each(|(bi, block)| {
-            let c0 = bi * B;
-            let nc = block.len() / rows.max(1);
-            for r0 in (0..rows).step_by(B) {
-                for r in r0..(r0 + B).min(rows) {
-                    let src = &a[r * cols + c0..r * cols + c0 + nc];
-                    for (c, &v) in src.iter().enumerate() {
-                        block[c * rows + r] = v;
+            let c_base = bi * BLOCK;
+            let nc = block.len() / rows;
+            for c0 in (0..nc).step_by(T) {
+                let tc = T.min(nc - c0);
+                for r0 in (0..rows).step_by(T) {
+                    let tr = T.min(rows - r0);
+                    for c in c0..c0 + tc {
+                        let dst = &mut block[c * rows + r0..c * rows + r0 + tr];
+                        for (r, o) in dst.iter_mut().enumerate() {
+                            *o = a[(r0 + r) * cols + c_base + c];
+                        }
                     }
                 }
             }
@@ -338,5 +401,37 @@ mod tests {
             }
         }
         close(&gp.column_sums(m), &sums);
+    }
+
+    #[test]
+    fn four_dot_products_at_once_equal_dot_bit_for_bit() {
+        for d in [1usize, 15, 16, 17, 64, 100, 512] {
+            let v = |s: f32| {
+                (0..d)
+                    .map(|k| (k as f32 * 0.731 + s).sin() * 3.0)
+                    .collect::<Vec<f32>>()
+            };
+            let (x, w) = (v(0.3), [v(1.0), v(2.0), v(3.0), v(4.0)]);
+            let got = dot4(&x, [&w[0], &w[1], &w[2], &w[3]]);
+            for q in 0..4 {
+                assert_eq!(got[q].to_bits(), dot(&x, &w[q]).to_bits(), "d {d}");
+            }
+            // and through dots_at, with 6 entries (a group of four and two single ones)
+            let mat: Vec<f32> = w.iter().flatten().copied().collect();
+            let idx = [3u32, 0, 2, 1, 1, 3];
+            let mut out = [0f32; 6];
+            dots_at(&mut out, &x, &idx, &mat, 0.5);
+            for (o, &j) in out.iter().zip(&idx) {
+                assert_eq!(o.to_bits(), (dot(&x, &w[j as usize]) + 0.5).to_bits());
+            }
+        }
+    }
+
+    #[test]
+    fn transpose_dense_equals_the_definition() {
+        for (rows, cols) in [(1, 1), (13, 70), (64, 8), (9, 130), (0, 5)] {
+            let a: Vec<f32> = (0..rows * cols).map(|k| k as f32).collect();
+            assert_eq!(transpose_dense(&a, rows, cols), transpose(&a, rows, cols));
+        }
     }
 }

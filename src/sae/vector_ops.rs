@@ -80,7 +80,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// Pairwise sum of the partial sums (a fixed tree).
 #[inline(always)]
-fn combine(mut acc: [f32; LANES]) -> f32 {
+pub(crate) fn combine(mut acc: [f32; LANES]) -> f32 {
     let mut w = LANES / 2;
     while w > 0 {
         for l in 0..w {
@@ -127,14 +127,6 @@ pub fn sum_squares(v: &[f32]) -> f64 {
 /// The Euclidean norm of one short vector (a decoder row): [`sum_squares`] without threads.
 pub fn norm(v: &[f32]) -> f64 {
     sum_squares_chunk(v).sqrt()
-}
-
-/// `out[i] += a * w[i]`.
-#[inline(always)]
-pub fn axpy(out: &mut [f32], a: f32, w: &[f32]) {
-    for (o, x) in out.iter_mut().zip(w) {
-        *o += a * x;
-    }
 }
 
 /// Constants of one Adam step (PyTorch's `torch.optim.Adam`, no weight decay, not amsgrad).
