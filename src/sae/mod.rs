@@ -2,7 +2,7 @@
 //! fused Adam, metrics, sweeps, and the SAELens-compatible saved format.
 //!
 //! - [`config`]: training options with the paper's defaults.
-//! - [`kernel`], `linalg`, [`params`], `optim`: the arithmetic (forward, hand-derived backward,
+//! - [`kernel`], [`linalg`], [`params`], `optim`: the arithmetic (forward, hand-derived backward,
 //!   Adam, clipping, schedules).
 //! - [`train`](mod@train), [`checkpoint`], `resample`: the training loop, resumable state, dead-feature
 //!   resampling.
@@ -19,7 +19,7 @@ pub mod config;
 pub mod encode;
 pub mod input;
 pub mod kernel;
-pub(crate) mod linalg;
+pub mod linalg;
 pub mod metrics;
 pub(crate) mod model;
 pub(crate) mod optim;
