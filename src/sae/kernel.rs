@@ -301,11 +301,8 @@ pub fn decode(dev: &Device, p: &ParamsView<'_>, z: &[f32], n: usize) -> Result<V
         Operand::n(z, n, p.d_sae),
         Operand::n(p.w_dec, p.d_sae, p.d_in),
     )?;
-    for row in out.chunks_exact_mut(p.d_in) {
-        for (v, b) in row.iter_mut().zip(p.b_dec) {
-            *v += b;
-        }
-    }
+    out.par_chunks_mut((STAT_ROWS * p.d_in).max(1))
+        .for_each(|block| add_rows(block, p.b_dec));
     Ok(out)
 }
 
@@ -674,11 +671,12 @@ fn code_stats_body(block: &[f32], m: usize) -> CodeStats {
         }
         let start = m - m % L;
         for (l, &v) in row[start..].iter().enumerate() {
-            let on = v > 0.0;
-            l1[l] += if on { v as f64 } else { 0.0 };
-            st.fired[start + l] += on as u32;
-            active[l] += on as u32;
-            min[l] = if on && v < min[l] { v } else { min[l] };
+            let on = (v > 0.0) as u32;
+            l1[l] += v as f64;
+            st.fired[start + l] += on;
+            active[l] += on;
+            let c = if v > 0.0 { v } else { f32::INFINITY };
+            min[l] = if c < min[l] { c } else { min[l] };
         }
     }
     st.l1 = ((l1[0] + l1[4]) + (l1[2] + l1[6])) + ((l1[1] + l1[5]) + (l1[3] + l1[7]));
@@ -717,9 +715,7 @@ fn add_to_body(out: &mut [f32], v: &[f32]) {
 /// `row += b` for each row of `block` (rows of `b.len()`).
 fn add_rows(block: &mut [f32], b: &[f32]) {
     for row in block.chunks_exact_mut(b.len().max(1)) {
-        for (v, b) in row.iter_mut().zip(b) {
-            *v += b;
-        }
+        add_to(row, b);
     }
 }
 
