@@ -6,7 +6,7 @@ Run from the repository root (same machine, same thread count as the Rust bench)
 
 Same shapes as the paper (batch 512 of 512-dim activations, M = 2048), same step: forward, loss
 (mean convention), backward, clip_grad_norm_(1.0), Adam, cosine schedule, decoder renormalisation.
-Prints tokens/s for the standard L1 SAE and TopK (k = 32).
+Prints tokens/s for the standard L1 SAE, TopK and BatchTopK (k = 32).
 """
 import argparse
 import time
@@ -21,6 +21,12 @@ def step_fn(arch, params, opt, sched, x, lam=3.0, k=32):
         vals, idx = torch.topk(pre, k, dim=-1)
         z = torch.zeros_like(pre).scatter(-1, idx, torch.relu(vals))
         loss = ((z @ w_dec + b_dec - x) ** 2).mean()
+    elif arch == "batchtopk":
+        # SAELens BatchTopK (training): the k x batch largest ReLU'd pre-activations of the batch
+        flat = torch.relu(pre).flatten()
+        vals, idx = flat.topk(k * pre.shape[0])
+        z = torch.zeros_like(flat).scatter(-1, idx, vals).reshape(pre.shape)
+        loss = ((z @ w_dec + b_dec - x) ** 2).mean()
     else:
         z = torch.relu(pre)
         loss = ((z @ w_dec + b_dec - x) ** 2).mean() + lam * z.abs().mean()
@@ -31,6 +37,7 @@ def step_fn(arch, params, opt, sched, x, lam=3.0, k=32):
     sched.step()
     with torch.no_grad():
         w_dec /= w_dec.norm(dim=1, keepdim=True)
+    return z.detach()
 
 
 def main():
@@ -45,7 +52,7 @@ def main():
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     d, m, b = 512, 2048, 512
     x = (torch.rand(b, d) * 3.4 - 1.7).to(dev)
-    for arch in ["standard", "topk"]:
+    for arch in ["standard", "topk", "batchtopk"]:
         w_enc = ((torch.rand(d, m) * 2 - 1) / d**0.5).to(dev)
         w_dec = ((torch.rand(m, d) * 2 - 1) / m**0.5).to(dev)
         w_dec /= w_dec.norm(dim=1, keepdim=True)

@@ -13,8 +13,16 @@ noise (seeded), so the codes become sparse as training proceeds, as on real scGP
 
     python scripts/sae/bench_train.py --bin target/release/scsae --threads 2            # paper: 50,000 x 40 epochs
     python scripts/sae/bench_train.py --bin target/release/scsae --epochs 5 --archs topk
+    python scripts/sae/bench_train.py --bin target/release/scsae --epochs 10 --repeats 3     # noisy machine
 
-The PyTorch TopK side has no auxiliary dead-latent loss, so scsae runs with `--aux-k-coef 0` there.
+With `--repeats N` the two commands run in turn N times (scsae, PyTorch, scsae, PyTorch, ...) and
+the ratio is taken pair by pair; the median pair is quoted with the range, so a machine whose speed
+drifts during the run (shared cloud hosts: 30 % between minutes here) moves both sides of a pair.
+
+`--archs` takes `standard`, `topk` and `batchtopk` (k = 32; the default runs the first two). The
+PyTorch TopK and BatchTopK sides have no auxiliary dead-latent loss, so scsae runs with
+`--aux-k-coef 0` there; BatchTopK's final metrics use the running threshold at inference on both
+sides (SAELens's convention).
 """
 import argparse
 import json
@@ -68,17 +76,25 @@ def torch_run(args):
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps_per_epoch * args.epochs)
     gen = torch.Generator().manual_seed(args.seed)
 
+    threshold = None  # BatchTopK's inference threshold, as SAELens keeps it
+
     def encode(xb):
         pre = (xb - params[3]) @ params[0] + params[2]
         if args.arch == "topk":
             vals, idx = torch.topk(pre, 32, dim=-1)
             return torch.zeros_like(pre).scatter(-1, idx, torch.relu(vals))
+        if args.arch == "batchtopk":
+            return pre * (pre > max(threshold, 0.0))
         return torch.relu(pre)
 
     for epoch in range(args.epochs):
         perm = torch.randperm(n, generator=gen)
         for s in range(0, n, 512):
-            step_fn(args.arch, params, opt, sched, x[perm[s:s + 512]])
+            z = step_fn(args.arch, params, opt, sched, x[perm[s:s + 512]])
+            if args.arch == "batchtopk" and bool((z > 0).any()):
+                # running estimate of the smallest kept activation (decay 0.99, as scsae and SAELens)
+                v = float(z[z > 0].min())
+                threshold = v if threshold is None else 0.99 * threshold + 0.01 * v
         save_file({k: p.detach().contiguous() for k, p in zip(["W_enc", "W_dec", "b_enc", "b_dec"], params)},
                   os.path.join(args.out, "checkpoint.safetensors"))
     with torch.no_grad():
@@ -117,6 +133,7 @@ def main():
     ap.add_argument("--archs", default="standard,topk")
     ap.add_argument("--work", default=None, help="scratch folder (default: a new temporary one)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=1, help="pairs of runs per architecture")
     ap.add_argument("--torch-run", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--arch", help=argparse.SUPPRESS)
     ap.add_argument("--inputs", help=argparse.SUPPRESS)
@@ -136,28 +153,32 @@ def main():
     print(f"{'implementation':<10} {'arch':<9} {'wall s':>8} {'tokens/s':>10} {'peak MB':>8}  final metrics")
     rows = []
     for arch in args.archs.split(","):
-        out = os.path.join(work, f"scsae_{arch}")
-        subprocess.run(["rm", "-rf", out], check=True)
-        cmd = [args.bin, "train", "--activations", inputs, "--layer", "11", "--features", str(M),
-               "--epochs", str(args.epochs), "--threads", str(args.threads), "--max-inputs", str(args.rows),
-               "--out", out, "--quiet", "--seed", str(args.seed)]
-        if arch == "topk":
-            cmd += ["--arch", "topk", "--k", "32", "--aux-k-coef", "0"]
-        w1, m1, _ = timed(cmd)
-        with open(os.path.join(out, "metrics.json")) as f:
-            met = json.load(f)
-        ours = {k: met.get(k) for k in ("mse", "r2", "l0", "n_alive", "alive") if k in met}
-        print(f"{'scsae':<10} {arch:<9} {w1:>8.1f} {tokens / w1:>10,.0f} {m1:>8.0f}  {ours}", flush=True)
-        tout = os.path.join(work, f"torch_{arch}")
-        os.makedirs(tout, exist_ok=True)
-        w2, m2, so = timed([sys.executable, __file__, "--torch-run", "--arch", arch, "--inputs", inputs,
-                            "--out", tout, "--epochs", str(args.epochs), "--threads", str(args.threads),
-                            "--seed", str(args.seed)])
-        print(f"{'pytorch':<10} {arch:<9} {w2:>8.1f} {tokens / w2:>10,.0f} {m2:>8.0f}  {so.strip()}", flush=True)
-        rows.append((arch, w2 / w1))
+        ratios = []
+        for _ in range(max(args.repeats, 1)):
+            out = os.path.join(work, f"scsae_{arch}")
+            subprocess.run(["rm", "-rf", out], check=True)
+            cmd = [args.bin, "train", "--activations", inputs, "--layer", "11", "--features", str(M),
+                   "--epochs", str(args.epochs), "--threads", str(args.threads), "--max-inputs",
+                   str(args.rows), "--out", out, "--quiet", "--seed", str(args.seed)]
+            if arch in ("topk", "batchtopk"):
+                cmd += ["--arch", arch, "--k", "32", "--aux-k-coef", "0"]
+            w1, m1, _ = timed(cmd)
+            with open(os.path.join(out, "metrics.json")) as f:
+                met = json.load(f)
+            ours = {k: met.get(k) for k in ("mse", "r2", "l0", "n_alive", "alive") if k in met}
+            print(f"{'scsae':<10} {arch:<9} {w1:>8.1f} {tokens / w1:>10,.0f} {m1:>8.0f}  {ours}", flush=True)
+            tout = os.path.join(work, f"torch_{arch}")
+            os.makedirs(tout, exist_ok=True)
+            w2, m2, so = timed([sys.executable, __file__, "--torch-run", "--arch", arch, "--inputs", inputs,
+                                "--out", tout, "--epochs", str(args.epochs), "--threads", str(args.threads),
+                                "--seed", str(args.seed)])
+            print(f"{'pytorch':<10} {arch:<9} {w2:>8.1f} {tokens / w2:>10,.0f} {m2:>8.0f}  {so.strip()}",
+                  flush=True)
+            ratios.append(w2 / w1)
+        rows.append((arch, sorted(ratios)))
     for arch, r in rows:
-        print(f"{arch}: scsae / PyTorch = {r:.2f}x (tokens/s, whole command)")
-
+        spread = f" (pairs: {', '.join(f'{x:.2f}' for x in r)})" if len(r) > 1 else ""
+        print(f"{arch}: scsae / PyTorch = {r[len(r) // 2]:.2f}x (tokens/s, whole command){spread}")
 
 if __name__ == "__main__":
     main()

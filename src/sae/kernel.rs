@@ -65,11 +65,13 @@ pub fn pre_activations(
 ) -> Result<(Vec<f32>, Vec<f32>)> {
     let d = p.d_in;
     let mut xc = x.to_vec();
-    for row in xc.chunks_exact_mut(d) {
-        for (v, b) in row.iter_mut().zip(p.b_dec) {
-            *v -= b;
+    xc.par_chunks_mut((STAT_ROWS * d).max(1)).for_each(|block| {
+        for row in block.chunks_exact_mut(d) {
+            for (v, b) in row.iter_mut().zip(p.b_dec) {
+                *v -= b;
+            }
         }
-    }
+    });
     let mut pre = matmul(dev, Operand::n(&xc, n, d), Operand::n(p.w_enc, d, p.d_sae))?;
     pre.par_chunks_mut((STAT_ROWS * p.d_sae).max(1))
         .for_each(|block| add_rows(block, p.b_enc));
@@ -240,12 +242,124 @@ fn sparse_top_k(pre: &[f32], m: usize, k: usize) -> (SparseRows, CodeStats) {
             (rows, st)
         })
         .collect();
+    join_blocks(blocks, m)
+}
+
+/// BatchTopK codes (the `total` largest ReLU'd pre-activations of the whole batch, ties: lower
+/// flat index first; [`activate`]) straight to sparse rows with their statistics, as
+/// [`sparse_top_k`] does for TopK. Positive floats order as their bit patterns: a histogram of the
+/// top 11 bits (counted in parallel blocks, without branches) finds the bucket that holds the
+/// `total`-th largest value; the values in that bucket are gathered and the ones kept chosen among
+/// them exactly (value, then flat index); every value in a higher bucket is kept.
+fn sparse_batch_top_k(pre: &[f32], m: usize, total: usize) -> (SparseRows, CodeStats) {
+    const SHIFT: u32 = 21;
+    const BUCKETS: usize = (1 << (31 - SHIFT)) + 1;
+    let block = (STAT_ROWS * m).max(1);
+    // a value's bucket: 1 + its top bits when positive, 0 otherwise
+    let bucket = |v: f32| {
+        if v > 0.0 {
+            (v.to_bits() >> SHIFT) + 1
+        } else {
+            0
+        }
+    };
+    let hist = pre
+        .par_chunks(block)
+        .map(|b| {
+            let mut h = vec![0u32; BUCKETS];
+            for &v in b {
+                h[bucket(v) as usize] += 1;
+            }
+            h
+        })
+        .reduce(
+            || vec![0u32; BUCKETS],
+            |mut a, b| {
+                for (a, b) in a.iter_mut().zip(&b) {
+                    *a += b;
+                }
+                a
+            },
+        );
+    // from the top: the bucket where the count reaches `total` (bucket 0 holds the non-positive
+    // values and is never kept), and how many of its values are kept
+    let (mut above, mut cut) = (0usize, None);
+    for b in (1..BUCKETS).rev() {
+        let c = hist[b] as usize;
+        if above + c >= total {
+            cut = Some((b as u32, total - above));
+            break;
+        }
+        above += c;
+    }
+    // the kept values of the cut bucket, by flat index
+    let chosen: Vec<usize> = match cut {
+        None => Vec::new(), // fewer positive values than `total`: every one is kept
+        Some((cut_bucket, take)) => {
+            let mut cand: Vec<(u32, usize)> = pre
+                .par_chunks(block)
+                .enumerate()
+                .map(|(bi, b)| {
+                    let mut c = Vec::new();
+                    for (i, &v) in b.iter().enumerate() {
+                        if bucket(v) == cut_bucket {
+                            c.push((v.to_bits(), bi * block + i));
+                        }
+                    }
+                    c
+                })
+                .flatten()
+                .collect();
+            let order = |a: &(u32, usize), b: &(u32, usize)| b.0.cmp(&a.0).then(a.1.cmp(&b.1));
+            if take < cand.len() {
+                cand.select_nth_unstable_by(take, order);
+                cand.truncate(take);
+            }
+            let mut idx: Vec<usize> = cand.into_iter().map(|c| c.1).collect();
+            idx.sort_unstable();
+            idx
+        }
+    };
+    // every value in a bucket above the cut is kept (all positive values when there is no cut)
+    let keep_from = cut.map_or(1, |(b, _)| b + 1);
+    let parts: Vec<(SparseRows, CodeStats)> = pre
+        .par_chunks(block)
+        .enumerate()
+        .map(|(bi, b)| {
+            let mut rows = SparseRows {
+                indptr: vec![0],
+                ..SparseRows::default()
+            };
+            let mut st = CodeStats::new(m);
+            let base = bi * block;
+            let mut c = chosen.partition_point(|&i| i < base);
+            for (r, row) in b.chunks_exact(m).enumerate() {
+                for (j, &v) in row.iter().enumerate() {
+                    let flat = base + r * m + j;
+                    let picked = c < chosen.len() && chosen[c] == flat;
+                    if (bucket(v) >= keep_from) | picked {
+                        c += picked as usize;
+                        rows.idx.push(j as u32);
+                        rows.val.push(v);
+                        st.add(j, v);
+                    }
+                }
+                rows.indptr.push(rows.idx.len());
+            }
+            (rows, st)
+        })
+        .collect();
+    join_blocks(parts, m)
+}
+
+/// Sparse rows and statistics of consecutive blocks of rows, joined in order.
+fn join_blocks(parts: Vec<(SparseRows, CodeStats)>, m: usize) -> (SparseRows, CodeStats) {
     let mut out = SparseRows {
         indptr: vec![0],
         ..SparseRows::default()
     };
     let mut st = CodeStats::new(m);
-    for (rows, part) in blocks {
+    for (rows, part) in parts {
         let base = out.idx.len();
         out.indptr.extend(rows.indptr[1..].iter().map(|p| p + base));
         out.idx.extend(rows.idx);
@@ -258,40 +372,75 @@ fn sparse_top_k(pre: &[f32], m: usize, k: usize) -> (SparseRows, CodeStats) {
 /// Apply the sparsifier to `pre` (`[n, d_sae]`), returning the codes `z`.
 pub fn activate(pre: &[f32], d_sae: usize, s: Sparsifier<'_>) -> Vec<f32> {
     let mut z = pre.to_vec();
+    activate_in_place(&mut z, d_sae, s);
+    z
+}
+
+/// [`activate`] on the pre-activations' own buffer: `z` (`[n, d_sae]`) holds `pre` on entry and the
+/// codes on return.
+pub fn activate_in_place(z: &mut [f32], d_sae: usize, s: Sparsifier<'_>) {
     match s {
-        Sparsifier::Relu => {
-            z.par_chunks_mut((STAT_ROWS * d_sae).max(1))
-                .for_each(|block| {
-                    for v in block.iter_mut() {
-                        *v = v.max(0.0);
-                    }
-                });
-        }
-        Sparsifier::TopK(k) => {
-            z.par_chunks_mut(d_sae.max(1))
-                .for_each(|row| keep_top_k(row, k));
-        }
         Sparsifier::BatchTopK(k) => {
             let n = z.len() / d_sae.max(1);
             for v in z.iter_mut() {
                 *v = v.max(0.0);
             }
-            keep_top_k(&mut z, (n * k).max(1));
+            keep_top_k(z, (n * k).max(1));
         }
+        _ => z
+            .par_chunks_mut((STAT_ROWS * d_sae).max(1))
+            .for_each(|block| activate_rows(block, d_sae, s)),
+    }
+}
+
+/// [`activate_in_place`] and the codes' [`CodeStats`] in one pass over blocks of rows (in
+/// parallel, combined in row order: the same numbers on any thread count).
+pub(crate) fn activate_with_stats(z: &mut [f32], m: usize, s: Sparsifier<'_>) -> CodeStats {
+    let block = (STAT_ROWS * m).max(1);
+    let parts: Vec<CodeStats> = match s {
+        Sparsifier::BatchTopK(_) => {
+            activate_in_place(z, m, s);
+            z.par_chunks(block).map(|b| code_stats(b, m)).collect()
+        }
+        _ => z
+            .par_chunks_mut(block)
+            .map(|b| {
+                activate_rows(b, m, s);
+                code_stats(b, m)
+            })
+            .collect(),
+    };
+    let mut codes = CodeStats::new(m);
+    for part in parts {
+        codes.merge(part);
+    }
+    codes
+}
+
+/// A sparsifier that works row by row (every one but BatchTopK) on a block of whole rows.
+fn activate_rows(block: &mut [f32], d_sae: usize, s: Sparsifier<'_>) {
+    match s {
+        Sparsifier::Relu => {
+            for v in block.iter_mut() {
+                *v = v.max(0.0);
+            }
+        }
+        Sparsifier::TopK(k) => {
+            for row in block.chunks_exact_mut(d_sae.max(1)) {
+                keep_top_k(row, k);
+            }
+        }
+        Sparsifier::BatchTopK(_) => unreachable!("BatchTopK selects over the whole batch"),
         Sparsifier::Threshold(th) => {
-            z.par_chunks_mut((STAT_ROWS * d_sae).max(1))
-                .for_each(|block| {
-                    for row in block.chunks_exact_mut(d_sae) {
-                        for (v, t) in row.iter_mut().zip(th) {
-                            if !(*v > *t && *v > 0.0) {
-                                *v = 0.0;
-                            }
-                        }
+            for row in block.chunks_exact_mut(d_sae.max(1)) {
+                for (v, t) in row.iter_mut().zip(th) {
+                    if !(*v > *t && *v > 0.0) {
+                        *v = 0.0;
                     }
-                });
+                }
+            }
         }
     }
-    z
 }
 
 /// `z W_dec + b_dec` for `n` rows.
@@ -438,39 +587,39 @@ pub fn loss_and_grads(
         && terms.max_sparse_density > 0.0;
     // TopK with few codes per row: straight to sparse rows (the codes are never negative, so the
     // active ones counted are the non-zero ones)
-    let direct_k = match s {
+    // few codes per row (TopK) or per batch (BatchTopK): straight to sparse rows
+    let direct = match s {
         Sparsifier::TopK(k)
             if sparse_ok
                 && k <= SMALL_K
                 && k < m
                 && k as f64 <= terms.max_sparse_density * m as f64 =>
         {
-            Some(k)
+            Some(sparse_top_k(&pre, m, k))
+        }
+        Sparsifier::BatchTopK(k)
+            if sparse_ok && k < m && k as f64 <= terms.max_sparse_density * m as f64 =>
+        {
+            Some(sparse_batch_top_k(&pre, m, (n * k).max(1)))
         }
         _ => None,
     };
-    let (z, zs, codes) = match direct_k {
-        Some(k) => {
-            let (zs, codes) = sparse_top_k(&pre, m, k);
-            (Vec::new(), Some(zs), codes)
-        }
+    let aux_sel = aux_selection(&pre, m, d, aux);
+    let (z, zs, codes, pre) = match direct {
+        Some((zs, codes)) => (Vec::new(), Some(zs), codes, None),
         None => {
-            let z = activate(&pre, m, s);
-            // per block of rows (in parallel), then combined in row order: the same numbers on
-            // any thread count
-            let mut codes = CodeStats::new(m);
-            for part in z
-                .par_chunks((STAT_ROWS * m).max(1))
-                .map(|block| code_stats(block, m))
-                .collect::<Vec<_>>()
-            {
-                codes.merge(part);
-            }
+            // the codes overwrite the pre-activations, which are kept only where JumpReLU's
+            // threshold gradient needs them
+            let (mut z, pre) = match terms.jump {
+                Some(_) => (pre.clone(), Some(pre)),
+                None => (pre, None),
+            };
+            let codes = activate_with_stats(&mut z, m, s);
             // sparse codes on the CPU: the products with z as sparse products (see sparse_kernel)
             let zs = (sparse_ok
                 && codes.active as f64 <= terms.max_sparse_density * z.len() as f64)
                 .then(|| SparseRows::from_dense(&z, m));
-            (z, zs, codes)
+            (z, zs, codes, pre)
         }
     };
     let l1 = codes.l1;
@@ -485,30 +634,19 @@ pub fn loss_and_grads(
         Some(zs) => sparse_kernel::decode(p, zs),
         None => decode(dev, p, &z, n)?,
     };
-    let aux_sel = aux_selection(&pre, m, d, aux);
-    let pre = terms.jump.map(|_| pre);
     let (c_r, c_s) = loss_scales(conv, n, d, m);
 
     // reconstruction error and its gradient
-    let mut col_mean = vec![0f64; d];
-    for row in x.chunks_exact(d) {
-        for (c, v) in col_mean.iter_mut().zip(row) {
-            *c += *v as f64;
-        }
-    }
+    let mut col_mean = column_sums_f64(x, d);
     for c in col_mean.iter_mut() {
         *c /= n as f64;
     }
-    let mut g_out = vec![0f32; n * d];
     let scale = (2.0 * c_r) as f32;
-    let sums: Vec<(f64, f64)> = g_out
-        .par_chunks_mut((STAT_ROWS * d).max(1))
-        .enumerate()
-        .map(|(b, g)| {
-            let rows = b * STAT_ROWS * d..b * STAT_ROWS * d + g.len();
-            error_block(g, &x[rows.clone()], &xhat[rows], &col_mean, scale)
-        })
-        .collect();
+    let block = (STAT_ROWS * d).max(1);
+    let (g_out, sums) = vector_ops::par_zeroed(n * d, block, |b, g| {
+        let rows = b * block..b * block + g.len();
+        error_block(g, &x[rows.clone()], &xhat[rows], &col_mean, scale)
+    });
     for (sse, sst) in sums {
         stats.sse += sse;
         stats.sst += sst;
@@ -542,12 +680,7 @@ pub fn loss_and_grads(
             *g += v;
         }
     }
-    let mut b_dec_grad = vec![0f32; d];
-    for row in g_out.chunks_exact(d) {
-        for (g, v) in b_dec_grad.iter_mut().zip(row) {
-            *g += v;
-        }
-    }
+    let mut b_dec_grad = column_sums(&g_out, d);
     for (g, v) in b_dec_grad.iter_mut().zip(&inner.b_dec) {
         *g += v;
     }
@@ -601,11 +734,15 @@ pub fn loss_and_grads(
 const STAT_ROWS: usize = 32;
 
 /// Statistics of a block of codes: sum, active count, per-latent fired counts, smallest active.
-struct CodeStats {
-    l1: f64,
-    active: u64,
-    fired: Vec<u32>,
-    min_active: Option<f32>,
+pub(crate) struct CodeStats {
+    /// Sum of the codes.
+    pub(crate) l1: f64,
+    /// Number of active (positive) codes.
+    pub(crate) active: u64,
+    /// Per latent, the rows where it is active.
+    pub(crate) fired: Vec<u32>,
+    /// Smallest active code.
+    pub(crate) min_active: Option<f32>,
 }
 
 impl CodeStats {
@@ -719,6 +856,38 @@ fn add_rows(block: &mut [f32], b: &[f32]) {
     }
 }
 
+/// Columns per work item of [`column_sums`] and [`column_sums_f64`].
+const SUM_COLS: usize = 256;
+
+/// Column sums of the row-major matrix `a` (`cols` wide), each added in row order (blocks of
+/// columns in parallel: the same numbers on any thread count).
+pub(crate) fn column_sums(a: &[f32], cols: usize) -> Vec<f32> {
+    let mut out = vec![0f32; cols];
+    out.par_chunks_mut(SUM_COLS)
+        .enumerate()
+        .for_each(|(c, out)| {
+            for row in a.chunks_exact(cols) {
+                add_to(out, &row[c * SUM_COLS..c * SUM_COLS + out.len()]);
+            }
+        });
+    out
+}
+
+/// [`column_sums`] accumulated in `f64`.
+pub(crate) fn column_sums_f64(a: &[f32], cols: usize) -> Vec<f64> {
+    let mut out = vec![0f64; cols];
+    out.par_chunks_mut(SUM_COLS)
+        .enumerate()
+        .for_each(|(c, out)| {
+            for row in a.chunks_exact(cols) {
+                for (o, v) in out.iter_mut().zip(&row[c * SUM_COLS..]) {
+                    *o += *v as f64;
+                }
+            }
+        });
+    out
+}
+
 crate::multiversion!(
     /// Reconstruction error of a block of rows: writes `g = scale (xhat - x)` and returns the sums
     /// of squared errors and of squared deviations from `col_mean`.
@@ -792,18 +961,7 @@ fn dense_pre_gradients(
         g_pre[r * m + j] += v;
     }
     let gw_enc = matmul(dev, Operand::t(b.xc, n, d), Operand::n(&g_pre, n, m))?;
-    // column sums in row order, blocks of columns in parallel
-    const COLS: usize = 256;
-    let mut b_enc_grad = vec![0f32; m];
-    b_enc_grad
-        .par_chunks_mut(COLS)
-        .enumerate()
-        .for_each(|(c, out)| {
-            for row in g_pre.chunks_exact(m) {
-                add_to(out, &row[c * COLS..c * COLS + out.len()]);
-            }
-        });
-    Ok((gw_enc, b_enc_grad, threshold_grad))
+    Ok((gw_enc, column_sums(&g_pre, m), threshold_grad))
 }
 
 /// The JumpReLU thresholds' straight-through gradient ([`JumpTerms`]) from `g_z` (the loss gradient
@@ -1037,6 +1195,97 @@ mod tests {
                 ((rng >> 33) % 23) as f32 * 0.25 - 3.0
             })
             .collect()
+    }
+
+    #[test]
+    fn codes_in_place_with_statistics_equal_the_definitions() {
+        // more rows than one statistics block (STAT_ROWS), so blocks are merged
+        let (n, m) = (70, 45);
+        let pre = planted(n, m, 7);
+        let th: Vec<f32> = (0..m).map(|j| (j % 5) as f32 * 0.3).collect();
+        for s in [
+            Sparsifier::Relu,
+            Sparsifier::TopK(4),
+            Sparsifier::BatchTopK(3),
+            Sparsifier::Threshold(&th),
+        ] {
+            // the definitions, element by element
+            let want: Vec<f32> = match s {
+                Sparsifier::Relu => pre.iter().map(|v| v.max(0.0)).collect(),
+                Sparsifier::Threshold(th) => pre
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| if v > th[i % m] && v > 0.0 { v } else { 0.0 })
+                    .collect(),
+                _ => activate(&pre, m, s),
+            };
+            let mut z = pre.clone();
+            let st = activate_with_stats(&mut z, m, s);
+            assert_eq!(z, want, "{s:?}");
+            let pos: Vec<(usize, f32)> = want
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| **v > 0.0)
+                .map(|(i, v)| (i % m, *v))
+                .collect();
+            let mut fired = vec![0u32; m];
+            for &(j, _) in &pos {
+                fired[j] += 1;
+            }
+            assert_eq!((st.active, &st.fired), (pos.len() as u64, &fired), "{s:?}");
+            let l1: f64 = pos.iter().map(|p| p.1 as f64).sum();
+            assert!((st.l1 - l1).abs() <= 1e-12 * l1.max(1.0), "{s:?}");
+            let min = pos.iter().map(|p| p.1).fold(f32::INFINITY, f32::min);
+            assert_eq!(st.min_active, (!pos.is_empty()).then_some(min), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn column_sums_add_each_column_in_row_order() {
+        let (rows, cols) = (37, 600); // more than one block of columns, a partial last block
+        let a = planted(rows, cols, 11);
+        let (s32, s64) = (column_sums(&a, cols), column_sums_f64(&a, cols));
+        for c in 0..cols {
+            let mut want32 = 0f32;
+            let mut want64 = 0f64;
+            for r in 0..rows {
+                want32 += a[r * cols + c];
+                want64 += a[r * cols + c] as f64;
+            }
+            assert_eq!((s32[c], s64[c]), (want32, want64), "column {c}");
+        }
+    }
+
+    #[test]
+    fn sparse_batch_top_k_equals_the_dense_codes_and_their_statistics() {
+        // tie-heavy planted values (steps of 0.25: the threshold value is shared by many entries),
+        // several blocks of rows, and a batch with fewer positive values than n x k
+        for (n, m, k) in [(70, 45, 3), (33, 200, 2), (40, 64, 1), (5, 9, 8), (3, 4, 4)] {
+            let pre = planted(n, m, (n * m * 3 + k) as u64);
+            let z = activate(&pre, m, Sparsifier::BatchTopK(k));
+            let (zs, st) = sparse_batch_top_k(&pre, m, n * k);
+            assert_eq!(zs, SparseRows::from_dense(&z, m), "n {n} m {m} k {k}");
+            let dense = code_stats(&z, m);
+            assert_eq!(
+                (dense.active, &dense.fired, dense.min_active),
+                (st.active, &st.fired, st.min_active),
+                "n {n} m {m} k {k}"
+            );
+            assert!((dense.l1 - st.l1).abs() <= 1e-12 * dense.l1.max(1.0));
+        }
+        // values that differ in their lowest bits only, the largest and the smallest values
+        let mut pre: Vec<f32> = (0..64u32)
+            .map(|i| f32::from_bits(0x3f80_0000 + i % 5))
+            .collect();
+        pre[7] = f32::MAX;
+        pre[9] = -f32::MAX;
+        pre[11] = f32::from_bits(1); // the smallest positive (denormal) value
+        pre[12] = 0.0;
+        for total in [1, 2, 6, 13, 40, 64] {
+            let z = activate(&pre, 16, Sparsifier::BatchTopK(total / 4 + 1));
+            let (zs, _) = sparse_batch_top_k(&pre, 16, 4 * (total / 4 + 1));
+            assert_eq!(zs, SparseRows::from_dense(&z, 16), "total {total}");
+        }
     }
 
     #[test]

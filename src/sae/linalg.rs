@@ -87,9 +87,8 @@ fn cpu_matmul(a: Operand<'_>, b: Operand<'_>) -> Vec<f32> {
         k == kb && a.data.len() == a.rows * a.cols && b.data.len() == b.rows * b.cols,
         "matmul shapes {m}x{k} @ {kb}x{n}"
     );
-    let mut out = vec![0f32; m * n];
     if m == 0 || n == 0 || k == 0 {
-        return out;
+        return vec![0f32; m * n];
     }
     let threads = rayon::current_num_threads();
     let parallelism = if threads > 1 {
@@ -98,8 +97,14 @@ fn cpu_matmul(a: Operand<'_>, b: Operand<'_>) -> Vec<f32> {
         gemm::Parallelism::None
     };
     let ((a_cs, a_rs), (b_cs, b_rs)) = (a.strides(), b.strides());
+    // The output is not zero-filled first: with `read_dst` false, gemm writes every one of its
+    // `m x n` elements without reading them (a zero-fill would be one more serial pass over a
+    // buffer of the product's size, a few percent of an SAE step).
+    let mut out: Vec<f32> = Vec::with_capacity(m * n);
     // SAFETY: the pointers cover `m x k`, `k x n` and `m x n` elements with the given strides
-    // (asserted above), and `out` does not alias the operands (it is borrowed mutably).
+    // (asserted above); `out` has capacity for `m x n` elements and does not alias the operands.
+    // gemm writes all `m x n` output elements (read_dst false, m, n, k > 0), after which the
+    // length is set.
     unsafe {
         gemm::gemm(
             m,
@@ -121,7 +126,8 @@ fn cpu_matmul(a: Operand<'_>, b: Operand<'_>) -> Vec<f32> {
             false,
             false,
             parallelism,
-        )
+        );
+        out.set_len(m * n);
     }
     out
 }
@@ -143,6 +149,33 @@ mod tests {
         // a @ a^T
         let c = matmul(&Device::Cpu, Operand::n(&a, 2, 3), Operand::t(&a, 2, 3)).unwrap();
         assert_eq!(c, vec![14., 32., 32., 77.]);
+    }
+
+    #[test]
+    fn products_write_every_output_element() {
+        // The output buffer is not zero-filled before gemm writes it. Freed buffers of NaN just
+        // before each product make reused memory that gemm read (rather than overwrote) show as
+        // NaN; shapes for gemm's main kernel, its matrix-vector paths and its small-product path.
+        for (m, k, n) in [
+            (64, 96, 80),
+            (1, 300, 129),
+            (129, 300, 1),
+            (7, 5, 9),
+            (512, 40, 2048),
+        ] {
+            let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 - 3.0).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 - 2.0).collect();
+            for _ in 0..4 {
+                drop(vec![f32::NAN; m * n]);
+            }
+            let c = matmul(&Device::Cpu, Operand::n(&a, m, k), Operand::n(&b, k, n)).unwrap();
+            for i in 0..m {
+                for j in 0..n {
+                    let want: f32 = (0..k).map(|l| a[i * k + l] * b[l * n + j]).sum();
+                    assert_eq!(c[i * n + j], want, "{m}x{k}x{n} at {i},{j}");
+                }
+            }
+        }
     }
 
     #[test]

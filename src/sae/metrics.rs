@@ -4,7 +4,9 @@ use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::sae::kernel::{activate, decode, pre_activations, ParamsView, Sparsifier};
+use crate::sae::kernel::{activate_with_stats, decode, pre_activations, ParamsView, Sparsifier};
+use crate::sae::sparse_kernel::{self, SparseRows, SPARSE_MAX_DENSITY};
+use rayon::prelude::*;
 
 /// A feature is dead when it fires on fewer than this fraction of inputs (the paper: 1%).
 pub const DEAD_FRACTION: f64 = 0.01;
@@ -114,22 +116,37 @@ impl Counts {
         xb: &[f32],
         rows: usize,
     ) -> Result<()> {
-        let m = p.d_sae;
-        let (_, pre) = pre_activations(dev, p, xb, rows)?;
-        let z = activate(&pre, m, s);
-        drop(pre);
-        let xhat = decode(dev, p, &z, rows)?;
-        for (a, b) in xhat.iter().zip(xb) {
-            let e = (*a - *b) as f64;
-            self.sse += e * e;
+        let (m, d) = (p.d_sae, p.d_in);
+        let (_, mut z) = pre_activations(dev, p, xb, rows)?;
+        let codes = activate_with_stats(&mut z, m, s);
+        // mostly-zero codes (TopK, a trained L1 SAE) decode as a sparse product, as in training
+        let xhat = if dev.is_cpu() && codes.active as f64 <= SPARSE_MAX_DENSITY * z.len() as f64 {
+            sparse_kernel::decode(p, &SparseRows::from_dense(&z, m))
+        } else {
+            decode(dev, p, &z, rows)?
+        };
+        // blocks of rows in parallel, added in row order: the same sum on any thread count
+        const ROWS: usize = 64;
+        let block = (ROWS * d).max(1);
+        for part in xhat
+            .par_chunks(block)
+            .zip(xb.par_chunks(block))
+            .map(|(a, b)| {
+                a.iter()
+                    .zip(b)
+                    .map(|(a, b)| {
+                        let e = (*a - *b) as f64;
+                        e * e
+                    })
+                    .sum::<f64>()
+            })
+            .collect::<Vec<f64>>()
+        {
+            self.sse += part;
         }
-        for row in z.chunks_exact(m) {
-            for (j, v) in row.iter().enumerate() {
-                if *v > 0.0 {
-                    self.active += 1;
-                    self.fired[j] += 1;
-                }
-            }
+        self.active += codes.active;
+        for (f, c) in self.fired.iter_mut().zip(&codes.fired) {
+            *f += *c as u64;
         }
         Ok(())
     }

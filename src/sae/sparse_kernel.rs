@@ -93,7 +93,7 @@ impl SparseRows {
     }
 }
 
-use crate::sae::vector_ops::{dot, LANES};
+use crate::sae::vector_ops::{dot, par_zeroed, LANES};
 
 crate::multiversion!(
     /// `out += sum_t vals[t] * mat[idx[t]]` (rows of the row-major `mat`, `out.len()` columns).
@@ -179,26 +179,24 @@ fn dot4(x: &[f32], w: [&[f32]; 4]) -> [f32; 4] {
 /// `z W_dec + b_dec` for sparse codes `z`.
 pub fn decode(p: &ParamsView<'_>, z: &SparseRows) -> Vec<f32> {
     let d = p.d_in;
-    let mut out = vec![0f32; z.rows() * d];
-    out.par_chunks_mut(d.max(1)).enumerate().for_each(|(r, o)| {
+    par_zeroed(z.rows() * d, d, |r, o| {
         let (cs, vs) = z.row(r);
         axpy_rows(o, cs, vs, p.w_dec);
         for (o, b) in o.iter_mut().zip(p.b_dec) {
             *o += b;
         }
-    });
-    out
+    })
+    .0
 }
 
 /// `z^T g` (`[d_sae, d]`) for sparse codes `z` (`[n, d_sae]`) and dense `g` (`[n, d]`).
 pub fn codes_t_times(z: &SparseRows, g: &[f32], d: usize, d_sae: usize) -> Vec<f32> {
     let zt = z.transpose(d_sae);
-    let mut out = vec![0f32; d_sae * d];
-    out.par_chunks_mut(d.max(1)).enumerate().for_each(|(j, o)| {
+    par_zeroed(d_sae * d, d, |j, o| {
         let (rs, vs) = zt.row(j);
         axpy_rows(o, rs, vs, g);
-    });
-    out
+    })
+    .0
 }
 
 /// The loss gradient with respect to the pre-activations, at the active codes of `z` only:
@@ -272,29 +270,26 @@ pub fn dense_t_times(x: &[f32], g: &SparseRows, d: usize, d_sae: usize) -> Vec<f
 pub fn transpose_dense(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     const T: usize = 8;
     const BLOCK: usize = 64;
-    let mut out = vec![0f32; rows * cols];
     if rows == 0 || cols == 0 {
-        return out;
+        return vec![0f32; rows * cols];
     }
-    out.par_chunks_mut(BLOCK * rows)
-        .enumerate()
-        .for_each(|(bi, block)| {
-            let c_base = bi * BLOCK;
-            let nc = block.len() / rows;
-            for c0 in (0..nc).step_by(T) {
-                let tc = T.min(nc - c0);
-                for r0 in (0..rows).step_by(T) {
-                    let tr = T.min(rows - r0);
-                    for c in c0..c0 + tc {
-                        let dst = &mut block[c * rows + r0..c * rows + r0 + tr];
-                        for (r, o) in dst.iter_mut().enumerate() {
-                            *o = a[(r0 + r) * cols + c_base + c];
-                        }
+    par_zeroed(rows * cols, BLOCK * rows, |bi, block| {
+        let c_base = bi * BLOCK;
+        let nc = block.len() / rows;
+        for c0 in (0..nc).step_by(T) {
+            let tc = T.min(nc - c0);
+            for r0 in (0..rows).step_by(T) {
+                let tr = T.min(rows - r0);
+                for c in c0..c0 + tc {
+                    let dst = &mut block[c * rows + r0..c * rows + r0 + tr];
+                    for (r, o) in dst.iter_mut().enumerate() {
+                        *o = a[(r0 + r) * cols + c_base + c];
                     }
                 }
             }
-        });
-    out
+        }
+    })
+    .0
 }
 
 #[cfg(test)]

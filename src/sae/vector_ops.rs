@@ -176,6 +176,35 @@ fn adam_body(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: AdamStep
     }
 }
 
+/// A zero-initialised `len`-element buffer made and filled in parallel: each block of `block`
+/// elements is zeroed by the thread that then passes it to `fill(block_index, block)`, so the
+/// zero-fill is split over the threads and done where the block is about to be written (a plain
+/// `vec![0.0; len]` zeroes it all on the calling thread first). Returns the buffer and each
+/// block's result, in block order.
+pub fn par_zeroed<T: Send>(
+    len: usize,
+    block: usize,
+    fill: impl Fn(usize, &mut [f32]) -> T + Sync,
+) -> (Vec<f32>, Vec<T>) {
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    let results = out.spare_capacity_mut()[..len]
+        .par_chunks_mut(block.max(1))
+        .enumerate()
+        .map(|(i, b)| {
+            for v in b.iter_mut() {
+                v.write(0.0);
+            }
+            // SAFETY: every element of `b` was initialised just above, and `MaybeUninit<f32>` has
+            // the layout of `f32`.
+            let b = unsafe { &mut *(b as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
+            fill(i, b)
+        })
+        .collect();
+    // SAFETY: the blocks cover `0..len`, and each was initialised above.
+    unsafe { out.set_len(len) };
+    (out, results)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +255,27 @@ mod tests {
         let one = pool(1).install(|| sum_squares(&a));
         let three = pool(3).install(|| sum_squares(&a));
         assert_eq!(one.to_bits(), three.to_bits());
+    }
+
+    #[test]
+    fn par_zeroed_zeroes_every_block_before_filling_it() {
+        // a freed buffer of NaNs first, so that reused memory that was not zeroed shows
+        drop(vec![f32::NAN; 10_007]);
+        let (v, firsts) = par_zeroed(10_007, 1000, |i, b| {
+            assert!(b.iter().all(|&x| x == 0.0), "block {i} not zeroed");
+            b[0] = i as f32;
+            b.len()
+        });
+        assert_eq!(v.len(), 10_007);
+        assert_eq!(firsts, [vec![1000; 10], vec![7]].concat());
+        for (k, x) in v.iter().enumerate() {
+            let want = if k % 1000 == 0 {
+                (k / 1000) as f32
+            } else {
+                0.0
+            };
+            assert_eq!(*x, want, "{k}");
+        }
     }
 
     #[test]
