@@ -220,29 +220,23 @@ fn first_not_below_body(vals: &[f32], from: usize, t: f32) -> usize {
 /// sparse rows, with their statistics: [`activate`] then [`SparseRows::from_dense`] and the code
 /// statistics, without the dense codes.
 fn sparse_top_k(pre: &[f32], m: usize, k: usize) -> (SparseRows, CodeStats) {
-    let blocks: Vec<(SparseRows, CodeStats)> = pre
+    let blocks: Vec<CodeRows> = pre
         .par_chunks((STAT_ROWS * m).max(1))
         .map(|block| {
-            let mut rows = SparseRows {
-                indptr: vec![0],
-                ..SparseRows::default()
-            };
-            let mut st = CodeStats::new(m);
+            let mut out = CodeRows::new(m);
             let mut buf = Vec::with_capacity(4 * k);
             for row in block.chunks_exact(m) {
                 top_small_k(row, k, &mut buf);
                 buf.sort_unstable_by_key(|w| w.1);
                 for &(v, j) in buf.iter().filter(|w| w.0 > 0.0) {
-                    rows.idx.push(j as u32);
-                    rows.val.push(v);
-                    st.add(j, v);
+                    out.push(j, v);
                 }
-                rows.indptr.push(rows.idx.len());
+                out.end_row();
             }
-            (rows, st)
+            out
         })
         .collect();
-    join_blocks(blocks, m)
+    CodeRows::join(blocks, m)
 }
 
 /// BatchTopK codes (the `total` largest ReLU'd pre-activations of the whole batch, ties: lower
@@ -322,15 +316,11 @@ fn sparse_batch_top_k(pre: &[f32], m: usize, total: usize) -> (SparseRows, CodeS
     };
     // every value in a bucket above the cut is kept (all positive values when there is no cut)
     let keep_from = cut.map_or(1, |(b, _)| b + 1);
-    let parts: Vec<(SparseRows, CodeStats)> = pre
+    let parts: Vec<CodeRows> = pre
         .par_chunks(block)
         .enumerate()
         .map(|(bi, b)| {
-            let mut rows = SparseRows {
-                indptr: vec![0],
-                ..SparseRows::default()
-            };
-            let mut st = CodeStats::new(m);
+            let mut out = CodeRows::new(m);
             let base = bi * block;
             let mut c = chosen.partition_point(|&i| i < base);
             for (r, row) in b.chunks_exact(m).enumerate() {
@@ -339,34 +329,60 @@ fn sparse_batch_top_k(pre: &[f32], m: usize, total: usize) -> (SparseRows, CodeS
                     let picked = c < chosen.len() && chosen[c] == flat;
                     if (bucket(v) >= keep_from) | picked {
                         c += picked as usize;
-                        rows.idx.push(j as u32);
-                        rows.val.push(v);
-                        st.add(j, v);
+                        out.push(j, v);
                     }
                 }
-                rows.indptr.push(rows.idx.len());
+                out.end_row();
             }
-            (rows, st)
+            out
         })
         .collect();
-    join_blocks(parts, m)
+    CodeRows::join(parts, m)
 }
 
-/// Sparse rows and statistics of consecutive blocks of rows, joined in order.
-fn join_blocks(parts: Vec<(SparseRows, CodeStats)>, m: usize) -> (SparseRows, CodeStats) {
-    let mut out = SparseRows {
-        indptr: vec![0],
-        ..SparseRows::default()
-    };
-    let mut st = CodeStats::new(m);
-    for (rows, part) in parts {
-        let base = out.idx.len();
-        out.indptr.extend(rows.indptr[1..].iter().map(|p| p + base));
-        out.idx.extend(rows.idx);
-        out.val.extend(rows.val);
-        st.merge(part);
+/// Codes of a block of rows built row by row as sparse rows, with their statistics.
+struct CodeRows {
+    rows: SparseRows,
+    st: CodeStats,
+}
+
+impl CodeRows {
+    fn new(m: usize) -> CodeRows {
+        CodeRows {
+            rows: SparseRows {
+                indptr: vec![0],
+                ..SparseRows::default()
+            },
+            st: CodeStats::new(m),
+        }
     }
-    (out, st)
+
+    /// Add the active code `v > 0` of latent `j` to the current row (latents in increasing order).
+    fn push(&mut self, j: usize, v: f32) {
+        self.rows.idx.push(j as u32);
+        self.rows.val.push(v);
+        self.st.add(j, v);
+    }
+
+    /// Close the current row.
+    fn end_row(&mut self) {
+        self.rows.indptr.push(self.rows.idx.len());
+    }
+
+    /// Consecutive blocks of rows joined in order.
+    fn join(parts: Vec<CodeRows>, m: usize) -> (SparseRows, CodeStats) {
+        let mut out = CodeRows::new(m);
+        for part in parts {
+            let base = out.rows.idx.len();
+            out.rows
+                .indptr
+                .extend(part.rows.indptr[1..].iter().map(|p| p + base));
+            out.rows.idx.extend(part.rows.idx);
+            out.rows.val.extend(part.rows.val);
+            out.st.merge(part.st);
+        }
+        (out.rows, out.st)
+    }
 }
 
 /// Apply the sparsifier to `pre` (`[n, d_sae]`), returning the codes `z`.
