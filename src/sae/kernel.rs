@@ -878,27 +878,30 @@ const SUM_COLS: usize = 256;
 /// Column sums of the row-major matrix `a` (`cols` wide), each added in row order (blocks of
 /// columns in parallel: the same numbers on any thread count).
 pub(crate) fn column_sums(a: &[f32], cols: usize) -> Vec<f32> {
-    let mut out = vec![0f32; cols];
-    out.par_chunks_mut(SUM_COLS)
-        .enumerate()
-        .for_each(|(c, out)| {
-            for row in a.chunks_exact(cols) {
-                add_to(out, &row[c * SUM_COLS..c * SUM_COLS + out.len()]);
-            }
-        });
-    out
+    column_blocks(a, cols, add_to)
 }
 
 /// [`column_sums`] accumulated in `f64`.
 pub(crate) fn column_sums_f64(a: &[f32], cols: usize) -> Vec<f64> {
-    let mut out = vec![0f64; cols];
+    column_blocks(a, cols, |out: &mut [f64], row: &[f32]| {
+        for (o, v) in out.iter_mut().zip(row) {
+            *o += *v as f64;
+        }
+    })
+}
+
+/// Per block of [`SUM_COLS`] columns (in parallel), `add(out, row_part)` for each row in order.
+fn column_blocks<T: Default + Clone + Send>(
+    a: &[f32],
+    cols: usize,
+    add: impl Fn(&mut [T], &[f32]) + Sync,
+) -> Vec<T> {
+    let mut out = vec![T::default(); cols];
     out.par_chunks_mut(SUM_COLS)
         .enumerate()
         .for_each(|(c, out)| {
             for row in a.chunks_exact(cols) {
-                for (o, v) in out.iter_mut().zip(&row[c * SUM_COLS..]) {
-                    *o += *v as f64;
-                }
+                add(out, &row[c * SUM_COLS..c * SUM_COLS + out.len()]);
             }
         });
     out

@@ -4,7 +4,9 @@ use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::sae::kernel::{activate_with_stats, decode, pre_activations, ParamsView, Sparsifier};
+use crate::sae::kernel::{
+    activate_with_stats, column_sums_f64, decode, pre_activations, ParamsView, Sparsifier,
+};
 use crate::sae::sparse_kernel::{self, SparseRows, SPARSE_MAX_DENSITY};
 use rayon::prelude::*;
 
@@ -65,12 +67,7 @@ pub fn evaluate(
     chunk: usize,
 ) -> Result<Metrics> {
     let (d, m) = (p.d_in, p.d_sae);
-    let mut mean = vec![0f64; d];
-    for row in x.chunks_exact(d) {
-        for (a, v) in mean.iter_mut().zip(row) {
-            *a += *v as f64;
-        }
-    }
+    let mut mean = column_sums_f64(x, d);
     for a in mean.iter_mut() {
         *a /= n.max(1) as f64;
     }
