@@ -63,6 +63,43 @@ pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic(path, |w| w.write_all(bytes).at(path))
 }
 
+/// An atomic write ([`write_bytes_atomic`]) running on its own thread, so that a long training run
+/// does not wait for its periodic checkpoint to reach the disk. At most one is in flight:
+/// [`BackgroundWrite::start`] waits for the previous one first. Its outcome is reported by the next
+/// `start` or by [`BackgroundWrite::wait`]; dropping it waits too (ignoring the outcome), so the
+/// process never exits with a write half-done.
+#[derive(Debug, Default)]
+pub struct BackgroundWrite {
+    handle: Option<std::thread::JoinHandle<Result<()>>>,
+}
+
+impl BackgroundWrite {
+    /// Wait for the write in flight, then start writing `bytes` to `path` atomically.
+    pub fn start(&mut self, path: std::path::PathBuf, bytes: Vec<u8>) -> Result<()> {
+        self.wait()?;
+        self.handle = Some(std::thread::spawn(move || {
+            write_bytes_atomic(&path, &bytes)
+        }));
+        Ok(())
+    }
+
+    /// Wait for the write in flight, if any, and return its outcome.
+    pub fn wait(&mut self) -> Result<()> {
+        match self.handle.take() {
+            None => Ok(()),
+            Some(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(Error::invalid("the background write panicked"))),
+        }
+    }
+}
+
+impl Drop for BackgroundWrite {
+    fn drop(&mut self) {
+        let _ = self.wait();
+    }
+}
+
 /// Serialise `value` as pretty JSON to `path` atomically.
 pub fn write_json_atomic<T: serde::Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(value)
@@ -73,6 +110,23 @@ pub fn write_json_atomic<T: serde::Serialize + ?Sized>(path: &Path, value: &T) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn background_writes_land_in_order_and_report_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state.bin");
+        let mut w = BackgroundWrite::default();
+        w.start(p.clone(), b"first".to_vec()).unwrap();
+        w.start(p.clone(), b"second".to_vec()).unwrap();
+        w.wait().unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"second");
+        // a folder in the way of the temporary file: the failure comes back from `wait`
+        let blocked = dir.path().join("file").join("state.bin");
+        fs::write(dir.path().join("file"), b"x").unwrap();
+        w.start(blocked, b"third".to_vec()).unwrap();
+        assert!(w.wait().is_err());
+        assert_eq!(fs::read(&p).unwrap(), b"second");
+    }
 
     #[test]
     fn failed_write_leaves_previous_content() {

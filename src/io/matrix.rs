@@ -36,11 +36,19 @@ impl DenseMatrix {
 
 /// Little-endian bytes of an `f32` slice.
 pub fn f32_bytes(data: &[f32]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() * 4);
-    for v in data {
-        out.extend_from_slice(&v.to_le_bytes());
+    f32_le_bytes(data).into_owned()
+}
+
+/// Little-endian bytes of an `f32` slice, borrowed where the target is little-endian (no copy).
+pub fn f32_le_bytes(data: &[f32]) -> std::borrow::Cow<'_, [u8]> {
+    if cfg!(target_endian = "little") {
+        // SAFETY: any f32 is 4 initialised bytes without padding, and u8 needs no alignment; on a
+        // little-endian target these are the values' little-endian bytes
+        let bytes =
+            unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), data.len() * 4) };
+        return std::borrow::Cow::Borrowed(bytes);
     }
-    out
+    std::borrow::Cow::Owned(data.iter().flat_map(|v| v.to_le_bytes()).collect())
 }
 
 /// Read a dense matrix from `.safetensors`, `.npy`, `.csv`, `.tsv` or `.parquet`.

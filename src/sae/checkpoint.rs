@@ -7,14 +7,14 @@
 //! bit-identically.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
 use crate::io::atomic::write_bytes_atomic;
-use crate::io::matrix::{f32_bytes, tensor_to_f32};
+use crate::io::matrix::{f32_le_bytes, tensor_to_f32};
 use crate::sae::config::TrainConfig;
 use crate::sae::optim::Adam;
 use crate::sae::params::Params;
@@ -130,6 +130,12 @@ pub fn fingerprint(n: usize, mean: &[f32], std: &[f32]) -> String {
 
 /// Write the state to `dir/checkpoint.safetensors` atomically.
 pub fn save(dir: &Path, s: &TrainState) -> Result<()> {
+    let (path, bytes) = serialize(dir, s)?;
+    write_bytes_atomic(&path, &bytes)
+}
+
+/// The checkpoint's path in `dir` and its bytes (what [`save`] writes).
+pub fn serialize(dir: &Path, s: &TrainState) -> Result<(PathBuf, Vec<u8>)> {
     let path = dir.join(CHECKPOINT_FILE);
     let p = &s.params;
     let (d, m) = (p.d_in, p.d_sae);
@@ -144,17 +150,17 @@ pub fn save(dir: &Path, s: &TrainState) -> Result<()> {
         .iter()
         .flat_map(|c| (*c as i64).to_le_bytes())
         .collect();
-    let mut named: Vec<(String, Vec<usize>, Vec<u8>)> = vec![
-        ("W_enc".into(), vec![d, m], f32_bytes(&p.w_enc)),
-        ("W_dec".into(), vec![m, d], f32_bytes(&p.w_dec)),
-        ("b_enc".into(), vec![m], f32_bytes(&p.b_enc)),
-        ("b_dec".into(), vec![d], f32_bytes(&p.b_dec)),
+    let mut named: Vec<(String, Vec<usize>, std::borrow::Cow<'_, [u8]>)> = vec![
+        ("W_enc".into(), vec![d, m], f32_le_bytes(&p.w_enc)),
+        ("W_dec".into(), vec![m, d], f32_le_bytes(&p.w_dec)),
+        ("b_enc".into(), vec![m], f32_le_bytes(&p.b_enc)),
+        ("b_dec".into(), vec![d], f32_le_bytes(&p.b_dec)),
     ];
     if !p.threshold.is_empty() {
         named.push((
             "threshold".into(),
             vec![p.threshold.len()],
-            f32_bytes(&p.threshold),
+            f32_le_bytes(&p.threshold),
         ));
     }
     for k in 0..s.adam.m.len() {
@@ -164,12 +170,12 @@ pub fn save(dir: &Path, s: &TrainState) -> Result<()> {
         named.push((
             format!("adam_m_{k}"),
             vec![s.adam.m[k].len()],
-            f32_bytes(&s.adam.m[k]),
+            f32_le_bytes(&s.adam.m[k]),
         ));
         named.push((
             format!("adam_v_{k}"),
             vec![s.adam.v[k].len()],
-            f32_bytes(&s.adam.v[k]),
+            f32_le_bytes(&s.adam.v[k]),
         ));
     }
     let mut views = Vec::new();
@@ -193,7 +199,7 @@ pub fn save(dir: &Path, s: &TrainState) -> Result<()> {
     let meta: HashMap<String, String> = [("state".to_string(), meta_json)].into();
     let bytes = safetensors::serialize(views, Some(meta))
         .map_err(|e| Error::input(&path, format!("cannot serialise: {e}")))?;
-    write_bytes_atomic(&path, &bytes)
+    Ok((path, bytes))
 }
 
 /// Read `dir/checkpoint.safetensors`, if present.

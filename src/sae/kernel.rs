@@ -971,16 +971,49 @@ fn dense_pre_gradients(
         (Some(j), Some(pre)) => jump_threshold_grad(&j, pre, &g_pre, m, b.c0),
         _ => Vec::new(),
     };
-    let l1_grad = b.l1_grad;
-    g_pre
-        .par_chunks_mut((STAT_ROWS * m).max(1))
-        .zip(z.par_chunks((STAT_ROWS * m).max(1)))
-        .for_each(|(g, z)| mask_to_active(g, z, l1_grad));
-    for &(r, j, v) in b.aux_pre {
-        g_pre[r * m + j] += v;
-    }
+    let b_enc_grad = mask_with_column_sums(&mut g_pre, z, m, b.l1_grad, b.aux_pre);
     let gw_enc = matmul(dev, Operand::t(b.xc, n, d), Operand::n(&g_pre, n, m))?;
-    Ok((gw_enc, column_sums(&g_pre, m), threshold_grad))
+    Ok((gw_enc, b_enc_grad, threshold_grad))
+}
+
+/// The gradient with respect to the pre-activations from the one with respect to the codes, in
+/// place: `g + l1_grad` where the code `z` is active, 0 elsewhere, plus the auxiliary loss's
+/// entries `aux_pre` (`(row, latent, value)` in row order). Returns its column sums (`b_enc`'s
+/// gradient), counted in the same pass: each block of [`STAT_ROWS`] rows sums its rows in order,
+/// and the blocks' sums are added in block order (the same bits on any thread count).
+fn mask_with_column_sums(
+    g_pre: &mut [f32],
+    z: &[f32],
+    m: usize,
+    l1_grad: f32,
+    aux_pre: &[(usize, usize, f32)],
+) -> Vec<f32> {
+    debug_assert!(aux_pre.windows(2).all(|w| w[0].0 <= w[1].0));
+    let block = (STAT_ROWS * m).max(1);
+    let parts: Vec<Vec<f32>> = g_pre
+        .par_chunks_mut(block)
+        .zip(z.par_chunks(block))
+        .enumerate()
+        .map(|(b, (g, z))| {
+            mask_to_active(g, z, l1_grad);
+            let rows = b * STAT_ROWS..b * STAT_ROWS + g.len() / m.max(1);
+            let from = aux_pre.partition_point(|e| e.0 < rows.start);
+            let to = aux_pre.partition_point(|e| e.0 < rows.end);
+            for &(r, j, v) in &aux_pre[from..to] {
+                g[(r - rows.start) * m + j] += v;
+            }
+            let mut sums = vec![0f32; m];
+            for row in g.chunks_exact(m.max(1)) {
+                add_to(&mut sums, row);
+            }
+            sums
+        })
+        .collect();
+    let mut sums = vec![0f32; m];
+    for part in &parts {
+        add_to(&mut sums, part);
+    }
+    sums
 }
 
 /// The JumpReLU thresholds' straight-through gradient ([`JumpTerms`]) from `g_z` (the loss gradient
@@ -1272,6 +1305,43 @@ mod tests {
                 want64 += a[r * cols + c] as f64;
             }
             assert_eq!((s32[c], s64[c]), (want32, want64), "column {c}");
+        }
+    }
+
+    #[test]
+    fn masked_gradient_and_its_column_sums_equal_the_definitions() {
+        // 75 rows: two whole blocks of STAT_ROWS rows and a partial one; aux entries in three blocks
+        let (n, m, l1) = (75, 40, 0.25f32);
+        let g0 = planted(n, m, 5);
+        let z: Vec<f32> = planted(n, m, 6).iter().map(|v| v.max(0.0)).collect();
+        let aux = [
+            (0, 3, 1.5f32),
+            (31, 0, -2.0),
+            (32, 7, 0.5),
+            (74, 39, 3.0),
+            (74, 1, 1.0),
+        ];
+        let mut g = g0.clone();
+        let sums = mask_with_column_sums(&mut g, &z, m, l1, &aux);
+        let mut want = vec![0f32; n * m];
+        for i in 0..n * m {
+            want[i] = if z[i] > 0.0 { g0[i] + l1 } else { 0.0 };
+        }
+        for &(r, j, v) in &aux {
+            want[r * m + j] += v;
+        }
+        assert_eq!(g, want);
+        for c in 0..m {
+            // blocks of STAT_ROWS rows in row order, then the blocks in order
+            let mut total = 0f32;
+            for b in (0..n).step_by(STAT_ROWS) {
+                let mut part = 0f32;
+                for r in b..(b + STAT_ROWS).min(n) {
+                    part += want[r * m + c];
+                }
+                total += part;
+            }
+            assert_eq!(sums[c], total, "column {c}");
         }
     }
 

@@ -49,6 +49,20 @@ impl Adam {
         lr: f64,
         grad_scale: f32,
     ) {
+        self.step_scaled_then(params, grads, lr, grad_scale, (usize::MAX, 1), |_| {});
+    }
+
+    /// [`Adam::step_scaled`], and `post` on each row of parameter `rows.0` (rows of `rows.1`
+    /// values) right after that row's update, in the same pass (see [`vector_ops::adam_then`]).
+    pub fn step_scaled_then<F: Fn(&mut [f32]) + Sync>(
+        &mut self,
+        params: &mut [&mut [f32]],
+        grads: &[&[f32]],
+        lr: f64,
+        grad_scale: f32,
+        rows: (usize, usize),
+        post: F,
+    ) {
         self.t += 1;
         let t = self.t as i32;
         let bc1 = 1.0 - self.beta1.powi(t);
@@ -65,7 +79,12 @@ impl Adam {
             grad_scale,
         };
         for (k, (p, g)) in params.iter_mut().zip(grads).enumerate() {
-            vector_ops::adam(p, g, &mut self.m[k], &mut self.v[k], s);
+            let (m, v) = (&mut self.m[k], &mut self.v[k]);
+            if k == rows.0 {
+                vector_ops::adam_then(p, g, m, v, s, rows.1, &post);
+            } else {
+                vector_ops::adam(p, g, m, v, s);
+            }
         }
     }
 

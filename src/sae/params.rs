@@ -72,15 +72,9 @@ impl Params {
     /// Scale every decoder row to unit L2 norm (rows of norm 0 are left as they are).
     pub fn normalize_decoder(&mut self) {
         use rayon::prelude::*;
-        self.w_dec.par_chunks_mut(self.d_in.max(1)).for_each(|row| {
-            let norm = vector_ops::norm(row);
-            if norm > 0.0 {
-                let inv = (1.0 / norm) as f32;
-                for v in row.iter_mut() {
-                    *v *= inv;
-                }
-            }
-        });
+        self.w_dec
+            .par_chunks_mut(self.d_in.max(1))
+            .for_each(normalize_row);
     }
 
     /// Remove from `grad` (shaped like `W_dec`) each row's component parallel to the (unit) decoder row.
@@ -93,6 +87,17 @@ impl Params {
             for (gv, wv) in g.iter_mut().zip(w) {
                 *gv -= dot * wv;
             }
+        }
+    }
+}
+
+/// Scale one decoder row to unit Euclidean norm (a zero row stays zero).
+pub fn normalize_row(row: &mut [f32]) {
+    let norm = vector_ops::norm(row);
+    if norm > 0.0 {
+        let inv = (1.0 / norm) as f32;
+        for v in row.iter_mut() {
+            *v *= inv;
         }
     }
 }

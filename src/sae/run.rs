@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::activations::Provenance;
 use crate::error::{Error, IoContext, Result};
-use crate::io::atomic::write_json_atomic;
+use crate::io::atomic::{write_json_atomic, BackgroundWrite};
 use crate::io::lock::{remove_stale_temporaries, OutputLock};
 use crate::runtime::Runtime;
 use crate::sae::checkpoint::{self, EpochLog, TrainState, CHECKPOINT_FILE};
@@ -51,6 +51,8 @@ pub(crate) struct RunCore<'a> {
     sse: f64,
     sst: f64,
     active: u64,
+    /// The checkpoint being written (declared before the lock: dropped, and so waited for, first).
+    checkpoint_write: BackgroundWrite,
     _lock: OutputLock,
 }
 
@@ -98,6 +100,7 @@ impl<'a> RunCore<'a> {
             sse: 0.0,
             sst: 0.0,
             active: 0,
+            checkpoint_write: BackgroundWrite::default(),
             _lock: lock,
         })
     }
@@ -205,10 +208,18 @@ impl<'a> RunCore<'a> {
         self.state.meta.adam_t = self.state.adam.t;
     }
 
-    /// Write the training state to `out/checkpoint.safetensors` (creating `out`).
-    pub(crate) fn checkpoint(&self) -> Result<()> {
+    /// Write the training state to `out/checkpoint.safetensors` (creating `out`): serialised here,
+    /// written atomically on a background thread while training goes on (after the previous
+    /// checkpoint's write has finished; its error, if any, is returned here).
+    pub(crate) fn checkpoint(&mut self) -> Result<()> {
         std::fs::create_dir_all(self.out).at(self.out)?;
-        checkpoint::save(self.out, &self.state)
+        let (path, bytes) = checkpoint::serialize(self.out, &self.state)?;
+        self.checkpoint_write.start(path, bytes)
+    }
+
+    /// Wait until the last checkpoint is on disk (or return why it is not).
+    pub(crate) fn wait_checkpoint(&mut self) -> Result<()> {
+        self.checkpoint_write.wait()
     }
 
     /// The inference threshold (one value per feature): JumpReLU's learned thresholds, BatchTopK's
@@ -243,11 +254,12 @@ impl<'a> RunCore<'a> {
     /// Save the SAE folder (`cfg.json`, weights, `metrics.json`) with the final `metrics`, and remove
     /// the checkpoint. `seconds`: training time of this call (for the throughput).
     pub(crate) fn finish(
-        self,
+        mut self,
         metrics: Metrics,
         source: &RunSource,
         seconds: f64,
     ) -> Result<TrainedRun> {
+        self.wait_checkpoint()?;
         let (cfg, n, d, m) = (self.cfg, self.n, self.d, self.cfg.d_sae);
         let trained_epochs = (cfg.epochs - self.start_epoch) as f64;
         let threshold = self.threshold();

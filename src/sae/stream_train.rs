@@ -181,6 +181,9 @@ pub fn train_streaming(
             && epoch + 1 < cfg0.epochs
         {
             bar.finish_and_clear();
+            for (_, c) in cores.iter_mut() {
+                c.wait_checkpoint()?;
+            }
             return Ok(results);
         }
     }

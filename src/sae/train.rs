@@ -9,6 +9,7 @@ use indicatif::ProgressBar;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -20,7 +21,7 @@ use crate::sae::kernel::{loss_and_grads, AuxK, JumpTerms, LossTerms, Sparsifier}
 use crate::sae::metrics::{evaluate, Metrics};
 use crate::sae::model::Sae;
 use crate::sae::optim::{clip_coefficient, learning_rate, warmed_lambda, Adam};
-use crate::sae::params::Params;
+use crate::sae::params::{normalize_row, Params};
 use crate::sae::run::{RunCore, RunSource};
 use crate::sae::saelens::{CFG_FILE, WEIGHTS_FILE};
 use crate::sae::stream_train::{train_streaming, StreamRun};
@@ -32,6 +33,8 @@ pub const METRICS_FILE: &str = "metrics.json";
 pub const THRESHOLD_DECAY: f32 = 0.99;
 /// Rows per matrix product in the final evaluation.
 const EVAL_CHUNK: usize = 4096;
+/// Rows of a batch copied per work item when the batch is gathered from the shuffled order.
+const GATHER_ROWS: usize = 64;
 
 /// How to run (not part of the result).
 #[derive(Debug, Clone, Default)]
@@ -209,7 +212,8 @@ pub fn train_step(
     );
     let lr = learning_rate(cfg.lr, step, total_steps, cfg.cosine);
     let p = &mut state.params;
-    state.adam.step_scaled(
+    // Adam, with each decoder row renormalised right after its update (one pass over W_dec)
+    state.adam.step_scaled_then(
         &mut [
             &mut p.w_enc,
             &mut p.w_dec,
@@ -220,8 +224,9 @@ pub fn train_step(
         &[&g.w_enc, &g.w_dec, &g.b_enc, &g.b_dec, &g.threshold],
         lr,
         grad_scale,
+        (1, p.d_in),
+        normalize_row,
     );
-    p.normalize_decoder();
     if cfg.arch.learns_threshold() {
         if let Some(v) = stats.min_active {
             let t = match state.meta.threshold() {
@@ -359,6 +364,7 @@ pub fn train_partial(
             && trainer.epoch() < cfg.epochs
         {
             trainer.bar.finish_and_clear();
+            trainer.wait_checkpoint()?;
             return Ok(None);
         }
     }
@@ -437,9 +443,15 @@ impl<'a> SaeTrainer<'a> {
         self.core.begin_epoch();
         for idx in order.chunks(self.bs) {
             let nb = idx.len();
-            for (r, &i) in idx.iter().enumerate() {
-                self.batch[r * d..(r + 1) * d].copy_from_slice(&self.xz[i * d..(i + 1) * d]);
-            }
+            let xz = &self.xz;
+            self.batch[..nb * d]
+                .par_chunks_mut(GATHER_ROWS * d)
+                .zip(idx.par_chunks(GATHER_ROWS))
+                .for_each(|(rows, idx)| {
+                    for (row, &i) in rows.chunks_exact_mut(d).zip(idx) {
+                        row.copy_from_slice(&xz[i * d..(i + 1) * d]);
+                    }
+                });
             let stats = self.core.step(&self.batch[..nb * d], nb, &self.xz)?;
             self.bar.inc(1);
             self.bar.set_message(batch_message(&stats));
@@ -448,9 +460,15 @@ impl<'a> SaeTrainer<'a> {
         Ok(())
     }
 
-    /// Write the training state to `out/checkpoint.safetensors` (creating `out`).
-    pub fn checkpoint(&self) -> Result<()> {
+    /// Write the training state to `out/checkpoint.safetensors` (creating `out`) in the
+    /// background: [`SaeTrainer::wait_checkpoint`] waits until it is on disk.
+    pub fn checkpoint(&mut self) -> Result<()> {
         self.core.checkpoint()
+    }
+
+    /// Wait until the last checkpoint is on disk (it is written in the background).
+    pub fn wait_checkpoint(&mut self) -> Result<()> {
+        self.core.wait_checkpoint()
     }
 
     /// Final metrics over all inputs, the SAE folder (`cfg.json`, weights, `metrics.json`), and the

@@ -153,12 +153,34 @@ pub struct AdamStep {
 /// One Adam update of `p` with gradient `g` and moments `m`, `v` (all the same length), in
 /// parallel chunks; element by element the same arithmetic as PyTorch's single-tensor Adam.
 pub fn adam(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: AdamStep) {
+    adam_then(p, g, m, v, s, 1, |_| {});
+}
+
+/// [`adam`], then `post` on each `row`-long row of the updated `p` (in order within a chunk of
+/// whole rows), right after the chunk's update while it is still in cache: one pass over the
+/// parameter instead of two (the decoder's row renormalisation after each step).
+pub fn adam_then<F: Fn(&mut [f32]) + Sync>(
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    s: AdamStep,
+    row: usize,
+    post: F,
+) {
     assert!(g.len() == p.len() && m.len() == p.len() && v.len() == p.len());
-    p.par_chunks_mut(CHUNK)
-        .zip(g.par_chunks(CHUNK))
-        .zip(m.par_chunks_mut(CHUNK))
-        .zip(v.par_chunks_mut(CHUNK))
-        .for_each(|(((p, g), m), v)| adam_chunk(p, g, m, v, s));
+    let row = row.max(1);
+    let chunk = (CHUNK / row).max(1) * row;
+    p.par_chunks_mut(chunk)
+        .zip(g.par_chunks(chunk))
+        .zip(m.par_chunks_mut(chunk))
+        .zip(v.par_chunks_mut(chunk))
+        .for_each(|(((p, g), m), v)| {
+            adam_chunk(p, g, m, v, s);
+            for r in p.chunks_mut(row) {
+                post(r);
+            }
+        });
 }
 
 crate::multiversion!(
