@@ -6,8 +6,9 @@
 //! an AVX2 machine; products with a transposed left operand (the weight gradients, contracting over
 //! the batch) go to the `gemm` crate, which candle's CPU matmul also calls and which is faster there.
 //! Both split work over output blocks only and accumulate every output element over `k` in a fixed
-//! order (faer: blocks of 512 of `k`), so results do not depend on `--threads`; products of one or
-//! two rows or columns (where faer would split `k` over threads) and tiny ones stay with `gemm`.
+//! order (faer: blocks of 512 of `k`), so results do not depend on `--threads`; products with a
+//! side of 16 or less stay with `gemm` (faer splits `k` over threads for a single row or column, and
+//! takes another kernel for tiny products).
 
 use candle_core::{Device, Tensor};
 

@@ -266,6 +266,35 @@ mod tests {
     }
 
     #[test]
+    fn adam_then_a_row_pass_equals_adam_and_the_pass_after_it() {
+        // rows of 300 (CHUNK is not a multiple of it) over more than one chunk, a partial last row
+        let (row, len) = (300, 3 * CHUNK + 123);
+        let wave = |s: f32| -> Vec<f32> { (0..len).map(|i| (i as f32 * s).sin()).collect() };
+        let (p0, g, m0, v0) = (wave(0.37), wave(1.3), wave(0.11), wave(0.7));
+        let v0: Vec<f32> = v0.iter().map(|x| x * x).collect();
+        let s = AdamStep {
+            b1: 0.9,
+            one_b1: 0.1,
+            b2: 0.999,
+            one_b2: 0.001,
+            step_size: 3e-4,
+            inv_bc2: 1.2,
+            eps: 1e-8,
+            grad_scale: 0.8,
+        };
+        let unit = |r: &mut [f32]| {
+            let n = r.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt() as f32;
+            r.iter_mut().for_each(|x| *x /= n);
+        };
+        let (mut p1, mut m1, mut v1) = (p0.clone(), m0.clone(), v0.clone());
+        adam(&mut p1, &g, &mut m1, &mut v1, s);
+        p1.chunks_mut(row).for_each(unit);
+        let (mut p2, mut m2, mut v2) = (p0, m0, v0);
+        adam_then(&mut p2, &g, &mut m2, &mut v2, s, row, unit);
+        assert!(p1 == p2 && m1 == m2 && v1 == v2);
+    }
+
+    #[test]
     fn sums_do_not_depend_on_the_thread_count() {
         let a = data(5 * CHUNK + 77, 3);
         let pool = |n| {
