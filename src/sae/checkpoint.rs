@@ -13,7 +13,6 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
-use crate::io::atomic::write_bytes_atomic;
 use crate::io::matrix::{f32_le_bytes, tensor_to_f32};
 use crate::sae::config::TrainConfig;
 use crate::sae::optim::Adam;
@@ -128,13 +127,8 @@ pub fn fingerprint(n: usize, mean: &[f32], std: &[f32]) -> String {
     format!("{h:016x}")
 }
 
-/// Write the state to `dir/checkpoint.safetensors` atomically.
-pub fn save(dir: &Path, s: &TrainState) -> Result<()> {
-    let (path, bytes) = serialize(dir, s)?;
-    write_bytes_atomic(&path, &bytes)
-}
-
-/// The checkpoint's path in `dir` and its bytes (what [`save`] writes).
+/// The checkpoint's path in `dir` and its bytes (written atomically, on a background thread, by
+/// the training run).
 pub fn serialize(dir: &Path, s: &TrainState) -> Result<(PathBuf, Vec<u8>)> {
     let path = dir.join(CHECKPOINT_FILE);
     let p = &s.params;

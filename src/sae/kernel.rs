@@ -601,9 +601,8 @@ pub fn loss_and_grads(
         && terms.prefixes.is_empty()
         && terms.jump.is_none()
         && terms.max_sparse_density > 0.0;
-    // TopK with few codes per row: straight to sparse rows (the codes are never negative, so the
-    // active ones counted are the non-zero ones)
-    // few codes per row (TopK) or per batch (BatchTopK): straight to sparse rows
+    // few codes per row (TopK) or per batch (BatchTopK): straight to sparse rows (the codes are
+    // never negative, so the active ones counted are the non-zero ones)
     let direct = match s {
         Sparsifier::TopK(k)
             if sparse_ok
@@ -755,7 +754,7 @@ pub(crate) struct CodeStats {
     pub(crate) l1: f64,
     /// Number of active (positive) codes.
     pub(crate) active: u64,
-    /// Per latent, the rows where it is active.
+    /// Per latent, the number of rows where it is active.
     pub(crate) fired: Vec<u32>,
     /// Smallest active code.
     pub(crate) min_active: Option<f32>,
@@ -1249,6 +1248,26 @@ mod tests {
             .collect()
     }
 
+    /// Assert that `st` holds the statistics of the codes `z` (`m` wide), counted by hand from
+    /// every positive code.
+    fn assert_stats_by_hand(st: &CodeStats, z: &[f32], m: usize, what: &str) {
+        let pos: Vec<(usize, f32)> = z
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| **v > 0.0)
+            .map(|(i, v)| (i % m, *v))
+            .collect();
+        let mut fired = vec![0u32; m];
+        for &(j, _) in &pos {
+            fired[j] += 1;
+        }
+        assert_eq!((st.active, &st.fired), (pos.len() as u64, &fired), "{what}");
+        let l1: f64 = pos.iter().map(|p| p.1 as f64).sum();
+        assert!((st.l1 - l1).abs() <= 1e-12 * l1.max(1.0), "{what}");
+        let min = pos.iter().map(|p| p.1).fold(f32::INFINITY, f32::min);
+        assert_eq!(st.min_active, (!pos.is_empty()).then_some(min), "{what}");
+    }
+
     #[test]
     fn codes_in_place_with_statistics_equal_the_definitions() {
         // more rows than one statistics block (STAT_ROWS), so blocks are merged
@@ -1274,21 +1293,7 @@ mod tests {
             let mut z = pre.clone();
             let st = activate_with_stats(&mut z, m, s);
             assert_eq!(z, want, "{s:?}");
-            let pos: Vec<(usize, f32)> = want
-                .iter()
-                .enumerate()
-                .filter(|(_, v)| **v > 0.0)
-                .map(|(i, v)| (i % m, *v))
-                .collect();
-            let mut fired = vec![0u32; m];
-            for &(j, _) in &pos {
-                fired[j] += 1;
-            }
-            assert_eq!((st.active, &st.fired), (pos.len() as u64, &fired), "{s:?}");
-            let l1: f64 = pos.iter().map(|p| p.1 as f64).sum();
-            assert!((st.l1 - l1).abs() <= 1e-12 * l1.max(1.0), "{s:?}");
-            let min = pos.iter().map(|p| p.1).fold(f32::INFINITY, f32::min);
-            assert_eq!(st.min_active, (!pos.is_empty()).then_some(min), "{s:?}");
+            assert_stats_by_hand(&st, &want, m, &format!("{s:?}"));
         }
     }
 
@@ -1354,6 +1359,7 @@ mod tests {
             let z = activate(&pre, m, Sparsifier::BatchTopK(k));
             let (zs, st) = sparse_batch_top_k(&pre, m, n * k);
             assert_eq!(zs, SparseRows::from_dense(&z, m), "n {n} m {m} k {k}");
+            assert_stats_by_hand(&st, &z, m, &format!("n {n} m {m} k {k}"));
             let dense = code_stats(&z, m);
             assert_eq!(
                 (dense.active, &dense.fired, dense.min_active),
@@ -1384,30 +1390,10 @@ mod tests {
             let z = activate(&pre, m, Sparsifier::TopK(k));
             let (zs, st) = sparse_top_k(&pre, m, k);
             assert_eq!(zs, SparseRows::from_dense(&z, m), "n {n} m {m} k {k}");
-            // statistics by hand: every positive code
-            let pos: Vec<(usize, f32)> = z
-                .iter()
-                .enumerate()
-                .filter(|(_, v)| **v > 0.0)
-                .map(|(i, v)| (i % m, *v))
-                .collect();
-            assert_eq!(st.active, pos.len() as u64);
-            let mut fired = vec![0u32; m];
-            for &(j, _) in &pos {
-                fired[j] += 1;
-            }
-            assert_eq!(st.fired, fired);
-            let l1: f64 = pos.iter().map(|p| p.1 as f64).sum();
-            assert!((st.l1 - l1).abs() <= 1e-12 * l1.max(1.0));
-            let min = pos.iter().map(|p| p.1).fold(f32::INFINITY, f32::min);
-            assert_eq!(st.min_active, (!pos.is_empty()).then_some(min));
+            assert_stats_by_hand(&st, &z, m, &format!("n {n} m {m} k {k}"));
             // and the branch-free statistics of the dense codes agree
             let dense = code_stats(&z, m);
-            assert_eq!(
-                (dense.active, &dense.fired, dense.min_active),
-                (st.active, &st.fired, st.min_active)
-            );
-            assert!((dense.l1 - l1).abs() <= 1e-12 * l1.max(1.0));
+            assert_stats_by_hand(&dense, &z, m, &format!("dense, n {n} m {m} k {k}"));
         }
         let none = code_stats(&[0.0; 12], 4);
         assert_eq!((none.active, none.min_active, none.l1), (0, None, 0.0));
