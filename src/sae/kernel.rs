@@ -683,8 +683,17 @@ pub fn loss_and_grads(
     stats.inner_loss = inner.loss;
     stats.loss = stats.recon_loss + stats.l1_loss + stats.aux_loss + stats.inner_loss;
 
-    let mut gw_dec = match &zs {
-        Some(zs) => sparse_kernel::codes_t_times(zs, &g_out, d, m),
+    let l1_grad = if terms.jump.is_some() {
+        0.0
+    } else {
+        (lambda * c_s) as f32
+    };
+    // sparse codes: the whole backward pass at once (it regroups g_out once for two products)
+    let mut sparse_grads = zs
+        .as_ref()
+        .map(|zs| sparse_kernel::backward(p, zs, &g_out, &xc, l1_grad, &aux_part.pre));
+    let mut gw_dec = match &mut sparse_grads {
+        Some(sg) => std::mem::take(&mut sg.w_dec),
         None => matmul(dev, Operand::t(&z, n, m), Operand::n(&g_out, n, d))?,
     };
     for (g, v) in gw_dec.iter_mut().zip(&inner.w_dec) {
@@ -699,18 +708,8 @@ pub fn loss_and_grads(
     for (g, v) in b_dec_grad.iter_mut().zip(&inner.b_dec) {
         *g += v;
     }
-    let l1_grad = if terms.jump.is_some() {
-        0.0
-    } else {
-        (lambda * c_s) as f32
-    };
-    let (gw_enc, b_enc_grad, threshold_grad) = match &zs {
-        Some(zs) => {
-            let gp = sparse_kernel::pre_gradient(p, zs, &g_out, l1_grad, &aux_part.pre);
-            drop(g_out);
-            let gw_enc = sparse_kernel::dense_t_times(&xc, &gp, d, m);
-            (gw_enc, gp.column_sums(m), Vec::new())
-        }
+    let (gw_enc, b_enc_grad, threshold_grad) = match sparse_grads {
+        Some(sg) => (sg.w_enc, sg.b_enc, Vec::new()),
         None => dense_pre_gradients(
             dev,
             p,

@@ -116,7 +116,7 @@ impl Counts {
         let (m, d) = (p.d_sae, p.d_in);
         let (_, mut z) = pre_activations(dev, p, xb, rows)?;
         let codes = activate_with_stats(&mut z, m, s);
-        // mostly-zero codes (TopK, a trained L1 SAE) decode as a sparse product, as in training
+        // codes with enough zeros (TopK, a trained L1 SAE) decode as a sparse product, as in training
         let xhat = if dev.is_cpu() && codes.active as f64 <= SPARSE_MAX_DENSITY * z.len() as f64 {
             sparse_kernel::decode(p, &SparseRows::from_dense(&z, m))
         } else {
