@@ -73,8 +73,7 @@ pub fn pre_activations(
         }
     });
     let mut pre = matmul(dev, Operand::n(&xc, n, d), Operand::n(p.w_enc, d, p.d_sae))?;
-    pre.par_chunks_mut((STAT_ROWS * p.d_sae).max(1))
-        .for_each(|block| add_rows(block, p.b_enc));
+    add_to_rows(&mut pre, p.b_enc);
     Ok((xc, pre))
 }
 
@@ -466,8 +465,7 @@ pub fn decode(dev: &Device, p: &ParamsView<'_>, z: &[f32], n: usize) -> Result<V
         Operand::n(z, n, p.d_sae),
         Operand::n(p.w_dec, p.d_sae, p.d_in),
     )?;
-    out.par_chunks_mut((STAT_ROWS * p.d_in).max(1))
-        .for_each(|block| add_rows(block, p.b_dec));
+    add_to_rows(&mut out, p.b_dec);
     Ok(out)
 }
 
@@ -863,11 +861,14 @@ fn add_to_body(out: &mut [f32], v: &[f32]) {
     }
 }
 
-/// `row += b` for each row of `block` (rows of `b.len()`).
-fn add_rows(block: &mut [f32], b: &[f32]) {
-    for row in block.chunks_exact_mut(b.len().max(1)) {
-        add_to(row, b);
-    }
+/// `row += b` for each row of `a` (rows of `b.len()`; blocks of rows in parallel).
+pub(crate) fn add_to_rows(a: &mut [f32], b: &[f32]) {
+    a.par_chunks_mut((STAT_ROWS * b.len()).max(1))
+        .for_each(|block| {
+            for row in block.chunks_exact_mut(b.len().max(1)) {
+                add_to(row, b);
+            }
+        });
 }
 
 /// Columns per work item of [`column_sums`] and [`column_sums_f64`].

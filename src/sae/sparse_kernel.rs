@@ -13,7 +13,7 @@
 
 use rayon::prelude::*;
 
-use crate::sae::kernel::ParamsView;
+use crate::sae::kernel::{add_to_rows, ParamsView};
 use crate::sae::vector_ops::par_zeroed;
 
 /// Largest share of non-zero codes for which the training step takes the sparse products: about
@@ -449,14 +449,7 @@ pub fn decode(p: &ParamsView<'_>, z: &SparseRows) -> Vec<f32> {
     let d = p.d_in;
     let pack = pack_for(z.idx.len(), z.rows() * p.d_sae);
     let mut out = sparse_times(z, &Panels::new(p.w_dec, p.d_sae, d, pack), d, false);
-    out.par_chunks_mut((TASK_ROWS * d).max(1))
-        .for_each(|block| {
-            for row in block.chunks_exact_mut(d.max(1)) {
-                for (o, b) in row.iter_mut().zip(p.b_dec) {
-                    *o += b;
-                }
-            }
-        });
+    add_to_rows(&mut out, p.b_dec);
     out
 }
 
@@ -488,7 +481,7 @@ pub fn backward(
     let pack = pack_for(z.idx.len(), n * p.d_sae);
     let g_panels = Panels::new(g_out, n, d, pack);
     let w_dec = sparse_times(&zt, &g_panels, d, false);
-    let gpt = pre_gradient_t(p, &zt, &g_panels, l1, extra);
+    let gpt = pre_gradient_t(p, zt, &g_panels, l1, extra);
     drop(g_panels);
     let w_enc = sparse_times(&gpt, &Panels::new(xc, n, d, pack), d, true);
     SparseGrads {
@@ -499,14 +492,14 @@ pub fn backward(
 }
 
 /// The loss gradient with respect to the pre-activations at the active codes, transposed: for the
-/// transposed codes `zt` (`[d_sae, n]`), `W_dec[j] . g_out[r] + l1` at each active `(j, r)`, then
+/// transposed codes `zt` (`[d_sae, n]`, whose positions the result takes over), `W_dec[j] . g_out[r] + l1` at each active `(j, r)`, then
 /// each `(r, j, v)` of `extra` (the TopK auxiliary loss) added, as a new entry where `(j, r)` is not
 /// active.
 ///
 /// `g_out` comes as panels; tasks of [`TASK_LATENTS`] latents run in parallel ([`dots_task`]).
 fn pre_gradient_t(
     p: &ParamsView<'_>,
-    zt: &SparseRows,
+    zt: SparseRows,
     g_out: &Panels,
     l1: f32,
     extra: &[(usize, usize, f32)],
@@ -523,7 +516,7 @@ fn pre_gradient_t(
         rest = b;
     }
     let job = DotsJob {
-        zt,
+        zt: &zt,
         w_dec: p.w_dec,
         panels: g_out,
         cols: d,
@@ -532,11 +525,8 @@ fn pre_gradient_t(
     parts
         .into_par_iter()
         .for_each(|(j0, out)| dots_task(out, j0, &job));
-    let g = SparseRows {
-        indptr: zt.indptr.clone(),
-        idx: zt.idx.clone(),
-        val,
-    };
+    // the same entries as the codes: their positions are reused as they are
+    let g = SparseRows { val, ..zt };
     if extra.is_empty() {
         return g;
     }
@@ -648,7 +638,7 @@ mod tests {
         // g W_dec^T at the active entries, plus l1, plus an extra entry at an inactive (row 1, 1)
         // and one at an active (row 0, 0) entry; transposed
         let full = dense_mm(&g, &transpose(&w_dec, m, d), n, d, m);
-        let gpt = pre_gradient_t(&p, &zt, &Panels::new(&g, n, d, true), 0.25, &extra);
+        let gpt = pre_gradient_t(&p, zt.clone(), &Panels::new(&g, n, d, true), 0.25, &extra);
         let mut want = vec![0f32; n * m];
         for k in 0..n * m {
             if z[k] != 0.0 {
@@ -735,7 +725,7 @@ mod tests {
         let sg = backward(&p, &zs, &g, &g, 0.5, &[]);
         near(&sg.w_dec, &want);
         // pre-gradient at the active entries
-        let gpt = pre_gradient_t(&p, &zt, &Panels::new(&g, n, d, true), 0.5, &[]);
+        let gpt = pre_gradient_t(&p, zt.clone(), &Panels::new(&g, n, d, true), 0.5, &[]);
         assert_eq!((&gpt.indptr, &gpt.idx), (&zt.indptr, &zt.idx));
         let mut want = Vec::with_capacity(gpt.val.len());
         for j in 0..m {
